@@ -1,0 +1,164 @@
+// vnetct_native: the one place where C++ error values become Python exceptions.
+//
+// Every Result<T, HostErrc> is unwrapped here; an error raises
+// vnetct_native.HostError (or its subclass HostTimeout for deadlines) whose
+// `code` attribute is the error code's name and whose message is the error's
+// sentence plus detail. Blocking calls release the GIL.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <string>
+
+#include "vnetct/host_agent/process.hpp"
+#include "vnetct/host_agent/qemu_command.hpp"
+#include "vnetct/host_agent/topology.hpp"
+#include "vnetct/reference_impl/rules.hpp"
+#include "json_bridge.hpp"
+#include "qmp_bindings.hpp"
+
+namespace py = pybind11;
+using namespace vnetct::host_agent;
+
+namespace vnetct::harness {
+
+namespace {
+py::object g_host_error;
+py::object g_host_timeout;
+
+#define VNETCT_ERRC_NAME_CASE(name, sentence) \
+    case HostErrc::name:                      \
+        return #name;
+const char* code_name(HostErrc code) {
+    switch (code) { VNETCT_HOST_ERRORS(VNETCT_ERRC_NAME_CASE) }
+    return "Unknown";
+}
+#undef VNETCT_ERRC_NAME_CASE
+}  // namespace
+
+HostFailure::HostFailure(const Error<HostErrc>& error)
+    : std::runtime_error(error.message()), code(error.code) {}
+
+Deadline deadline_in(double seconds) {
+    return std::chrono::steady_clock::now() +
+           std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds));
+}
+
+void register_errors(py::module_& module) {
+    g_host_error = py::reinterpret_steal<py::object>(
+        PyErr_NewExceptionWithDoc("vnetct_native.HostError",
+                                  "A host-side operation failed; `code` names the error code.", nullptr, nullptr));
+    g_host_timeout = py::reinterpret_steal<py::object>(PyErr_NewExceptionWithDoc(
+        "vnetct_native.HostTimeout", "A deadline passed; the message says what was awaited.",
+        g_host_error.ptr(), nullptr));
+    module.attr("HostError") = g_host_error;
+    module.attr("HostTimeout") = g_host_timeout;
+    py::register_exception_translator([](std::exception_ptr pointer) {
+        try {
+            if (pointer) {
+                std::rethrow_exception(pointer);
+            }
+        } catch (const HostFailure& failure) {
+            py::gil_scoped_acquire gil;
+            const py::object type = failure.code == HostErrc::Timeout ? g_host_timeout : g_host_error;
+            py::object exception = type(failure.what());
+            exception.attr("code") = code_name(failure.code);
+            PyErr_SetObject(type.ptr(), exception.ptr());
+        }
+    });
+}
+
+}  // namespace vnetct::harness
+
+using namespace vnetct::harness;
+
+PYBIND11_MODULE(vnetct_native, module) {
+    module.doc() = "vnetct's native core: QMP and guest agent clients, QEMU launcher, topology, rules.";
+    register_errors(module);
+
+    // --- rules (reference_impl) -------------------------------------------
+    module.def("failover_rules", [] {
+        py::list rules;
+        for (const auto& rule : vnetct::reference_impl::failover_rules()) {
+            py::dict entry;
+            entry["id"] = std::string(rule.id);
+            entry["area"] = std::string(rule.area);
+            entry["sentence"] = std::string(rule.sentence);
+            rules.append(entry);
+        }
+        return rules;
+    });
+
+    // --- argv building ------------------------------------------------------
+    module.def("escape_option_value", &escape_option_value);
+    module.def("option_list", [](const std::string& driver, const Properties& properties) {
+        return unwrap(option_list(driver, properties));
+    });
+    module.def("shell_quote", &shell_quote);
+
+    // --- processes ----------------------------------------------------------
+    py::class_<ExitStatus>(module, "ExitStatus")
+        .def_readonly("code", &ExitStatus::code)
+        .def_readonly("signal", &ExitStatus::signal)
+        .def("describe", &ExitStatus::describe)
+        .def("__repr__", &ExitStatus::describe);
+
+    py::class_<Process>(module, "Process")
+        .def_static(
+            "spawn",
+            [](std::vector<std::string> argv, std::string stdout_path, std::string stderr_path, std::string netns) {
+                return unwrap(Process::spawn(SpawnOptions{std::move(argv), std::move(stdout_path),
+                                                          std::move(stderr_path), std::move(netns)}));
+            },
+            py::arg("argv"), py::arg("stdout_path") = "/dev/null", py::arg("stderr_path") = "/dev/null",
+            py::arg("netns") = "")
+        .def_property_readonly("pid", &Process::pid)
+        .def_property_readonly("pgid", &Process::pgid)
+        .def("poll", &Process::poll)
+        .def(
+            "wait", [](Process& self, double timeout) { return unwrap(self.wait(deadline_in(timeout))); },
+            py::arg("timeout"), py::call_guard<py::gil_scoped_release>())
+        .def(
+            "terminate",
+            [](Process& self, double grace) {
+                return unwrap(self.terminate(std::chrono::milliseconds(static_cast<long>(grace * 1000))));
+            },
+            py::arg("grace") = 5.0, py::call_guard<py::gil_scoped_release>());
+
+    module.def(
+        "run_command",
+        [](const std::vector<std::string>& argv, double timeout) {
+            auto output = unwrap(run_command(argv, deadline_in(timeout)));
+            return py::make_tuple(output.status, output.output);
+        },
+        py::arg("argv"), py::arg("timeout") = 30.0);
+
+    // --- topology -----------------------------------------------------------
+    py::class_<Topology>(module, "Topology")
+        .def_static(
+            "create",
+            [](std::string netns, std::string prefix, int taps, std::string peer_address) {
+                return unwrap(Topology::create(TopologySpec{std::move(netns), std::move(prefix), taps,
+                                                            std::move(peer_address)}));
+            },
+            py::arg("netns"), py::arg("device_prefix"), py::arg("taps") = 2,
+            py::arg("peer_address") = "198.18.0.1/24", py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("netns", &Topology::netns)
+        .def_property_readonly("bridge", &Topology::bridge)
+        .def_property_readonly("taps", &Topology::taps)
+        .def_property_readonly("peer_interface", &Topology::peer_interface)
+        .def_property_readonly("peer_address", &Topology::peer_address)
+        .def("describe", [](const Topology& self) { return unwrap(self.describe()); })
+        .def("destroy", [](Topology& self) { unwrap(self.destroy()); }, py::call_guard<py::gil_scoped_release>());
+
+    module.def("list_netns", &list_netns, py::arg("prefix"));
+    module.def("sweep_netns", [](const std::string& prefix) { return unwrap(sweep_netns(prefix)); });
+    module.def(
+        "open_socket_in_netns",
+        [](const std::string& netns, int domain, int type, int protocol) {
+            return unwrap(open_socket_in_netns(netns, domain, type, protocol));
+        },
+        py::arg("netns"), py::arg("domain"), py::arg("type"), py::arg("protocol") = 0);
+
+    bind_clients(module);
+}

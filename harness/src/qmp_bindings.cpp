@@ -1,0 +1,146 @@
+#include "qmp_bindings.hpp"
+
+#include <pybind11/stl.h>
+
+#include "json_bridge.hpp"
+#include "vnetct/host_agent/guest_agent_client.hpp"
+#include "vnetct/host_agent/qmp_client.hpp"
+
+namespace py = pybind11;
+using namespace vnetct::host_agent;
+
+namespace vnetct::harness {
+
+py::object to_python(const nlohmann::json& value) {
+    static py::object loads = py::module_::import("json").attr("loads");
+    return loads(value.dump());
+}
+
+nlohmann::json from_python(const py::handle& value) {
+    static py::object dumps = py::module_::import("json").attr("dumps");
+    if (value.is_none()) {
+        return nullptr;
+    }
+    return nlohmann::json::parse(dumps(value).cast<std::string>());
+}
+
+namespace {
+
+py::dict qmp_event_dict(const QmpEvent& event) {
+    py::dict entry;
+    entry["name"] = event.name;
+    entry["data"] = to_python(event.data);
+    entry["qemu_timestamp"] = event.qemu_timestamp;
+    entry["host_ns"] = event.host_ns;
+    entry["index"] = event.index;
+    return entry;
+}
+
+py::dict agent_event_dict(const AgentEvent& event) {
+    py::dict entry;
+    entry["name"] = event.name;
+    entry["data"] = to_python(event.data);
+    entry["host_ns"] = event.host_ns;
+    entry["index"] = event.index;
+    return entry;
+}
+
+// Runs a blocking client call without the GIL, then converts under the GIL.
+template <typename Call>
+auto released(Call&& call) {
+    py::gil_scoped_release release;
+    return call();
+}
+
+}  // namespace
+
+void bind_clients(py::module_& module) {
+    py::class_<QmpClient>(module, "QmpClient")
+        .def_static(
+            "connect",
+            [](const std::string& socket_path, const std::string& transcript_path, double timeout) {
+                return unwrap(released([&] { return QmpClient::connect(socket_path, transcript_path, deadline_in(timeout)); }));
+            },
+            py::arg("socket_path"), py::arg("transcript_path") = "", py::arg("timeout") = 30.0)
+        .def_property_readonly("greeting", [](const QmpClient& self) { return to_python(self.greeting()); })
+        .def(
+            "execute",
+            [](QmpClient& self, const std::string& command, const py::object& arguments, double timeout) {
+                const nlohmann::json args = from_python(arguments);
+                auto reply = unwrap(released([&] { return self.execute(command, args, deadline_in(timeout)); }));
+                return to_python(reply);
+            },
+            py::arg("command"), py::arg("arguments") = py::none(), py::arg("timeout") = 30.0)
+        .def_property_readonly("events",
+                               [](const QmpClient& self) {
+                                   py::list events;
+                                   for (const auto& event : self.events()) {
+                                       events.append(qmp_event_dict(event));
+                                   }
+                                   return events;
+                               })
+        .def(
+            "wait_event",
+            [](QmpClient& self, const std::string& name, const py::object& match, std::size_t from_index,
+               double timeout) {
+                const nlohmann::json pattern = from_python(match);
+                auto event =
+                    unwrap(released([&] { return self.wait_event(name, pattern, from_index, deadline_in(timeout)); }));
+                return qmp_event_dict(event);
+            },
+            py::arg("name"), py::arg("match") = py::none(), py::arg("from_index") = 0, py::arg("timeout") = 30.0)
+        .def(
+            "pump", [](QmpClient& self, double timeout) { return unwrap(released([&] { return self.pump(deadline_in(timeout)); })); },
+            py::arg("timeout"))
+        .def_property_readonly("closed", &QmpClient::closed);
+
+    py::class_<GuestAgentClient>(module, "GuestAgentClient")
+        .def_static(
+            "connect",
+            [](const std::string& socket_path, const std::string& transcript_path, double timeout) {
+                return unwrap(released(
+                    [&] { return GuestAgentClient::connect(socket_path, transcript_path, deadline_in(timeout)); }));
+            },
+            py::arg("socket_path"), py::arg("transcript_path") = "", py::arg("timeout") = 30.0)
+        .def(
+            "wait_hello",
+            [](GuestAgentClient& self, double timeout) {
+                auto hello = unwrap(released([&] { return self.wait_hello(deadline_in(timeout)); }));
+                return to_python(hello);
+            },
+            py::arg("timeout"))
+        .def(
+            "request",
+            [](GuestAgentClient& self, const std::string& command, const py::object& arguments, double timeout) {
+                const nlohmann::json args = from_python(arguments);
+                auto reply = unwrap(released([&] { return self.request(command, args, deadline_in(timeout)); }));
+                return to_python(reply);
+            },
+            py::arg("command"), py::arg("arguments") = py::none(), py::arg("timeout") = 30.0)
+        .def_property_readonly("events",
+                               [](const GuestAgentClient& self) {
+                                   py::list events;
+                                   for (const auto& event : self.events()) {
+                                       events.append(agent_event_dict(event));
+                                   }
+                                   return events;
+                               })
+        .def(
+            "wait_event",
+            [](GuestAgentClient& self, const std::string& name, const py::object& match, std::size_t from_index,
+               double timeout) {
+                const nlohmann::json pattern = from_python(match);
+                auto event =
+                    unwrap(released([&] { return self.wait_event(name, pattern, from_index, deadline_in(timeout)); }));
+                return agent_event_dict(event);
+            },
+            py::arg("name"), py::arg("match") = py::none(), py::arg("from_index") = 0, py::arg("timeout") = 30.0)
+        .def(
+            "pump",
+            [](GuestAgentClient& self, double timeout) {
+                return unwrap(released([&] { return self.pump(deadline_in(timeout)); }));
+            },
+            py::arg("timeout"));
+}
+
+}  // namespace vnetct::harness

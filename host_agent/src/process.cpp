@@ -1,0 +1,275 @@
+#include "vnetct/host_agent/process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace vnetct::host_agent {
+namespace {
+
+int remaining_ms(Deadline deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    return left.count() < 0 ? 0 : static_cast<int>(left.count());
+}
+
+ExitStatus decode(int raw) {
+    if (WIFSIGNALED(raw)) {
+        return ExitStatus{0, WTERMSIG(raw)};
+    }
+    return ExitStatus{WEXITSTATUS(raw), 0};
+}
+
+// In the child, after fork: report errno through the pipe and exit.
+[[noreturn]] void child_fail(int report_fd, const char* step) {
+    const int error = errno;
+    char buffer[256];
+    const int length = snprintf(buffer, sizeof buffer, "%s: %s", step, strerror(error));
+    if (length > 0) {
+        [[maybe_unused]] auto written = write(report_fd, buffer, static_cast<size_t>(length));
+    }
+    _exit(127);
+}
+
+[[noreturn]] void child_exec(const SpawnOptions& options, std::vector<char*>& argv, int report_fd) {
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, nullptr);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+    if (!options.netns.empty()) {
+        const std::string path = "/run/netns/" + options.netns;
+        const int ns = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (ns < 0) {
+            child_fail(report_fd, ("open " + path).c_str());
+        }
+        if (setns(ns, CLONE_NEWNET) != 0) {
+            child_fail(report_fd, ("setns " + path).c_str());
+        }
+        close(ns);
+    }
+    const int in = open("/dev/null", O_RDONLY);
+    const int out = open(options.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (out < 0) {
+        child_fail(report_fd, ("open " + options.stdout_path).c_str());
+    }
+    const int err = options.stderr_path == options.stdout_path
+                        ? dup(out)
+                        : open(options.stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (err < 0) {
+        child_fail(report_fd, ("open " + options.stderr_path).c_str());
+    }
+    dup2(in, STDIN_FILENO);
+    dup2(out, STDOUT_FILENO);
+    dup2(err, STDERR_FILENO);
+    execvp(argv[0], argv.data());
+    child_fail(report_fd, ("exec " + options.argv.front()).c_str());
+}
+
+}  // namespace
+
+std::string ExitStatus::describe() const {
+    if (signal != 0) {
+        return std::string("killed by signal ") + std::to_string(signal) + " (" + strsignal(signal) + ")";
+    }
+    return "exited with status " + std::to_string(code);
+}
+
+HostResult<Process> Process::spawn(const SpawnOptions& options) {
+    if (options.argv.empty()) {
+        return fail(HostErrc::InvalidArgument, "empty argv");
+    }
+    std::vector<char*> argv;
+    for (const auto& argument : options.argv) {
+        argv.push_back(const_cast<char*>(argument.c_str()));
+    }
+    argv.push_back(nullptr);
+
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) {
+        return fail(HostErrc::SpawnFailed, std::string("pipe: ") + strerror(errno));
+    }
+    const pid_t pid = fork();
+    if (pid < 0) {
+        const int error = errno;
+        close(report[0]);
+        close(report[1]);
+        return fail(HostErrc::SpawnFailed, std::string("fork: ") + strerror(error));
+    }
+    if (pid == 0) {
+        close(report[0]);
+        child_exec(options, argv, report[1]);
+    }
+    setpgid(pid, pid);  // also in the parent, so the group exists before we use it
+    close(report[1]);
+    char message[512];
+    ssize_t length;
+    do {
+        length = read(report[0], message, sizeof message - 1);
+    } while (length < 0 && errno == EINTR);
+    close(report[0]);
+    const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    Process process(pid, pidfd);
+    if (length > 0) {
+        message[length] = '\0';
+        process.kill_group_and_reap();
+        return fail(HostErrc::SpawnFailed, message);
+    }
+    return process;
+}
+
+Process::Process(Process&& other) noexcept
+    : m_pid(std::exchange(other.m_pid, -1)), m_pidfd(std::exchange(other.m_pidfd, -1)), m_status(other.m_status) {}
+
+Process& Process::operator=(Process&& other) noexcept {
+    if (this != &other) {
+        kill_group_and_reap();
+        m_pid = std::exchange(other.m_pid, -1);
+        m_pidfd = std::exchange(other.m_pidfd, -1);
+        m_status = other.m_status;
+    }
+    return *this;
+}
+
+Process::~Process() { kill_group_and_reap(); }
+
+std::optional<ExitStatus> Process::poll() {
+    if (m_status || m_pid <= 0) {
+        return m_status;
+    }
+    int raw = 0;
+    const pid_t reaped = waitpid(m_pid, &raw, WNOHANG);
+    if (reaped == m_pid) {
+        m_status = decode(raw);
+    }
+    return m_status;
+}
+
+HostResult<ExitStatus> Process::wait(Deadline deadline) {
+    for (;;) {
+        if (auto status = poll()) {
+            return *status;
+        }
+        const int timeout = remaining_ms(deadline);
+        if (timeout == 0) {
+            return fail(HostErrc::Timeout, "process " + std::to_string(m_pid) + " still running");
+        }
+        if (m_pidfd >= 0) {
+            pollfd entry{m_pidfd, POLLIN, 0};
+            ::poll(&entry, 1, timeout);
+        } else {
+            // No pidfd (very old kernel): block in waitpid for the rest.
+            int raw = 0;
+            if (waitpid(m_pid, &raw, 0) == m_pid) {
+                m_status = decode(raw);
+            }
+        }
+    }
+}
+
+HostResult<ExitStatus> Process::terminate(std::chrono::milliseconds grace) {
+    if (!poll()) {
+        kill(-m_pid, SIGTERM);
+        auto ended = wait(std::chrono::steady_clock::now() + grace);
+        if (!ended) {
+            kill(-m_pid, SIGKILL);
+            auto killed = wait(std::chrono::steady_clock::now() + std::chrono::seconds(10));
+            if (!killed) {
+                return killed;
+            }
+        }
+    }
+    // The leader is gone; make sure nothing else of its group lingers.
+    kill(-m_pid, SIGKILL);
+    return *m_status;
+}
+
+void Process::kill_group_and_reap() noexcept {
+    if (m_pid > 0) {
+        if (!m_status) {
+            kill(-m_pid, SIGKILL);
+            int raw = 0;
+            if (waitpid(m_pid, &raw, 0) == m_pid) {
+                m_status = decode(raw);
+            }
+        }
+        kill(-m_pid, SIGKILL);
+    }
+    if (m_pidfd >= 0) {
+        close(m_pidfd);
+        m_pidfd = -1;
+    }
+}
+
+HostResult<CommandOutput> run_command(const std::vector<std::string>& argv, Deadline deadline) {
+    if (argv.empty()) {
+        return fail(HostErrc::InvalidArgument, "empty argv");
+    }
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+        return fail(HostErrc::SpawnFailed, std::string("pipe: ") + strerror(errno));
+    }
+    const std::string output_path = "/dev/fd/" + std::to_string(pipe_fds[1]);
+    // The child inherits pipe_fds[1] only through the /dev/fd path opened
+    // before exec, so clear CLOEXEC on it for the duration of the spawn.
+    fcntl(pipe_fds[1], F_SETFD, 0);
+    auto process = Process::spawn(SpawnOptions{argv, output_path, output_path, {}});
+    close(pipe_fds[1]);
+    if (!process) {
+        close(pipe_fds[0]);
+        return tl::unexpected(process.error());
+    }
+    std::string output;
+    char buffer[4096];
+    for (;;) {
+        pollfd entry{pipe_fds[0], POLLIN, 0};
+        const int timeout = remaining_ms(deadline);
+        const int ready = ::poll(&entry, 1, timeout);
+        if (ready == 0) {
+            close(pipe_fds[0]);
+            return fail(HostErrc::Timeout, "'" + argv.front() + "' did not finish; output so far: " + output);
+        }
+        const ssize_t length = read(pipe_fds[0], buffer, sizeof buffer);
+        if (length < 0 && errno == EINTR) {
+            continue;
+        }
+        if (length <= 0) {
+            break;
+        }
+        output.append(buffer, static_cast<size_t>(length));
+    }
+    close(pipe_fds[0]);
+    auto status = process->wait(deadline);
+    if (!status) {
+        return tl::unexpected(status.error());
+    }
+    return CommandOutput{*status, std::move(output)};
+}
+
+HostResult<std::string> run_checked(const std::vector<std::string>& argv, Deadline deadline) {
+    auto result = run_command(argv, deadline);
+    if (!result) {
+        return tl::unexpected(result.error());
+    }
+    if (result->status.code != 0 || result->status.signal != 0) {
+        std::string line;
+        for (const auto& argument : argv) {
+            line += (line.empty() ? "" : " ") + argument;
+        }
+        return fail(HostErrc::ProcessFailed, "'" + line + "' " + result->status.describe() + ": " + result->output);
+    }
+    return std::move(result->output);
+}
+
+}  // namespace vnetct::host_agent
