@@ -1,0 +1,188 @@
+// A connected unix stream socket speaking line-delimited JSON, the framing both
+// QMP and the vnetct guest agent use; and the event store the clients of such a
+// channel share (events kept in arrival order, waits with a deadline).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vnetct/host_agent/errors.hpp"
+#include "vnetct/host_agent/transcript.hpp"
+
+namespace vnetct::host_agent {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = Clock::time_point;
+
+inline constexpr std::size_t default_max_message_size = std::size_t{16} * 1024 * 1024;
+// send() without a deadline gives the peer this long to take the bytes.
+inline constexpr std::chrono::seconds default_send_timeout{5};
+
+class JsonLineChannel {
+  public:
+    // Connects to the unix socket at `path`. A missing socket (ENOENT) or one
+    // nobody listens on yet (ECONNREFUSED) is retried with a short backoff until
+    // `deadline` (Timeout); other errors fail at once (ConnectFailed).
+    // A line longer than `max_message_size` bytes is refused (Oversized).
+    [[nodiscard]] static HostResult<JsonLineChannel> connect(const std::string& path, Deadline deadline,
+                                                             std::size_t max_message_size = default_max_message_size);
+
+    JsonLineChannel(JsonLineChannel&& other) noexcept;
+    JsonLineChannel& operator=(JsonLineChannel&& other) noexcept;
+    JsonLineChannel(const JsonLineChannel&) = delete;
+    JsonLineChannel& operator=(const JsonLineChannel&) = delete;
+    ~JsonLineChannel();
+
+    // Every message sent and received (and peer text that was not JSON) goes
+    // to this transcript from now on.
+    void set_transcript(Transcript transcript) { m_transcript = std::move(transcript); }
+    [[nodiscard]] Transcript& transcript() { return m_transcript; }
+
+    // Writes `message` as one line. EPIPE/ECONNRESET -> Closed.
+    HostResult<void> send(const nlohmann::json& message, Deadline deadline);
+    HostResult<void> send(const nlohmann::json& message);
+
+    // The next message. Timeout when `deadline` passes (a passed deadline still
+    // takes what is already readable); Closed on end of stream, with the partial
+    // line in the detail when it ended mid-line; Malformed for a line that is not
+    // JSON (the line is consumed: the next receive reads on); Oversized for a
+    // line over the limit (the channel is then unusable: framing is lost).
+    // Blank lines are skipped.
+    [[nodiscard]] HostResult<nlohmann::json> receive(Deadline deadline);
+
+    // CLOCK_MONOTONIC ns when the bytes completing the last received message
+    // were read from the socket.
+    [[nodiscard]] std::int64_t last_arrival_ns() const { return m_last_arrival_ns; }
+
+    // The peer hung up (end of stream or reset).
+    [[nodiscard]] bool closed() const { return m_closed; }
+
+    [[nodiscard]] const std::string& path() const { return m_path; }
+
+  private:
+    JsonLineChannel(int fd, std::string path, std::size_t max_message_size);
+
+    // Reads what is available, waiting until `deadline` for something.
+    HostResult<void> read_more(Deadline deadline);
+    void close_fd();
+
+    int m_fd = -1;
+    std::string m_path;
+    std::size_t m_max_message_size = default_max_message_size;
+    std::string m_buffer;
+    std::size_t m_scanned = 0;  // m_buffer[0, m_scanned) holds no '\n'
+    std::int64_t m_buffer_arrival_ns = 0;
+    std::int64_t m_last_arrival_ns = 0;
+    bool m_closed = false;
+    bool m_oversized = false;
+    Transcript m_transcript;
+};
+
+// True when `match` is null, or an object whose every key is present in
+// `data` with an equal value.
+[[nodiscard]] bool json_matches(const nlohmann::json& data, const nlohmann::json& match);
+
+// Milliseconds from now until `deadline` (0 when passed), for messages.
+[[nodiscard]] long long milliseconds_until(Deadline deadline);
+
+// Compact list of event names for messages: "STOP, RESUME x3, NETDEV_..."; an
+// event named `highlighted` shows its data too, to see why it did not match.
+[[nodiscard]] std::string describe_events(const std::vector<std::string>& names,
+                                          const std::vector<const nlohmann::json*>& data,
+                                          std::string_view highlighted);
+
+// Events of one channel in arrival order. Event is a struct with at least
+// `std::string name; nlohmann::json data; std::size_t index;`.
+template <typename Event>
+class EventLog {
+  public:
+    [[nodiscard]] const std::vector<Event>& events() const { return m_events; }
+
+    // Stores `event`, numbering it with its position.
+    const Event& append(Event event) {
+        event.index = m_events.size();
+        m_events.push_back(std::move(event));
+        return m_events.back();
+    }
+
+    // The first stored event at or after `from_index` with this name whose
+    // data matches `match`, or nullptr.
+    [[nodiscard]] const Event* find(std::string_view name, const nlohmann::json& match,
+                                    std::size_t from_index) const {
+        for (std::size_t i = from_index; i < m_events.size(); ++i) {
+            if (m_events[i].name == name && json_matches(m_events[i].data, match)) {
+                return &m_events[i];
+            }
+        }
+        return nullptr;
+    }
+
+    // `read_one(deadline) -> HostResult<void>` reads and dispatches one message
+    // (storing it here if it is an event). Stored events are looked at first.
+    template <typename ReadOne>
+    HostResult<Event> wait(std::string_view what, std::string_view name, const nlohmann::json& match,
+                           std::size_t from_index, Deadline deadline, ReadOne&& read_one) {
+        const Deadline start = Clock::now();
+        std::size_t searched = from_index;
+        for (;;) {
+            if (const Event* found = find(name, match, searched)) {
+                return *found;
+            }
+            searched = std::max(searched, m_events.size());
+            HostResult<void> read = read_one(deadline);
+            if (!read) {
+                return fail(read.error().code,
+                            wait_failure(what, name, match, from_index, start, deadline, read.error().detail));
+            }
+        }
+    }
+
+    // Reads and dispatches messages until `deadline`; a Timeout is the normal
+    // end. Returns how many events arrived.
+    template <typename ReadOne>
+    HostResult<std::size_t> pump(Deadline deadline, ReadOne&& read_one) {
+        const std::size_t before = m_events.size();
+        for (;;) {
+            HostResult<void> read = read_one(deadline);
+            if (!read) {
+                if (read.error().code == HostErrc::Timeout) {
+                    return m_events.size() - before;
+                }
+                return tl::unexpected(read.error());
+            }
+        }
+    }
+
+  private:
+    [[nodiscard]] std::string wait_failure(std::string_view what, std::string_view name, const nlohmann::json& match,
+                                           std::size_t from_index, Deadline start, Deadline deadline,
+                                           const std::string& cause) const {
+        std::vector<std::string> names;
+        std::vector<const nlohmann::json*> data;
+        for (std::size_t i = from_index; i < m_events.size(); ++i) {
+            names.push_back(m_events[i].name);
+            data.push_back(&m_events[i].data);
+        }
+        const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - start).count();
+        std::string text = "waiting " + std::to_string(std::max<long long>(waited, 0)) + " ms for " +
+                           std::string(what) + " " + std::string(name);
+        if (!match.is_null()) {
+            text += " matching " + match.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        }
+        text += " (from event #" + std::to_string(from_index) + "): " + cause + "; events seen since #" +
+                std::to_string(from_index) + ": " + describe_events(names, data, name);
+        return text;
+    }
+
+    std::vector<Event> m_events;
+};
+
+}  // namespace vnetct::host_agent

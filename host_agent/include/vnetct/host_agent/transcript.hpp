@@ -1,0 +1,59 @@
+// The per-VM transcript of a line-JSON conversation (qmp-<vm>.jsonl): one JSON
+// object per line,
+//   {"t_host_ns": <CLOCK_MONOTONIC ns>, "t_wall": "<ISO 8601 UTC, microseconds>",
+//    "dir": "in"|"out"|"note", "msg": <message, or {"raw": "<text>"}>}
+// flushed after every line so a crash loses nothing.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "vnetct/host_agent/errors.hpp"
+
+namespace vnetct::host_agent {
+
+// CLOCK_MONOTONIC in nanoseconds: the host time base of transcripts and events.
+[[nodiscard]] std::int64_t monotonic_now_ns();
+
+// CLOCK_REALTIME as "2024-05-01T12:34:56.123456Z".
+[[nodiscard]] std::string wall_clock_iso8601();
+
+enum class TranscriptDirection { In, Out, Note };
+
+[[nodiscard]] std::string_view to_string(TranscriptDirection direction);
+
+class Transcript {
+  public:
+    // A disabled transcript: every record is dropped.
+    Transcript() = default;
+
+    // Appends to `path`; an empty path gives a disabled transcript.
+    [[nodiscard]] static HostResult<Transcript> open(const std::string& path);
+
+    [[nodiscard]] bool enabled() const { return m_file != nullptr; }
+    [[nodiscard]] const std::string& path() const { return m_path; }
+
+    // `host_ns` is when the message arrived or left; 0 means "now".
+    void record(TranscriptDirection direction, const nlohmann::json& message, std::int64_t host_ns = 0);
+    // Text that was not valid JSON, kept as {"raw": text}.
+    void record_raw(TranscriptDirection direction, std::string_view text, std::int64_t host_ns = 0);
+    // A remark of the harness itself, kept as {"note": text}.
+    void note(std::string_view text);
+
+  private:
+    struct FileCloser {
+        void operator()(std::FILE* file) const { std::fclose(file); }
+    };
+
+    void write_line(TranscriptDirection direction, const nlohmann::json& message, std::int64_t host_ns);
+
+    std::unique_ptr<std::FILE, FileCloser> m_file;
+    std::string m_path;
+};
+
+}  // namespace vnetct::host_agent

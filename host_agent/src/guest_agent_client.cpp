@@ -1,0 +1,126 @@
+#include "vnetct/host_agent/guest_agent_client.hpp"
+
+namespace vnetct::host_agent {
+
+namespace {
+
+std::string brief(const nlohmann::json& message) {
+    constexpr std::size_t limit = 200;
+    std::string text = message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (text.size() > limit) {
+        text = text.substr(0, limit) + "...";
+    }
+    return text;
+}
+
+}  // namespace
+
+HostResult<GuestAgentClient> GuestAgentClient::connect(const std::string& socket_path,
+                                                       const std::string& transcript_path, Deadline deadline,
+                                                       std::size_t max_message_size) {
+    auto transcript = Transcript::open(transcript_path);
+    if (!transcript) {
+        return tl::unexpected(transcript.error());
+    }
+    auto channel = JsonLineChannel::connect(socket_path, deadline, max_message_size);
+    if (!channel) {
+        transcript->note("connect failed: " + channel.error().message());
+        return tl::unexpected(channel.error());
+    }
+    channel->set_transcript(std::move(*transcript));
+    return GuestAgentClient(std::move(*channel));
+}
+
+HostResult<nlohmann::json> GuestAgentClient::wait_hello(Deadline deadline) {
+    auto hello = wait_event("hello", nullptr, 0, deadline);
+    if (!hello) {
+        return tl::unexpected(hello.error());
+    }
+    return hello->data;
+}
+
+HostResult<nlohmann::json> GuestAgentClient::read_one(Deadline deadline) {
+    auto message = m_channel.receive(deadline);
+    if (!message) {
+        return tl::unexpected(message.error());
+    }
+    if (!message->is_object()) {
+        return fail(HostErrc::Protocol, "not a JSON object: " + brief(*message));
+    }
+    const auto event = message->find("event");
+    if (event != message->end()) {
+        if (!event->is_string()) {
+            return fail(HostErrc::Protocol, "event name is not a string: " + brief(*message));
+        }
+        std::string name = event->get<std::string>();
+        m_events.append(AgentEvent{std::move(name), std::move(*message), m_channel.last_arrival_ns(), 0});
+        return nlohmann::json();
+    }
+    if (!message->contains("id") || !message->contains("ok") || !(*message)["ok"].is_boolean()) {
+        return fail(HostErrc::Protocol, "neither an event nor a reply: " + brief(*message));
+    }
+    return std::move(*message);
+}
+
+HostResult<void> GuestAgentClient::read_event(Deadline deadline) {
+    auto message = read_one(deadline);
+    if (!message) {
+        return tl::unexpected(message.error());
+    }
+    if (!message->is_null()) {
+        return fail(HostErrc::Protocol, "a reply with no request running: " + brief(*message));
+    }
+    return {};
+}
+
+HostResult<nlohmann::json> GuestAgentClient::request(const std::string& cmd, const nlohmann::json& args,
+                                                     Deadline deadline) {
+    if (!args.is_null() && !args.is_object()) {
+        return fail(HostErrc::InvalidArgument, cmd + ": arguments must be an object, got " + brief(args));
+    }
+    if (args.contains("id") || args.contains("cmd")) {
+        return fail(HostErrc::InvalidArgument, cmd + ": arguments may not hold \"id\" or \"cmd\": " + brief(args));
+    }
+    const std::int64_t id = m_next_id++;
+    nlohmann::json message{{"id", id}, {"cmd", cmd}};
+    if (args.is_object()) {
+        message.update(args);
+    }
+    if (auto sent = m_channel.send(message, deadline); !sent) {
+        return fail(sent.error().code, cmd + ": " + sent.error().detail);
+    }
+    for (;;) {
+        auto reply = read_one(deadline);
+        if (!reply) {
+            return fail(reply.error().code, "waiting for the reply to " + cmd + " (id " + std::to_string(id) +
+                                                "): " + reply.error().detail);
+        }
+        if (reply->is_null()) {
+            continue;
+        }
+        if ((*reply)["id"] != id) {
+            return fail(HostErrc::Protocol,
+                        "reply to " + cmd + " should carry id " + std::to_string(id) + ": " + brief(*reply));
+        }
+        if (!(*reply)["ok"].get<bool>()) {
+            const auto error = reply->find("error");
+            const std::string text = error == reply->end() ? "(no error text)"
+                                     : error->is_string()  ? error->get<std::string>()
+                                                           : brief(*error);
+            return fail(HostErrc::CommandFailed, cmd + ": " + text);
+        }
+        return reply->value("result", nlohmann::json());
+    }
+}
+
+HostResult<AgentEvent> GuestAgentClient::wait_event(const std::string& name, const nlohmann::json& match,
+                                                    std::size_t from_index, Deadline deadline) {
+    return m_events.wait("guest agent event", name, match, from_index, deadline,
+                         [this](Deadline until) { return read_event(until); });
+}
+
+HostResult<std::size_t> GuestAgentClient::pump(Deadline deadline) {
+    return m_events.pump(deadline, [this](Deadline until) { return read_event(until); });
+}
+
+}  // namespace vnetct::host_agent
