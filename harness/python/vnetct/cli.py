@@ -1,0 +1,189 @@
+"""vnetct: a conformance harness for virtio-net failover and live-TAP migration.
+
+Commands:
+  run     set up (packages, build, guest image), run the conformance suite
+          against the SUT profile, write out/<run-id>/{results.json,junit.xml}
+          and per-case artifacts, point out/latest at it. Exit 0 only if every
+          selected case passed (skips allowed, each with its reason).
+  test    the same set-up, then the unit tests (GoogleTest through ctest) and
+          the pytest suites of the harness itself. CI runs exactly this.
+  list    print every case id and the rule it checks.
+  setup   only the set-up steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import List, Optional
+
+from . import bootstrap, paths
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SETUP = 3
+EXIT_INTERRUPTED = 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vnetct", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    run = commands.add_parser("run", help="run the conformance suite (default profile: qemu)",
+                              description="Set up, then run the conformance cases and write results.")
+    run.add_argument("-k", dest="keyword", metavar="EXPR",
+                     help="only cases whose id or test name matches the pytest -k expression")
+    run.add_argument("--qemu", metavar="PATH", default=str(paths.DEFAULT_QEMU),
+                     help="QEMU binary under test (default: %(default)s)")
+    run.add_argument("--profile", metavar="NAME", default="qemu", help="SUT profile (default: qemu)")
+    run.add_argument("--out", metavar="DIR", type=Path, default=paths.OUT,
+                     help="results root; each run gets <DIR>/<run-id> (default: %(default)s)")
+    run.add_argument("--no-setup", action="store_true", help="skip apt/build/image steps (they must be done)")
+
+    test = commands.add_parser("test", help="set up, then run the unit and harness tests")
+    test.add_argument("pytest_args", nargs="*", help="extra arguments for pytest")
+
+    commands.add_parser("list", help="print case ids and the rule each checks")
+    commands.add_parser("setup", help="install packages, build, and build the guest image")
+    return parser
+
+
+def _pytest_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(paths.REPO / "harness" / "python"), env.get("PYTHONPATH", "")])
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def _point_latest(out: Path, run_dir: Path) -> None:
+    latest = out / "latest"
+    temporary = out / f".latest-{os.getpid()}"
+    if temporary.is_symlink():
+        temporary.unlink()
+    temporary.symlink_to(run_dir.name)
+    os.replace(temporary, latest)
+
+
+def command_run(args) -> int:
+    if not Path(args.qemu).is_file() or not os.access(args.qemu, os.X_OK):
+        print(f"vnetct: --qemu {args.qemu}: not an executable file", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.no_setup:
+        bootstrap.prepare(with_image=True)
+    bootstrap.require_root()
+    run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    out = args.out.resolve()
+    run_dir = out / run_id
+    run_dir.mkdir(parents=True)
+    _point_latest(out, run_dir)
+    command_line = " ".join(["./vnetct", *sys.argv[1:]])
+    print(f"vnetct: run {run_id}, profile {args.profile}, QEMU {args.qemu}", flush=True)
+    print(f"vnetct: results in {run_dir}", flush=True)
+    pytest_args = [str(paths.CASES), "-p", "vnetct.plugin", "-q", "--no-header", "-p", "no:cacheprovider",
+                   "--rootdir", str(paths.REPO), f"--vnetct-run-dir={run_dir}", f"--vnetct-profile={args.profile}",
+                   f"--vnetct-qemu={args.qemu}", f"--vnetct-command={command_line}"]
+    if args.keyword:
+        pytest_args += ["-k", args.keyword]
+    started = time.monotonic()
+    status = _run_pytest(pytest_args, cwd=paths.REPO)
+    elapsed = time.monotonic() - started
+    return _summarise(run_dir, status, elapsed)
+
+
+def _run_pytest(pytest_args: List[str], cwd: Path) -> int:
+    # A child process: a crash in a case cannot take the CLI's summary with it,
+    # and Ctrl-C reaches both (same process group), so pytest tears down.
+    process = subprocess.Popen([sys.executable, "-m", "pytest", *pytest_args], cwd=cwd, env=_pytest_env())
+    while True:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            print("\nvnetct: interrupted; tearing down (finished cases are kept)", flush=True)
+            continue  # pytest got the same SIGINT; wait for its teardown
+
+
+def _summarise(run_dir: Path, pytest_status: int, elapsed: float) -> int:
+    from .results import load
+
+    results = load(run_dir / "results.json")
+    if results is None:
+        print(f"vnetct: no results.json in {run_dir} (pytest exit {pytest_status})", file=sys.stderr)
+        return EXIT_FAILED if pytest_status != 2 else EXIT_USAGE
+    counts = results.get("summary", {})
+    print("")
+    print(f"vnetct: {counts.get('passed', 0)} passed, {counts.get('failed', 0)} failed, "
+          f"{counts.get('error', 0)} errors, {counts.get('skipped', 0)} skipped in {elapsed:.1f} s")
+    for case in results.get("cases", []):
+        if case["outcome"] != "passed":
+            print(f"  {case['outcome'].upper():8s} {case['id']}: {case.get('reason')}")
+    for problem in results.get("run_problems", []):
+        print(f"  PROBLEM  {problem}")
+    print(f"vnetct: results.json and junit.xml in {run_dir}")
+    if results.get("interrupted"):
+        return EXIT_INTERRUPTED
+    if pytest_status == 2 and not results.get("cases"):
+        return EXIT_USAGE
+    ok = (counts.get("failed", 0) == 0 and counts.get("error", 0) == 0 and not results.get("run_problems")
+          and pytest_status in (0, 5))
+    if pytest_status == 5:
+        print("vnetct: no case matched the selection", file=sys.stderr)
+        return EXIT_USAGE
+    return 0 if ok else EXIT_FAILED
+
+
+def command_list(_args) -> int:
+    bootstrap.ensure_packages()
+    bootstrap.build_native()
+    return subprocess.run([sys.executable, "-m", "pytest", str(paths.CASES), "-p", "vnetct.plugin", "-q",
+                           "--no-header", "-p", "no:cacheprovider", "--collect-only", "--vnetct-list",
+                           "--rootdir", str(paths.REPO)],
+                          cwd=paths.REPO, env=_pytest_env(), check=False).returncode
+
+
+def command_test(args) -> int:
+    bootstrap.prepare(with_image=True)
+    bootstrap.require_root()
+    started = time.monotonic()
+    print("vnetct: unit tests (ctest)", flush=True)
+    ctest = subprocess.run(["ctest", "--test-dir", str(paths.BUILD), "--output-on-failure", "-j2"], check=False)
+    print("vnetct: harness tests (pytest)", flush=True)
+    suites = [str(paths.REPO / "harness" / "test"), str(paths.REPO / "guest_agent" / "image")]
+    pytest_status = subprocess.run([sys.executable, "-m", "pytest", *suites, "-p", "no:cacheprovider",
+                                    "--rootdir", str(paths.REPO), *args.pytest_args],
+                                   cwd=paths.REPO, env=_pytest_env(), check=False).returncode
+    print(f"vnetct: tests finished in {time.monotonic() - started:.1f} s "
+          f"(ctest exit {ctest.returncode}, pytest exit {pytest_status})", flush=True)
+    return 0 if ctest.returncode == 0 and pytest_status == 0 else EXIT_FAILED
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return command_run(args)
+        if args.command == "test":
+            return command_test(args)
+        if args.command == "list":
+            return command_list(args)
+        if args.command == "setup":
+            bootstrap.prepare(with_image=True)
+            return 0
+    except bootstrap.SetupError as error:
+        print(f"vnetct: set-up failed: {error}", file=sys.stderr)
+        return EXIT_SETUP
+    except KeyboardInterrupt:
+        print("\nvnetct: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""Guests under test: a declarative VM spec, the QEMU argv built from it, and
+the VM object that owns one QEMU process, its QMP and guest agent clients and
+its artifacts. Only the factory in `lifecycle.py` creates VMs, so every QEMU
+has one owner that always reaps it."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional
+
+from .native import HostError, HostTimeout, vnetct_native
+
+AGENT_PORT_NAME = "org.vnetct.agent"
+CONSOLE_FAILURE = re.compile(r"Kernel panic|vnetct-init: agent exited|KVM internal error|"
+                             r"emulation failure|end trace")
+DRIVER_MODULES = ("failover", "net_failover", "virtio_net", "dca", "i2c_algo_bit", "igb", "e1000e")
+
+
+@dataclass
+class Nic:
+    """One guest NIC. `bus=None` gives it a pcie-root-port of its own."""
+    driver: str
+    mac: str
+    id: Optional[str] = None
+    bus: Optional[str] = None
+    properties: Dict[str, str] = field(default_factory=dict)
+    tap: bool = True  # backed by a TAP of the VM's wire
+
+
+@dataclass
+class VmSpec:
+    name: str
+    nics: List[Nic] = field(default_factory=list)
+    memory_mb: int = 512
+    machine: str = "q35"
+    extra_args: List[str] = field(default_factory=list)
+
+    def root_ports(self) -> List[str]:
+        return [f"root{index + 1}" for index, nic in enumerate(self.nics) if nic.bus is None]
+
+
+class VmStartError(Exception):
+    """QEMU refused to start or exited before the guest was up."""
+
+    def __init__(self, message: str, stderr: str = "", exit_status: Optional[str] = None):
+        super().__init__(message)
+        self.stderr = stderr
+        self.exit_status = exit_status
+
+
+class GuestFailure(Exception):
+    """The guest died or reported a failure on its console."""
+
+
+@dataclass
+class Accelerator:
+    name: str            # "kvm" or "tcg"
+    reason: str          # why this one
+    cpu: str             # "-cpu" value
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "reason": self.reason, "cpu": self.cpu}
+
+
+def build_argv(spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets: Path, artifacts: Path,
+               taps: List[str]) -> List[str]:
+    """The QEMU command line for `spec`. Every property list goes through the
+    native argv builder, which escapes commas."""
+    option = vnetct_native.option_list
+    argv = [qemu, "-name", spec.name, "-S", "-no-user-config", "-nodefaults", "-display", "none",
+            "-accel", accel.name, "-cpu", accel.cpu, "-machine", spec.machine, "-m", str(spec.memory_mb),
+            "-smp", "1", "-no-reboot",
+            "-kernel", image["kernel"], "-initrd", image["initramfs"],
+            "-append", "console=ttyS0 panic=-1 loglevel=6",
+            "-chardev", option("file", [("id", "console"), ("path", str(artifacts / f"serial-{spec.name}.log"))]),
+            "-serial", "chardev:console",
+            "-chardev", option("socket", [("id", "qmp"), ("path", str(sockets / "qmp.sock")),
+                                          ("server", "on"), ("wait", "off")]),
+            "-mon", "chardev=qmp,mode=control",
+            "-chardev", option("socket", [("id", "agent"), ("path", str(sockets / "agent.sock")),
+                                          ("server", "on"), ("wait", "off")]),
+            "-device", option("virtio-serial-pci", [("id", "agentbus")]),
+            "-device", option("virtserialport", [("chardev", "agent"), ("name", AGENT_PORT_NAME)])]
+    port = 0
+    tap_index = 0
+    for index, nic in enumerate(spec.nics):
+        bus = nic.bus
+        if bus is None:
+            port += 1
+            bus = f"root{index + 1}"
+            argv += ["-device", option("pcie-root-port", [("id", bus), ("chassis", str(port)), ("slot", str(port))])]
+        netdev = f"hn{index}"
+        if nic.tap:
+            argv += ["-netdev", option("tap", [("id", netdev), ("ifname", taps[tap_index]), ("script", "no"),
+                                               ("downscript", "no"), ("vnet_hdr", "on")])]
+            tap_index += 1
+        else:
+            argv += ["-netdev", option("hubport", [("id", netdev), ("hubid", str(index))])]
+        properties = [("netdev", netdev)]
+        if nic.id is not None:
+            properties.append(("id", nic.id))
+        properties += [("mac", nic.mac), ("bus", bus)]
+        properties += list(nic.properties.items())
+        if nic.driver in ("e1000e", "igb", "e1000"):
+            properties.append(("romfile", ""))
+        argv += ["-device", option(nic.driver, properties)]
+    argv += spec.extra_args
+    return argv
+
+
+def flatten_pci(buses: Iterable[dict]) -> List[dict]:
+    """query-pci's tree as a flat list of devices (bridges' children included)."""
+    devices: List[dict] = []
+    for bus in buses:
+        for device in bus.get("devices", []):
+            devices.append(device)
+            bridge = device.get("pci_bridge")
+            if bridge and "bus" in bridge:
+                devices += flatten_pci([{"devices": bridge.get("devices", [])}])
+    return devices
+
+
+class Vm:
+    """One QEMU process, with its QMP and guest agent clients and artifacts."""
+
+    def __init__(self, spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets: Path, artifacts: Path,
+                 netns: str = "", taps: Optional[List[str]] = None, on_step=None):
+        self.spec = spec
+        self.name = spec.name
+        self.qemu = qemu
+        self.accel = accel
+        self.image = image
+        self.sockets = sockets
+        self.artifacts = artifacts
+        self.netns = netns
+        self.taps = taps or []
+        self.process = None
+        self.qmp = None
+        self.agent = None
+        self.hello: Optional[dict] = None
+        self.started_at: Optional[float] = None
+        self.boot_seconds: Optional[float] = None
+        self._step = on_step or (lambda text: None)
+        sockets.mkdir(parents=True, exist_ok=True)
+        artifacts.mkdir(parents=True, exist_ok=True)
+        self.argv = build_argv(spec, qemu, accel, image, sockets, artifacts, self.taps)
+
+    # -- artifacts ---------------------------------------------------------
+    @property
+    def qmp_transcript(self) -> Path:
+        return self.artifacts / f"qmp-{self.name}.jsonl"
+
+    @property
+    def agent_transcript(self) -> Path:
+        return self.artifacts / f"agent-{self.name}.jsonl"
+
+    @property
+    def serial_log(self) -> Path:
+        return self.artifacts / f"serial-{self.name}.log"
+
+    @property
+    def stderr_log(self) -> Path:
+        return self.artifacts / f"qemu-{self.name}.stderr"
+
+    def artifact_paths(self) -> Dict[str, Path]:
+        return {f"qmp-{self.name}": self.qmp_transcript, f"agent-{self.name}": self.agent_transcript,
+                f"serial-{self.name}": self.serial_log, f"qemu-stderr-{self.name}": self.stderr_log,
+                f"argv-{self.name}": self.artifacts / f"argv-{self.name}.txt"}
+
+    def stderr_text(self) -> str:
+        try:
+            return self.stderr_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def console_text(self) -> str:
+        try:
+            return self.serial_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> None:
+        """Spawn QEMU (paused), connect QMP and the agent socket, then let the
+        guest run. Raises VmStartError if QEMU exits first."""
+        (self.artifacts / f"argv-{self.name}.txt").write_text(
+            " ".join(vnetct_native.shell_quote(a) for a in self.argv) + "\n")
+        self._step(f"starting QEMU for {self.name}")
+        self.started_at = time.monotonic()
+        self.process = vnetct_native.Process.spawn(self.argv, "/dev/null", str(self.stderr_log), self.netns)
+        deadline = time.monotonic() + timeout
+        while self.qmp is None:
+            self._raise_if_exited("before QMP answered")
+            try:
+                self.qmp = vnetct_native.QmpClient.connect(str(self.sockets / "qmp.sock"), str(self.qmp_transcript),
+                                                           timeout=0.5)
+            except HostTimeout:
+                if time.monotonic() > deadline:
+                    raise VmStartError(f"{self.name}: QMP socket did not answer within {timeout:.0f} s",
+                                       self.stderr_text())
+            except HostError:
+                self._raise_if_exited("before QMP answered")
+                raise
+        self.agent = vnetct_native.GuestAgentClient.connect(str(self.sockets / "agent.sock"),
+                                                            str(self.agent_transcript), timeout=timeout)
+        self.qmp.execute("cont")
+
+    def _raise_if_exited(self, when: str) -> None:
+        status = self.process.poll() if self.process else None
+        if status is not None:
+            raise VmStartError(f"{self.name}: QEMU {status.describe()} {when}: {self.stderr_text().strip()}",
+                               self.stderr_text(), status.describe())
+
+    def wait_booted(self, timeout: float = 90.0) -> dict:
+        """Wait for the agent's hello; fail early on a console failure pattern
+        or a QEMU exit."""
+        self._step(f"booting {self.name} (waiting for the guest agent)")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.hello = self.agent.wait_hello(timeout=0.5)
+                break
+            except HostTimeout:
+                pass
+            self._raise_if_exited("while the guest booted")
+            match = CONSOLE_FAILURE.search(self.console_text())
+            if match:
+                tail = "\n".join(self.console_text().splitlines()[-15:])
+                raise GuestFailure(f"{self.name}: console shows '{match.group(0)}' while booting:\n{tail}")
+            if time.monotonic() > deadline:
+                tail = "\n".join(self.console_text().splitlines()[-10:])
+                raise HostTimeout(f"{self.name}: no hello from the guest agent within {timeout:.0f} s; "
+                                  f"console tail:\n{tail}")
+        self.boot_seconds = time.monotonic() - self.started_at
+        return self.hello
+
+    def stop(self) -> Optional[str]:
+        """Quit QEMU (QMP quit, then SIGTERM/SIGKILL to its group); always reaps."""
+        if self.process is None:
+            return None
+        if self.qmp is not None and self.process.poll() is None:
+            try:
+                self.qmp.execute("quit", timeout=5.0)
+            except HostError:
+                pass  # it may close the socket before answering
+        status = self.process.terminate(grace=5.0)
+        self.process = None
+        return status.describe()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    # -- QMP helpers -----------------------------------------------------------
+    def pci_devices(self) -> List[dict]:
+        return flatten_pci(self.qmp.execute("query-pci"))
+
+    def pci_ids(self) -> List[str]:
+        return [device["qdev_id"] for device in self.pci_devices() if device.get("qdev_id")]
+
+    # -- guest agent helpers ---------------------------------------------------
+    def request(self, command: str, arguments: Optional[dict] = None, timeout: float = 30.0) -> Any:
+        return self.agent.request(command, arguments, timeout=timeout)
+
+    def report(self) -> List[dict]:
+        return self.request("report")["netdevs"]
+
+    def save_json(self, name: str, data: Any) -> Path:
+        path = self.artifacts / name
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return path
+
+    def load_drivers(self, names: Iterable[str] = DRIVER_MODULES, timeout: float = 60.0) -> List[dict]:
+        return self.request("load-modules", {"names": list(names)}, timeout=timeout)["modules"]

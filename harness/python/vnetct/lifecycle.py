@@ -1,0 +1,180 @@
+"""The run context and the one factory that owns every VM and wire of a run.
+
+Lifecycle stages, as fixtures use them: `factory.wire(...)` (a network namespace
+with an eswitch-like bridge and TAPs) -> `factory.vm(spec)` (QEMU started,
+QMP connected) -> `factory.vm_booted(spec)` (guest agent said hello). At
+teardown the factory stops every VM, deletes every namespace it made, and
+reports anything that lingered."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from .guest import Accelerator, Vm, VmSpec
+from .native import vnetct_native
+
+
+@dataclass
+class RunContext:
+    run_id: str
+    short_id: str               # 6 hex chars, the per-run name prefix
+    run_dir: Path
+    profile: str
+    qemu: str
+    qemu_version: str
+    accelerator: Accelerator
+    image: dict
+    socket_root: Path           # short path for unix sockets (108-byte limit)
+    step: Callable[[str], None] = lambda text: None
+
+    @property
+    def netns_prefix(self) -> str:
+        return f"vnetct-{self.short_id}"
+
+
+class Leftovers(Exception):
+    """Processes or namespaces survived teardown."""
+
+
+@dataclass
+class _Owned:
+    vms: List[Vm] = field(default_factory=list)
+    wires: List[object] = field(default_factory=list)
+
+
+class VmFactory:
+    def __init__(self, run: RunContext, artifacts: Path, scope_name: str):
+        self.run = run
+        self.artifacts = artifacts
+        self.scope_name = scope_name
+        self._owned = _Owned()
+        self._counter = 0
+
+    def _next(self) -> int:
+        self._counter += 1
+        return self._counter
+
+    def wire(self, taps: int):
+        index = _next_wire_index()
+        topology = vnetct_native.Topology.create(
+            netns=f"{self.run.netns_prefix}-{index}", device_prefix=f"v{self.run.short_id}{index:x}"[:9],
+            taps=taps, peer_address="198.18.0.1/24")
+        self._owned.wires.append(topology)
+        return topology
+
+    def vm(self, spec: VmSpec, start: bool = True) -> Vm:
+        taps = sum(1 for nic in spec.nics if nic.tap)
+        wire = self.wire(taps) if taps else None
+        sockets = self.run.socket_root / f"{spec.name}-{self._next()}"
+        vm = Vm(spec, self.run.qemu, self.run.accelerator, self.run.image, sockets, self.artifacts / spec.name,
+                netns=wire.netns if wire else "", taps=wire.taps if wire else [],
+                on_step=lambda text: self.run.step(text))
+        vm.wire = wire
+        self._owned.vms.append(vm)
+        if start:
+            vm.start()
+        return vm
+
+    def vm_booted(self, spec: VmSpec, timeout: float = 120.0) -> Vm:
+        vm = self.vm(spec)
+        vm.wait_booted(timeout=timeout)
+        return vm
+
+    def close(self) -> List[str]:
+        """Stop everything this factory made; returns the problems found."""
+        problems: List[str] = []
+        for vm in reversed(self._owned.vms):
+            pid = vm.process.pid if vm.process else None
+            try:
+                if vm.wire is not None and vm.process is not None:
+                    try:
+                        (vm.artifacts / "wire-links.txt").write_text(vm.wire.describe())
+                    except Exception as error:  # noqa: BLE001 - artifact only
+                        (vm.artifacts / "wire-links.txt").write_text(f"could not describe the wire: {error}\n")
+                vm.stop()
+            except Exception as error:  # noqa: BLE001 - keep tearing down
+                problems.append(f"{vm.name}: stop failed: {error}")
+            if pid is not None and _alive(pid):
+                problems.append(f"{vm.name}: QEMU pid {pid} still alive after stop")
+            shutil.rmtree(vm.sockets, ignore_errors=True)
+        for wire in reversed(self._owned.wires):
+            try:
+                wire.destroy()
+            except Exception as error:  # noqa: BLE001
+                problems.append(f"namespace {wire.netns}: {error}")
+            if wire.netns in vnetct_native.list_netns(wire.netns):
+                problems.append(f"namespace {wire.netns} still exists")
+        self._owned = _Owned()
+        return problems
+
+
+_wire_counter = 0
+
+
+def _next_wire_index() -> int:
+    global _wire_counter
+    _wire_counter += 1
+    return _wire_counter
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return ") Z" not in stat.read()
+    except OSError:
+        return False
+
+
+def qemu_version(qemu: str) -> str:
+    try:
+        result = subprocess.run([qemu, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise FileNotFoundError(f"--qemu {qemu}: cannot run it ({error})") from error
+    if result.returncode != 0 or "QEMU emulator version" not in result.stdout:
+        raise FileNotFoundError(f"--qemu {qemu}: '{qemu} --version' did not print a QEMU version "
+                                f"(exit {result.returncode}): {result.stdout[:200]}{result.stderr[:200]}")
+    return result.stdout.splitlines()[0].replace("QEMU emulator version ", "").strip()
+
+
+def leftover_processes(marker: str) -> List[str]:
+    """Processes whose command line mentions `marker` (the run's socket root)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and _alive(int(entry.name)):
+            found.append(f"{entry.name}: {cmdline[:120]}")
+    return found
+
+
+def sweep_run(run: RunContext) -> List[str]:
+    """The end-of-run sweep: kill any process of the run and delete its
+    namespaces; returns what it had to clean (empty when teardown was clean)."""
+    cleaned = []
+    for line in leftover_processes(str(run.socket_root)):
+        pid = int(line.split(":", 1)[0])
+        try:
+            os.killpg(pid, 9)
+        except OSError:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        cleaned.append(f"killed {line}")
+    deadline = time.monotonic() + 10
+    while leftover_processes(str(run.socket_root)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # bounded: waiting for the kernel to reap killed processes
+    for name in vnetct_native.sweep_netns(run.netns_prefix):
+        cleaned.append(f"deleted namespace {name}")
+    shutil.rmtree(run.socket_root, ignore_errors=True)
+    return cleaned

@@ -1,0 +1,308 @@
+"""The pytest plugin: case ids and rules, fixtures by lifecycle stage, SUT
+profiles, progress on the terminal, results.json and junit.xml.
+
+Cases live under cases/, one feature per file. A case names the rule(s) it
+checks with @pytest.mark.rule("FO-NEG-01"); its id mirrors the file layout
+(cases/failover/negotiation.py::test_primary_hidden -> failover/negotiation/
+primary-hidden)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from . import accel, paths
+from .guest import Vm
+from .lifecycle import RunContext, VmFactory, qemu_version, sweep_run
+from .native import vnetct_native
+from .results import Results, case_id_from_nodeid, now_iso
+
+PROFILES = {
+    "qemu": "real QEMU with a tiny Linux guest under the best working accelerator (default)",
+}
+RULES = {rule["id"]: rule for rule in vnetct_native.failover_rules()}
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("vnetct")
+    group.addoption("--vnetct-run-dir", default=None, help="where results.json, junit.xml and artifacts go")
+    group.addoption("--vnetct-profile", default="qemu", help="SUT profile: " + ", ".join(PROFILES))
+    group.addoption("--vnetct-qemu", default=str(paths.DEFAULT_QEMU), help="QEMU binary under test")
+    group.addoption("--vnetct-command", default="", help="the command line that reproduces the run")
+    group.addoption("--vnetct-list", action="store_true", help="print case ids and rules, run nothing")
+
+
+class CaseRecorder:
+    """What one case records: steps, metrics, artifacts. Fixture `case`."""
+
+    def __init__(self, state: "RunState", case_id: str):
+        self._state = state
+        self.id = case_id
+        self.dir = state.run_dir / "cases" / case_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.started = time.monotonic()
+        self.steps: List[dict] = []
+        self.metrics: Dict[str, dict] = {}
+        self.artifacts: Dict[str, Path] = {}
+
+    def step(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        self.steps.append({"t": round(elapsed, 3), "text": text})
+        self._state.progress(f"       · {elapsed:6.1f} s  {text}")
+
+    def metric(self, name: str, value: Any, unit: str = "") -> None:
+        self.metrics[name] = {"value": value, "unit": unit}
+
+    def artifact(self, name: str, path: Path) -> None:
+        self.artifacts[name] = Path(path)
+
+    def save_json(self, name: str, data: Any) -> Path:
+        path = self.dir / name
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        self.artifact(name, path)
+        return path
+
+    def uses(self, *vms: Vm) -> None:
+        for vm in vms:
+            for name, path in vm.artifact_paths().items():
+                self.artifact(name, path)
+
+
+class RunState:
+    def __init__(self, config):
+        self.config = config
+        option = config.getoption
+        self.profile = option("--vnetct-profile")
+        if self.profile not in PROFILES:
+            raise pytest.UsageError(f"--profile {self.profile}: unknown profile; known: {', '.join(PROFILES)}")
+        run_dir = option("--vnetct-run-dir")
+        if run_dir is None:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            run_dir = paths.OUT / f"{stamp}-{secrets.token_hex(3)}"
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_id = self.run_dir.name
+        self.short_id = secrets.token_hex(3)
+        self.qemu = option("--vnetct-qemu")
+        self.command = option("--vnetct-command") or " ".join(sys.argv)
+        self.results = Results(self.run_dir, {"run_id": self.run_id, "profile": self.profile,
+                                              "command": self.command, "sut": {}})
+        self.context: Optional[RunContext] = None
+        self.recorders: Dict[str, CaseRecorder] = {}
+        self.phases: Dict[str, Dict[str, Any]] = {}
+        self.total = 0
+        self.done = 0
+        self.terminal = config.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(self, line: str) -> None:
+        if self.terminal is not None:
+            self.terminal.write_line(line)
+        else:
+            print(line, flush=True)
+
+    def run_context(self) -> RunContext:
+        if self.context is None:
+            image = json.loads((paths.IMAGE_CACHE / "image.json").read_text())
+            image_paths = {"kernel": image["paths"]["kernel"], "initramfs": image["paths"]["initramfs"],
+                           "digest": image.get("digest"), "kernel_version": image.get("kernel_version")}
+            version = qemu_version(self.qemu)
+            chosen = accel.choose(self.qemu, image_paths, paths.CACHE, self.progress)
+            self.progress(f"vnetct: accelerator {chosen.name} ({chosen.reason})")
+            socket_root = Path("/tmp") / f"vnetct-{self.short_id}"
+            socket_root.mkdir(parents=True, exist_ok=True)
+            self.context = RunContext(self.run_id, self.short_id, self.run_dir, self.profile, self.qemu, version,
+                                      chosen, image_paths, socket_root)
+            self.results.data["sut"] = {
+                "qemu_binary": self.qemu, "qemu_version": version, "accelerator": chosen.to_json(),
+                "machine": "q35", "guest_kernel": image.get("kernel_version"),
+                "guest_image_digest": image.get("digest"), "host_kernel": os.uname().release,
+            }
+            self.results.write()
+        return self.context
+
+
+_state: Optional[RunState] = None
+
+
+def pytest_configure(config):
+    global _state
+    config.addinivalue_line("markers", "rule(*ids): the rule ids of the reference table this case checks")
+    if config.getoption("--vnetct-list") or config.getoption("--collect-only"):
+        return
+    _state = RunState(config)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    problems = []
+    for item in items:
+        item.vnetct_id = case_id_from_nodeid(item.nodeid)
+        marker = item.get_closest_marker("rule")
+        rule_ids = list(marker.args) if marker else []
+        if not rule_ids:
+            problems.append(f"{item.nodeid}: no @pytest.mark.rule(...) naming the rule it checks")
+        for rule_id in rule_ids:
+            if rule_id not in RULES:
+                problems.append(f"{item.nodeid}: unknown rule id '{rule_id}' (known: {', '.join(RULES)})")
+        item.vnetct_rules = [RULES[rule_id] for rule_id in rule_ids if rule_id in RULES]
+    if problems:
+        raise pytest.UsageError("bad case declarations:\n  " + "\n  ".join(problems))
+    if _state is not None:
+        _state.total = len(items)
+
+
+def pytest_collection_finish(session):
+    if session.config.getoption("--vnetct-list"):
+        for item in session.items:
+            rules = ", ".join(rule["id"] for rule in item.vnetct_rules)
+            print(f"{item.vnetct_id:60s} {rules}")
+            for rule in item.vnetct_rules:
+                print(f"{'':60s}   {rule['id']}: {rule['sentence']}")
+
+
+def pytest_report_teststatus(report, config):
+    # Our own progress lines replace pytest's dots.
+    if _state is not None:
+        return report.outcome, "", ""
+    return None
+
+
+def pytest_runtest_logstart(nodeid, location):
+    if _state is None:
+        return
+    _state.done += 1
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if _state is None:
+        return
+    rules = ", ".join(rule["id"] for rule in item.vnetct_rules)
+    _state.progress(f"[{_state.done:2d}/{_state.total}] {item.vnetct_id}  ({rules})")
+    _state.phases[item.nodeid] = {"item": item, "started": now_iso(), "t0": time.monotonic(), "reports": []}
+
+
+def pytest_runtest_logreport(report):
+    if _state is None or report.nodeid not in _state.phases:
+        return
+    phase = _state.phases[report.nodeid]
+    phase["reports"].append(report)
+    if report.when == "teardown":
+        _finish_case(phase)
+        del _state.phases[report.nodeid]
+
+
+def _reason(report) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return crash.message
+    if isinstance(report.longrepr, tuple):  # skips: (file, line, reason)
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return str(report.longrepr or "")[:2000]
+
+
+def _finish_case(phase: dict) -> None:
+    item = phase["item"]
+    outcome, reason, details = "passed", None, ""
+    for report in phase["reports"]:
+        if report.skipped:
+            outcome, reason = "skipped", _reason(report)
+            break
+        if report.failed:
+            outcome = "failed" if report.when == "call" else "error"
+            reason = (f"{report.when}: " if report.when != "call" else "") + _reason(report)
+            details = str(report.longrepr)[-8000:]
+            break
+    recorder = _state.recorders.pop(item.nodeid, None)
+    run_dir = _state.run_dir
+    case = {
+        "id": item.vnetct_id, "nodeid": item.nodeid,
+        "rules": [{"id": r["id"], "sentence": r["sentence"]} for r in item.vnetct_rules],
+        "outcome": outcome, "reason": reason, "duration_s": round(time.monotonic() - phase["t0"], 3),
+        "started": phase["started"], "artifacts": {}, "metrics": {}, "steps": [],
+    }
+    if details:
+        case["details"] = details
+    if recorder is not None:
+        if details:
+            (recorder.dir / "failure.txt").write_text(details)
+            recorder.artifact("failure", recorder.dir / "failure.txt")
+        case["artifacts"] = {name: os.path.relpath(path, run_dir) for name, path in recorder.artifacts.items()}
+        case["metrics"] = recorder.metrics
+        case["steps"] = recorder.steps
+    _state.results.add_case(case)
+    label = {"passed": "PASSED", "failed": "FAILED", "skipped": "SKIPPED", "error": "ERROR"}[outcome]
+    suffix = f": {reason}" if reason and outcome != "passed" else ""
+    _state.progress(f"       {label} in {case['duration_s']:.1f} s{suffix}")
+
+
+def pytest_keyboard_interrupt(excinfo):
+    if _state is not None:
+        _state.results.data["interrupted"] = True
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _state is None:
+        return
+    if _state.context is not None:
+        cleaned = sweep_run(_state.context)
+        if cleaned:
+            _state.results.data["run_problems"] += [f"end-of-run sweep: {line}" for line in cleaned]
+    _state.results.write(finished=True)
+    _state.results.write_junit()
+
+
+# --- fixtures -------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def run_context() -> RunContext:
+    if _state is None:
+        pytest.skip("vnetct run state not configured")
+    return _state.run_context()
+
+
+@pytest.fixture
+def case(request) -> CaseRecorder:
+    recorder = CaseRecorder(_state, request.node.vnetct_id)
+    _state.recorders[request.node.nodeid] = recorder
+    previous = _state.context.step if _state.context else None
+    if _state.context is not None:
+        _state.context.step = recorder.step
+    yield recorder
+    if _state.context is not None and previous is not None:
+        _state.context.step = previous
+
+
+def _factory(run: RunContext, name: str):
+    factory = VmFactory(run, run.run_dir / "vms", name)
+    yield factory
+    problems = factory.close()
+    if problems:
+        raise AssertionError(f"teardown of {name} left problems: " + "; ".join(problems))
+
+
+@pytest.fixture(scope="session")
+def session_factory(run_context):
+    """VMs shared by several files (e.g. one booted failover pair)."""
+    yield from _factory(run_context, "session")
+
+
+@pytest.fixture
+def vm_factory(run_context):
+    """VMs owned by one case; torn down and leak-checked when it ends."""
+    yield from _factory(run_context, "case")
+
+
+def _interrupt_on_sigterm(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+signal.signal(signal.SIGTERM, _interrupt_on_sigterm)

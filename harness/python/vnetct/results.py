@@ -1,0 +1,111 @@
+"""results.json (the only input of reports) and junit.xml. The schema is
+documented in reports/RESULTS.md. results.json is rewritten atomically after
+every case, so an interrupted run keeps the finished cases."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ElementTree
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+SCHEMA = "vnetct-results/1"
+OUTCOMES = ("passed", "failed", "skipped", "error")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Results:
+    def __init__(self, run_dir: Path, header: Dict[str, Any]):
+        self.run_dir = run_dir
+        self.data: Dict[str, Any] = {"schema": SCHEMA, **header, "started": now_iso(), "finished": None,
+                                     "interrupted": False, "cases": [], "run_problems": []}
+
+    @property
+    def cases(self) -> List[dict]:
+        return self.data["cases"]
+
+    def add_case(self, case: dict) -> None:
+        self.cases.append(case)
+        self.write()
+
+    def summary(self) -> Dict[str, int]:
+        counts = {outcome: 0 for outcome in OUTCOMES}
+        for case in self.cases:
+            counts[case["outcome"]] += 1
+        counts["total"] = len(self.cases)
+        return counts
+
+    def ok(self) -> bool:
+        counts = self.summary()
+        return (counts["failed"] == 0 and counts["error"] == 0 and not self.data["interrupted"]
+                and not self.data["run_problems"])
+
+    def write(self, finished: bool = False) -> Path:
+        if finished:
+            self.data["finished"] = now_iso()
+        self.data["summary"] = self.summary()
+        path = self.run_dir / "results.json"
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(self.data, indent=2, sort_keys=False) + "\n")
+        os.replace(temporary, path)
+        return path
+
+    def write_junit(self) -> Path:
+        counts = self.summary()
+        suite = ElementTree.Element("testsuite", name=f"vnetct-{self.data.get('profile', '')}",
+                                    tests=str(counts["total"]), failures=str(counts["failed"]),
+                                    errors=str(counts["error"]), skipped=str(counts["skipped"]),
+                                    time=f"{sum(c['duration_s'] for c in self.cases):.3f}",
+                                    timestamp=self.data["started"])
+        for case in self.cases:
+            classname, _, name = case["id"].rpartition("/")
+            element = ElementTree.SubElement(suite, "testcase", classname=classname.replace("/", "."), name=name,
+                                             time=f"{case['duration_s']:.3f}")
+            rules = ", ".join(rule["id"] for rule in case["rules"])
+            properties = ElementTree.SubElement(element, "properties")
+            ElementTree.SubElement(properties, "property", name="rules", value=rules)
+            reason = case.get("reason") or ""
+            if case["outcome"] == "failed":
+                ElementTree.SubElement(element, "failure", message=reason[:500]).text = case.get("details", reason)
+            elif case["outcome"] == "error":
+                ElementTree.SubElement(element, "error", message=reason[:500]).text = case.get("details", reason)
+            elif case["outcome"] == "skipped":
+                ElementTree.SubElement(element, "skipped", message=reason)
+        tree = ElementTree.ElementTree(ElementTree.Element("testsuites"))
+        tree.getroot().append(suite)
+        ElementTree.indent(tree)
+        path = self.run_dir / "junit.xml"
+        tree.write(path, encoding="utf-8", xml_declaration=True)
+        return path
+
+
+def case_id_from_nodeid(nodeid: str, cases_prefix: str = "cases/") -> str:
+    """'cases/failover/negotiation.py::test_primary_hidden[x]' ->
+    'failover/negotiation/primary-hidden/x'."""
+    path, _, name = nodeid.partition("::")
+    if path.startswith(cases_prefix):
+        path = path[len(cases_prefix):]
+    if path.endswith(".py"):
+        path = path[:-3]
+    parts = [p for p in path.split("/") if p]
+    if parts and parts[-1].startswith("test_"):
+        parts[-1] = parts[-1][len("test_"):]
+    base, _, params = name.partition("[")
+    if base.startswith("test_"):
+        base = base[len("test_"):]
+    parts.append(base.replace("_", "-"))
+    if params:
+        parts.append(params.rstrip("]").replace("_", "-"))
+    return "/".join(part.replace("_", "-") for part in parts)
+
+
+def load(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
