@@ -63,6 +63,13 @@ def _pytest_env() -> dict:
     return env
 
 
+def _case_collection_args() -> List[str]:
+    """How pytest finds the cases: every .py under cases/ (one feature per
+    file, no test_ prefix), imported by path so equal file names can coexist."""
+    return [str(paths.CASES), "-p", "vnetct.plugin", "-q", "--no-header", "-p", "no:cacheprovider",
+            "--import-mode=importlib", "-o", "python_files=*.py", "--rootdir", str(paths.REPO)]
+
+
 def _point_latest(out: Path, run_dir: Path) -> None:
     latest = out / "latest"
     temporary = out / f".latest-{os.getpid()}"
@@ -87,8 +94,7 @@ def command_run(args) -> int:
     command_line = " ".join(["./vnetct", *sys.argv[1:]])
     print(f"vnetct: run {run_id}, profile {args.profile}, QEMU {args.qemu}", flush=True)
     print(f"vnetct: results in {run_dir}", flush=True)
-    pytest_args = [str(paths.CASES), "-p", "vnetct.plugin", "-q", "--no-header", "-p", "no:cacheprovider",
-                   "--rootdir", str(paths.REPO), f"--vnetct-run-dir={run_dir}", f"--vnetct-profile={args.profile}",
+    pytest_args = [*_case_collection_args(), f"--vnetct-run-dir={run_dir}", f"--vnetct-profile={args.profile}",
                    f"--vnetct-qemu={args.qemu}", f"--vnetct-command={command_line}"]
     if args.keyword:
         pytest_args += ["-k", args.keyword]
@@ -142,9 +148,8 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float) -> int:
 def command_list(_args) -> int:
     bootstrap.ensure_packages()
     bootstrap.build_native()
-    return subprocess.run([sys.executable, "-m", "pytest", str(paths.CASES), "-p", "vnetct.plugin", "-q",
-                           "--no-header", "-p", "no:cacheprovider", "--collect-only", "--vnetct-list",
-                           "--rootdir", str(paths.REPO)],
+    return subprocess.run([sys.executable, "-m", "pytest", *_case_collection_args(), "--collect-only",
+                           "--vnetct-list"],
                           cwd=paths.REPO, env=_pytest_env(), check=False).returncode
 
 

@@ -1,0 +1,107 @@
+"""The failover topology the failover cases declare: one guest with a virtio-net
+standby (failover=on) and an e1000e primary paired by MAC, each on its own
+pcie-root-port, TAP-backed on an eswitch-like wire. The guest boots with no
+NIC driver loaded; the cases decide when it negotiates."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from .guest import Nic, Vm, VmSpec
+from .native import HostTimeout
+
+MAC = "52:54:00:6f:55:cc"
+STANDBY_ID = "net1"
+PRIMARY_ID = "hostdev0"
+
+
+def failover_spec(name: str, primary_driver: str = "e1000e", primary_id: Optional[str] = PRIMARY_ID,
+                  primary_bus: Optional[str] = None, pair_id: str = STANDBY_ID,
+                  standby_failover: str = "on") -> VmSpec:
+    standby = Nic("virtio-net-pci", MAC, id=STANDBY_ID, properties={"failover": standby_failover})
+    primary = Nic(primary_driver, MAC, id=primary_id, bus=primary_bus, properties={"failover_pair_id": pair_id})
+    return VmSpec(name, nics=[standby, primary])
+
+
+def by_role(netdevs: List[dict]) -> Dict[str, dict]:
+    return {netdev["failover_role"]: netdev for netdev in netdevs if netdev.get("failover_role")}
+
+
+def wait_for_guest(vm: Vm, condition, what: str, timeout: float, from_index: int = 0) -> List[dict]:
+    """Re-reads the guest's netdevs after each link event until `condition`
+    holds; bounded by `timeout`. The message says what was seen instead."""
+    deadline = time.monotonic() + timeout
+    index = from_index
+    while True:
+        netdevs = vm.report()
+        if condition(netdevs):
+            return netdevs
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            seen = [(n["name"], n.get("driver"), n.get("master"), n.get("failover_role")) for n in netdevs]
+            raise HostTimeout(f"{vm.name}: waited {timeout:.0f} s for {what}; guest netdevs (name, driver, master, "
+                              f"role): {seen}")
+        try:
+            event = vm.agent.wait_event("netdev-changed", None, index, timeout=min(remaining, 2.0))
+            index = event["index"] + 1
+        except HostTimeout:
+            index = len(vm.agent.events)  # netdev-added/removed also wake us via this re-read
+
+
+def failover_formed(netdevs: List[dict]) -> bool:
+    roles = by_role(netdevs)
+    return {"master", "standby", "primary"} <= roles.keys()
+
+
+@dataclass
+class Negotiation:
+    modules: List[dict]
+    event: dict                      # FAILOVER_NEGOTIATED
+    pci_after: List[str]
+    netdevs: List[dict]              # guest view once the failover master is complete
+    load_started_ns: int
+    formed_ns: int
+    kernel_log: List[str] = field(default_factory=list)
+
+    def role(self, name: str) -> dict:
+        return by_role(self.netdevs)[name]
+
+
+class FailoverGuest:
+    """A booted failover guest; `before_*` is what the host and the guest showed
+    before any NIC driver was loaded."""
+
+    def __init__(self, vm: Vm):
+        self.vm = vm
+        self.before_pci = vm.pci_ids()
+        self.before_netdevs = vm.report()
+        self.qmp_mark = len(vm.qmp.events)
+        self.agent_mark = len(vm.agent.events)
+        self.negotiation: Optional[Negotiation] = None
+
+    def negotiate(self, timeout: float = 90.0) -> Negotiation:
+        """Load the guest's NIC drivers, wait for FAILOVER_NEGOTIATED and for the
+        guest to complete its failover master. Done once; later calls return
+        the recorded outcome."""
+        if self.negotiation is not None:
+            return self.negotiation
+        vm = self.vm
+        started_ns = time.monotonic_ns()
+        vm._step("loading failover, net_failover, virtio_net, e1000e in the guest")
+        modules = vm.load_drivers(timeout=timeout)
+        vm._step("waiting for FAILOVER_NEGOTIATED")
+        event = vm.qmp.wait_event("FAILOVER_NEGOTIATED", None, self.qmp_mark, timeout=timeout)
+        pci_after = vm.pci_ids()
+        vm._step("waiting for the guest to enslave standby and primary")
+        netdevs = wait_for_guest(vm, failover_formed, "a failover master with standby and primary slaves",
+                                 timeout, self.agent_mark)
+        formed_ns = time.monotonic_ns()
+        kernel_log = vm.request("kernel-log")["lines"]
+        self.negotiation = Negotiation(modules, event, pci_after, netdevs, started_ns, formed_ns, kernel_log)
+        vm.save_json("negotiation.json", {"modules": modules, "event": event, "pci_after": pci_after,
+                                          "netdevs": netdevs})
+        return self.negotiation
+
+
