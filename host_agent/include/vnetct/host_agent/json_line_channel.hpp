@@ -140,7 +140,8 @@ class EventLog {
             HostResult<void> read = read_one(deadline);
             if (!read) {
                 return fail(read.error().code,
-                            wait_failure(what, name, match, from_index, start, deadline, read.error().detail));
+                            wait_failure(what, name, match, from_index, start, deadline, read.error().code,
+                                         read.error().detail));
             }
         }
     }
@@ -164,21 +165,23 @@ class EventLog {
   private:
     [[nodiscard]] std::string wait_failure(std::string_view what, std::string_view name, const nlohmann::json& match,
                                            std::size_t from_index, Deadline start, Deadline deadline,
-                                           const std::string& cause) const {
+                                           HostErrc code, const std::string& cause) const {
         std::vector<std::string> names;
         std::vector<const nlohmann::json*> data;
         for (std::size_t i = from_index; i < m_events.size(); ++i) {
             names.push_back(m_events[i].name);
             data.push_back(&m_events[i].data);
         }
-        const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - start).count();
-        std::string text = "waiting " + std::to_string(std::max<long long>(waited, 0)) + " ms for " +
-                           std::string(what) + " " + std::string(name);
+        const auto waited = std::chrono::round<std::chrono::milliseconds>(deadline - start).count();
+        std::string awaited = std::string(what) + " " + std::string(name);
         if (!match.is_null()) {
-            text += " matching " + match.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            awaited += " matching " + match.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         }
-        text += " (from event #" + std::to_string(from_index) + "): " + cause + "; events seen since #" +
-                std::to_string(from_index) + ": " + describe_events(names, data, name);
+        const std::string budget = std::to_string(std::max<long long>(waited, 0)) + " ms";
+        std::string text = code == HostErrc::Timeout
+                               ? awaited + " not seen within " + budget
+                               : "waiting up to " + budget + " for " + awaited + ": " + cause;
+        text += "; events since #" + std::to_string(from_index) + ": " + describe_events(names, data, name);
         return text;
     }
 
