@@ -34,6 +34,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -435,6 +436,21 @@ def check_agent(path: Path) -> bytes:
     return data
 
 
+def strip_agent(data: bytes, log: Callable[[str], None]) -> Tuple[bytes, str]:
+    """Drop debug info from an ELF agent (a debug build is ~5x larger)."""
+    if data[:4] != b"\x7fELF":
+        return data, "none (script)"
+    tool = shutil.which("strip")
+    if not tool:
+        log("guest image: strip (binutils) not found; agent goes in with its debug info")
+        return data, "none (no strip)"
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d) / "in", Path(d) / "out"
+        src.write_bytes(data)
+        _run([tool, "--strip-debug", "-o", str(dst), str(src)])
+        return dst.read_bytes(), "strip-debug"
+
+
 def kernel_config(kdir: Path, kver: str) -> Dict[str, str]:
     cfg = kdir / "boot" / f"config-{kver}"
     if not cfg.is_file():
@@ -460,7 +476,8 @@ def compress(data: bytes, method: str) -> bytes:
     if method == "gzip":
         return gzip.compress(data, compresslevel=9, mtime=0)
     if method == "zstd":
-        p = subprocess.run(["zstd", "-19", "-T1", "-q", "-c", "--no-check"],
+        # -9: a stripped image is ~2.3 MB in ~0.3 s; -19 saves ~0.4 MB for ~4 s.
+        p = subprocess.run(["zstd", "-9", "-T1", "-q", "-c", "--no-check"],
                            input=data, capture_output=True)
         if p.returncode != 0:
             raise BuildError(f"zstd failed: {p.stderr.decode(errors='replace').strip()}")
@@ -538,6 +555,7 @@ def build_image(cache_dir: Path, agent_binary: Path, log=print) -> dict:
         "init": sha256(INIT_SCRIPT.encode()),
         "builder": sha256(Path(__file__).read_bytes()),
         "compression": sha256(method.encode()),
+        "strip_tool": sha256(str(bool(shutil.which("strip"))).encode()),
     }
     for n in MODULES:
         inputs[f"module:{n}"] = sha256(module_files[n])
@@ -562,8 +580,10 @@ def build_image(cache_dir: Path, agent_binary: Path, log=print) -> dict:
 
     modules = {n: read_module(paths[n]) for n in MODULES}
     check_module_order({n: modinfo_depends(b) for n, b in modules.items()}, MODULES)
-    log(f"guest image: [4/5] writing initramfs ({method})")
-    archive = write_newc(initramfs_entries(busybox, agent, modules))
+    agent_in_image, strip_mode = strip_agent(agent, log)
+    log(f"guest image: [4/5] writing initramfs ({method}; agent {len(agent)} -> "
+        f"{len(agent_in_image)} bytes, {strip_mode})")
+    archive = write_newc(initramfs_entries(busybox, agent_in_image, modules))
     packed = compress(archive, method)
     tmp = initrd.with_suffix(initrd.suffix + ".tmp")
     tmp.write_bytes(packed)
@@ -583,11 +603,14 @@ def build_image(cache_dir: Path, agent_binary: Path, log=print) -> dict:
         "inputs": inputs,
         "compression": method,
         "modules": list(MODULES),
+        "agent_source": str(agent_binary.resolve()),
+        "agent_strip": strip_mode,
         "guest_module_dir": "/" + GUEST_MODULE_DIR,
         "guest_agent_path": "/" + AGENT_GUEST_PATH,
         "paths": {"kernel": str(kernel_out), "initramfs": str(initrd),
                   "kernel_tree": str(kdir)},
         "sizes": {"kernel": kernel_out.stat().st_size, "initramfs": len(packed),
+                  "agent": len(agent), "agent_in_image": len(agent_in_image),
                   "initramfs_uncompressed": len(archive)},
         "build_seconds": round(time.monotonic() - t0, 3),
     }
@@ -606,7 +629,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the image metadata as JSON")
     args = ap.parse_args(argv)
     try:
-        meta = build_image(args.cache, args.agent)
+        # with --json, stdout carries only the JSON document
+        log = (lambda m: print(m, file=sys.stderr)) if args.json else print
+        meta = build_image(args.cache, args.agent, log=log)
     except BuildError as e:
         print(f"guest image: error: {e}", file=sys.stderr)
         return 1

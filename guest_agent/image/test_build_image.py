@@ -216,3 +216,16 @@ def test_agent_checks(tmp_path):
 def test_busybox_missing_names_package(tmp_path):
     with pytest.raises(bi.BuildError, match="busybox-static"):
         bi.check_busybox(tmp_path / "busybox")
+
+
+def test_strip_agent_leaves_scripts_alone():
+    logs = []
+    data, mode = bi.strip_agent(b"#!/bin/sh\necho hi\n", logs.append)
+    assert data == b"#!/bin/sh\necho hi\n" and mode == "none (script)"
+
+
+@pytest.mark.skipif(shutil.which("strip") is None, reason="binutils strip not installed")
+def test_strip_agent_shrinks_or_keeps_an_elf():
+    elf = Path(shutil.which("strip")).resolve().read_bytes()
+    data, mode = bi.strip_agent(elf, print)
+    assert mode == "strip-debug" and data[:4] == b"\x7fELF" and len(data) <= len(elf)
