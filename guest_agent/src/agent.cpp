@@ -83,6 +83,8 @@ private:
     int m_port_fd;
     int m_signal_fd;
     bool m_port_hung_up = false;
+    bool m_wrote_since_hangup = false;  // the host saw output since it last went away
+    bool m_hello_on_reconnect = false;
     std::int64_t m_port_retry_ns = 0;
     bool m_stop = false;
 
@@ -186,6 +188,8 @@ void Agent::read_link_messages() {
 void Agent::port_hung_up() {
     if (!m_port_hung_up) {
         m_input.clear();
+        m_hello_on_reconnect = m_wrote_since_hangup;
+        m_wrote_since_hangup = false;
     }
     m_port_hung_up = true;
     m_port_retry_ns = guest_agent::monotonic_ns() + kHangupRetryNs;
@@ -240,6 +244,7 @@ void Agent::flush_output() {
             return;
         }
         m_output.consume(static_cast<std::size_t>(count));
+        m_wrote_since_hangup = true;
     }
 }
 
@@ -276,13 +281,20 @@ int Agent::run() {
             }
         }
         const short port_events = fds[1].revents;
-        if ((port_events & POLLIN) != 0) {
-            read_port();
-        }
-        if ((port_events & (POLLHUP | POLLERR)) != 0) {
-            port_hung_up();
-        } else if (port_events != 0) {
+        const bool port_hangup = (port_events & (POLLHUP | POLLERR)) != 0;
+        if (port_events != 0 && !port_hangup && m_port_hung_up) {
+            // A host that (re)connects after seeing earlier output gets a fresh hello.
             m_port_hung_up = false;
+            if (m_hello_on_reconnect) {
+                m_output.push(to_json_line(hello_event(kernel_release(), guest_agent::monotonic_ns(), realtime_ns())));
+                m_hello_on_reconnect = false;
+            }
+        }
+        if ((port_events & POLLIN) != 0) {
+            read_port();  // a read of 0 / EIO marks the port hung up too
+        }
+        if (port_hangup) {
+            port_hung_up();
         }
         if (!m_port_hung_up && !m_output.empty() && (port_events & POLLOUT) != 0) {
             flush_output();

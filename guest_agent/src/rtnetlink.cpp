@@ -32,6 +32,9 @@ std::optional<LinkState> parse_link_payload(const std::uint8_t* message, std::si
         return std::nullopt;
     }
     const auto info = read_unaligned<ifinfomsg>(message + info_offset);
+    if (info.ifi_family == AF_BRIDGE) {
+        return std::nullopt;  // bridge port notifications: RTM_DELLINK here means "left the bridge"
+    }
     LinkState state;
     state.ifindex = info.ifi_index;
     state.operstate = operstate_name(0);
@@ -205,9 +208,10 @@ std::vector<LinkMessage> parse_netlink_messages(std::span<const std::uint8_t> da
 }
 
 std::vector<std::uint8_t> encode_link_message(std::uint16_t type, const LinkState& state,
-                                              std::uint8_t oper_state, std::uint32_t sequence) {
+                                              std::uint8_t oper_state, std::uint32_t sequence,
+                                              std::uint8_t family) {
     ifinfomsg info{};
-    info.ifi_family = AF_UNSPEC;
+    info.ifi_family = family;
     info.ifi_index = state.ifindex;
     auto buffer = start_message(info);
     append_attribute(buffer, IFLA_IFNAME, state.name.c_str(), state.name.size() + 1);

@@ -1,5 +1,6 @@
 #include <linux/if.h>
 #include <linux/rtnetlink.h>
+#include <sys/socket.h>
 
 #include <gtest/gtest.h>
 
@@ -138,6 +139,14 @@ TEST_F(NetlinkParsing_test, SeveralMessagesInOneDatagramAndTruncatedTail) {
     EXPECT_EQ(messages[0].type, LinkMessage::Type::NewLink);
     EXPECT_EQ(messages[1].type, LinkMessage::Type::DelLink);
     EXPECT_EQ(messages[1].state->master_ifindex, 2);
+}
+
+TEST_F(NetlinkParsing_test, BridgePortMessagesAreNotLinkChanges) {
+    // `ip link set X nomaster` on a bridge port sends RTM_DELLINK of family AF_BRIDGE.
+    const auto bytes = encode_link_message(RTM_DELLINK, link(3, "eth1", 4, "down"), IF_OPER_DOWN, 0, AF_BRIDGE);
+    const auto messages = parse_netlink_messages(bytes);
+    ASSERT_EQ(messages.size(), 1U);
+    EXPECT_EQ(messages[0].type, LinkMessage::Type::Other);
 }
 
 class Ipv4Prefix_test : public ::testing::Test {};

@@ -25,12 +25,14 @@ struct LinkMessage {
 };
 
 // Every netlink message in one received datagram; truncated tails are dropped.
+// Link messages of family AF_BRIDGE (bridge port state) come out as Type::Other.
 [[nodiscard]] std::vector<LinkMessage> parse_netlink_messages(std::span<const std::uint8_t> datagram);
 
 // Builds one RTM_NEWLINK / RTM_DELLINK message (for tests and fakes).
 [[nodiscard]] std::vector<std::uint8_t> encode_link_message(std::uint16_t type, const LinkState& state,
                                                             std::uint8_t oper_state,
-                                                            std::uint32_t sequence = 0);
+                                                            std::uint32_t sequence = 0,
+                                                            std::uint8_t family = 0 /* AF_UNSPEC */);
 
 struct Ipv4Prefix {
     std::array<std::uint8_t, 4> address{};
