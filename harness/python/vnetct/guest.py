@@ -203,6 +203,11 @@ class Vm:
                     raise VmStartError(f"{self.name}: QMP socket did not answer within {timeout:.0f} s",
                                        self.stderr_text())
             except HostError:
+                # QEMU hung up: give it a moment to exit so its stderr explains why.
+                try:
+                    self.process.wait(timeout=5.0)
+                except HostTimeout:
+                    pass
                 self._raise_if_exited("before QMP answered")
                 raise
         self.agent = vnetct_native.GuestAgentClient.connect(str(self.sockets / "agent.sock"),

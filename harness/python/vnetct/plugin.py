@@ -113,7 +113,7 @@ class RunState:
         if self.context is None:
             image = json.loads((paths.IMAGE_CACHE / "image.json").read_text())
             image_paths = {"kernel": image["paths"]["kernel"], "initramfs": image["paths"]["initramfs"],
-                           "digest": image.get("digest"), "kernel_version": image.get("kernel_version")}
+                           "digest": image.get("inputs_hash"), "kernel_version": image.get("kernel_version")}
             version = qemu_version(self.qemu)
             chosen = accel.choose(self.qemu, image_paths, paths.CACHE, self.progress)
             self.progress(f"vnetct: accelerator {chosen.name} ({chosen.reason})")
@@ -124,7 +124,7 @@ class RunState:
             self.results.data["sut"] = {
                 "qemu_binary": self.qemu, "qemu_version": version, "accelerator": chosen.to_json(),
                 "machine": "q35", "guest_kernel": image.get("kernel_version"),
-                "guest_image_digest": image.get("digest"), "host_kernel": os.uname().release,
+                "guest_image_digest": image.get("inputs_hash"), "host_kernel": os.uname().release,
             }
             self.results.write()
         return self.context
@@ -170,9 +170,11 @@ def pytest_collection_finish(session):
 
 def pytest_report_teststatus(report, config):
     # Our own progress lines replace pytest's dots.
-    if _state is not None:
+    if _state is None:
+        return None
+    if report.when == "call" or report.outcome != "passed":
         return report.outcome, "", ""
-    return None
+    return "", "", ""
 
 
 def pytest_runtest_logstart(nodeid, location):
