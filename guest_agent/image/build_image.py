@@ -24,6 +24,7 @@ Cache layout (DIR):
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gzip
 import hashlib
 import json
@@ -523,10 +524,16 @@ def build_image(cache_dir: Path, agent_binary: Path, log=print) -> dict:
     Returns the image.json content plus "rebuilt": bool. Raises BuildError with
     a one-line message on any failure.
     """
-    t0 = time.monotonic()
     cache = Path(cache_dir).resolve()
     cache.mkdir(parents=True, exist_ok=True)
-    agent_binary = Path(agent_binary)
+    # one builder per cache at a time (parallel test workers share the cache)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(cache, Path(agent_binary), log)
+
+
+def _build_locked(cache: Path, agent_binary: Path, log) -> dict:
+    t0 = time.monotonic()
 
     log(f"guest image: [1/5] resolving kernel via {META_PACKAGE}")
     pkg, pkg_version, kver = resolve_kernel_package()
