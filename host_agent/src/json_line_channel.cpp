@@ -291,11 +291,6 @@ bool json_matches(const nlohmann::json& data, const nlohmann::json& match) {
     return true;
 }
 
-long long milliseconds_until(Deadline deadline) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    return left > 0 ? left : 0;
-}
-
 std::string describe_events(const std::vector<std::string>& names, const std::vector<const nlohmann::json*>& data,
                             std::string_view highlighted) {
     constexpr std::size_t shown_limit = 40;

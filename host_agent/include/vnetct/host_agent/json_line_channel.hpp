@@ -90,9 +90,6 @@ class JsonLineChannel {
 // `data` with an equal value.
 [[nodiscard]] bool json_matches(const nlohmann::json& data, const nlohmann::json& match);
 
-// Milliseconds from now until `deadline` (0 when passed), for messages.
-[[nodiscard]] long long milliseconds_until(Deadline deadline);
-
 // Compact list of event names for messages: "STOP, RESUME x3, NETDEV_..."; an
 // event named `highlighted` shows its data too, to see why it did not match.
 [[nodiscard]] std::string describe_events(const std::vector<std::string>& names,
