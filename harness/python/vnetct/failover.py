@@ -105,3 +105,65 @@ class FailoverGuest:
         return self.negotiation
 
 
+
+
+E1000E_PCI_ID = (0x8086, 0x10D3)
+IGB_PCI_ID = (0x8086, 0x10C9)
+
+
+@dataclass
+class ConfigObservation:
+    """What host and guest did with one failover configuration, from start to
+    'the guest has loaded every NIC driver'."""
+    start_error: Optional[str] = None      # QEMU refused to start: its stderr
+    before_pci: List[dict] = field(default_factory=list)
+    after_pci: List[dict] = field(default_factory=list)
+    negotiated: List[dict] = field(default_factory=list)  # FAILOVER_NEGOTIATED events
+    netdevs: List[dict] = field(default_factory=list)
+    stderr: str = ""
+
+    def to_json(self) -> dict:
+        return {"start_error": self.start_error, "before_pci": self.before_pci, "after_pci": self.after_pci,
+                "negotiated": self.negotiated, "netdevs": self.netdevs, "stderr": self.stderr}
+
+
+def _ids(devices: List[dict]) -> List[str]:
+    return [d["qdev_id"] for d in devices if d.get("qdev_id")]
+
+
+def pci_has(devices: List[dict], pci_id: tuple) -> bool:
+    return any((d.get("id", {}).get("vendor"), d.get("id", {}).get("device")) == pci_id for d in devices)
+
+
+def observe_configuration(factory, spec: VmSpec) -> ConfigObservation:
+    """Start `spec`, record query-pci, let the guest load its NIC drivers,
+    record again. A FAILOVER_NEGOTIATED caused by the driver's feature ack is
+    emitted while the guest is still in its probe, so the query-pci issued
+    after the load-modules reply comes back after it: no waiting needed."""
+    from .guest import VmStartError
+
+    observation = ConfigObservation()
+    try:
+        vm = factory.vm(spec)
+    except VmStartError as error:
+        observation.start_error = error.stderr.strip() or str(error)
+        observation.stderr = error.stderr
+        return observation
+    vm.wait_booted()
+    observation.before_pci = vm.pci_devices()
+    mark = len(vm.qmp.events)
+    vm._step("loading the NIC drivers in the guest")
+    vm.load_drivers()
+    observation.after_pci = vm.pci_devices()
+    observation.negotiated = [e for e in vm.qmp.events[mark:] if e["name"] == "FAILOVER_NEGOTIATED"]
+    primary = spec.nics[1]
+    plugged_now = (primary.id is not None and
+                   primary.id in _ids(observation.after_pci) and primary.id not in _ids(observation.before_pci))
+    if observation.negotiated and plugged_now:
+        # A primary plugged by the negotiation reaches the guest asynchronously (ACPI hotplug).
+        wait_for_guest(vm, lambda netdevs: any(d.get("driver") == primary.driver for d in netdevs),
+                       f"a {primary.driver} netdev after FAILOVER_NEGOTIATED", 60.0)
+    observation.netdevs = vm.report()
+    observation.stderr = vm.stderr_text()
+    vm.save_json("observation.json", observation.to_json())
+    return observation

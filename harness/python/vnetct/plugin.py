@@ -101,11 +101,13 @@ class RunState:
         self.phases: Dict[str, Dict[str, Any]] = {}
         self.total = 0
         self.done = 0
-        self.terminal = config.pluginmanager.get_plugin("terminalreporter")
 
     def progress(self, line: str) -> None:
-        if self.terminal is not None:
-            self.terminal.write_line(line)
+        # Looked up on use: the terminal reporter registers after our configure hook.
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            terminal.write_line(line)
+            terminal.flush()
         else:
             print(line, flush=True)
 

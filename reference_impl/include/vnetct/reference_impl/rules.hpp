@@ -31,7 +31,8 @@ namespace vnetct::reference_impl {
       "the guest never gets it and the host reports an error.")                               \
     X("FO-CFG-04", "configuration",                                                           \
       "A primary whose failover_pair_id names no failover standby is not hidden: it is an "   \
-      "ordinary device visible from the start, and no FAILOVER_NEGOTIATED is emitted.")       \
+      "ordinary device visible from the start, and when the standby negotiates the host "     \
+      "warns that the standby's primary was not found.")                                      \
     X("FO-CFG-05", "configuration",                                                           \
       "A standby with failover=off does not offer VIRTIO_NET_F_STANDBY: the guest does not "  \
       "ack bit 62, no FAILOVER_NEGOTIATED is emitted and no failover master is formed.")

@@ -1,0 +1,92 @@
+"""Failover configuration rules, each checked against what QEMU really
+answers: it refuses, or it starts and the guest never gets a bad primary, or
+the primary is an ordinary device."""
+
+import pytest
+
+from vnetct.failover import (E1000E_PCI_ID, IGB_PCI_ID, MAC, PRIMARY_ID, STANDBY_ID, failover_spec,
+                             observe_configuration, pci_has)
+
+VIRTIO_NET_F_STANDBY = 62
+
+
+def _record(case, observation, factory):
+    case.save_json("observation.json", observation.to_json())
+    for vm in factory._owned.vms:
+        case.uses(vm)
+
+
+@pytest.mark.rule("FO-CFG-01")
+def test_primary_without_id(vm_factory, case):
+    observation = observe_configuration(vm_factory, failover_spec("cfg-no-id", primary_id=None))
+    _record(case, observation, vm_factory)
+    if observation.start_error is not None:
+        assert "id" in observation.start_error, f"QEMU refused, but not for the missing id: {observation.start_error}"
+        return
+    # QEMU started: then the id-less primary must never reach the guest.
+    assert not observation.negotiated or not pci_has(observation.after_pci, E1000E_PCI_ID), \
+        "an id-less primary was plugged after negotiation"
+    assert observation.stderr.strip(), "the id-less primary was dropped without any error from QEMU"
+
+
+@pytest.mark.rule("FO-CFG-02")
+def test_primary_on_root_bus(vm_factory, case):
+    observation = observe_configuration(vm_factory, failover_spec("cfg-root-bus", primary_bus="pcie.0"))
+    _record(case, observation, vm_factory)
+    if observation.start_error is not None:
+        return  # refused outright: conformant
+    assert not pci_has(observation.after_pci, E1000E_PCI_ID), "a primary on pcie.0 was plugged"
+    assert not any(n.get("failover_role") == "primary" for n in observation.netdevs)
+    assert observation.stderr.strip(), "the root-bus primary was dropped without any error from QEMU"
+    case.metric("qemu_error", observation.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.rule("FO-CFG-03")
+def test_igb_primary_is_multifunction(vm_factory, case):
+    # igb has SR-IOV (multifunction): QEMU 10 is expected to refuse it as a primary after
+    # negotiation ("primary device must be in its own PCI slot"), see DESIGN.md.
+    observation = observe_configuration(vm_factory, failover_spec("cfg-igb", primary_driver="igb"))
+    _record(case, observation, vm_factory)
+    if observation.start_error is not None:
+        return
+    assert not pci_has(observation.after_pci, IGB_PCI_ID), "a multifunction igb was plugged as the primary"
+    assert not any(n.get("failover_role") == "primary" for n in observation.netdevs), "the guest got an igb primary"
+    assert observation.stderr.strip(), "the igb primary was dropped without any error from QEMU"
+    case.metric("failover_negotiated_events", len(observation.negotiated))
+    case.metric("qemu_error", observation.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.rule("FO-CFG-04")
+def test_mismatched_pair_id_is_not_hidden(vm_factory, case):
+    observation = observe_configuration(vm_factory, failover_spec("cfg-mismatch", pair_id="nosuch"))
+    _record(case, observation, vm_factory)
+    assert observation.start_error is None, f"QEMU refused: {observation.start_error}"
+    before_ids = [d.get("qdev_id") for d in observation.before_pci]
+    assert PRIMARY_ID in before_ids, "a primary naming no standby was hidden anyway"
+    # FAILOVER_NEGOTIATED reports the standby's negotiation (QAPI), so it may come; the host
+    # must then say that the standby has no primary.
+    if observation.negotiated:
+        assert "Primary device not found" in observation.stderr or "primary" in observation.stderr.lower(), \
+            f"the standby negotiated without a primary and QEMU did not warn: {observation.stderr!r}"
+    # Finding, not a rule of the host: the guest pairs by MAC alone, so it still forms a
+    # failover master with the unpaired e1000e.
+    e1000e = [n for n in observation.netdevs if n.get("driver") == "e1000e"]
+    assert e1000e, "the unpaired e1000e never reached the guest"
+    case.metric("failover_negotiated_events", len(observation.negotiated))
+    case.metric("guest_enslaved_unpaired_primary", e1000e[0]["master"] is not None)
+    case.metric("qemu_warning", " / ".join(observation.stderr.strip().splitlines()))
+
+
+@pytest.mark.rule("FO-CFG-05")
+def test_failover_off_is_plain_pair(vm_factory, case):
+    observation = observe_configuration(vm_factory, failover_spec("cfg-failover-off", standby_failover="off"))
+    _record(case, observation, vm_factory)
+    assert observation.start_error is None, f"QEMU refused: {observation.start_error}"
+    before_ids = [d.get("qdev_id") for d in observation.before_pci]
+    assert STANDBY_ID in before_ids and PRIMARY_ID in before_ids, f"both NICs should be visible: {before_ids}"
+    assert not observation.negotiated, "FAILOVER_NEGOTIATED although failover=off"
+    virtio = [n for n in observation.netdevs if n.get("parent_bus") == "virtio"]
+    assert virtio, "the guest has no virtio-net netdev"
+    assert VIRTIO_NET_F_STANDBY not in (virtio[0]["virtio_feature_bits"] or []), "bit 62 acked although failover=off"
+    assert not any(n.get("failover_role") for n in observation.netdevs), "a failover master formed with failover=off"
+    assert {n["mac"] for n in observation.netdevs if n.get("driver") in ("virtio_net", "e1000e")} == {MAC}
