@@ -104,10 +104,16 @@ class RunState:
 
     def progress(self, line: str) -> None:
         # Looked up on use: the terminal reporter registers after our configure hook.
+        # Capture is suspended around the write, as pytest's live logging does,
+        # so steps show while a case runs, not after it.
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None:
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if terminal is not None and capture is not None:
+            with capture.global_and_fixture_disabled():
+                terminal.write_line(line)
+                terminal.flush()
+        elif terminal is not None:
             terminal.write_line(line)
-            terminal.flush()
         else:
             print(line, flush=True)
 
@@ -157,11 +163,11 @@ def pytest_collection_modifyitems(session, config, items):
         item.vnetct_rules = [RULES[rule_id] for rule_id in rule_ids if rule_id in RULES]
     if problems:
         raise pytest.UsageError("bad case declarations:\n  " + "\n  ".join(problems))
-    if _state is not None:
-        _state.total = len(items)
 
 
 def pytest_collection_finish(session):
+    if _state is not None:
+        _state.total = len(session.items)  # after -k deselection
     if session.config.getoption("--vnetct-list"):
         for item in session.items:
             rules = ", ".join(rule["id"] for rule in item.vnetct_rules)

@@ -1,0 +1,45 @@
+"""The plugin refuses bad case declarations before anything runs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from vnetct import paths
+
+
+def _collect(tmp_path: Path, body: str):
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "demo.py").write_text("import pytest\n\n" + body)
+    return subprocess.run([sys.executable, "-m", "pytest", str(cases), "-p", "vnetct.plugin", "--collect-only",
+                           "--vnetct-list", "-p", "no:cacheprovider", "--import-mode=importlib",
+                           "-o", "python_files=*.py", "--rootdir", str(tmp_path)],
+                          capture_output=True, text=True, cwd=tmp_path, check=False)
+
+
+def test_unknown_rule_id_is_a_usage_error(tmp_path):
+    result = _collect(tmp_path, '@pytest.mark.rule("FO-NOPE-01")\ndef test_x():\n    pass\n')
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "unknown rule id 'FO-NOPE-01'" in result.stderr
+
+
+def test_case_without_rule_is_a_usage_error(tmp_path):
+    result = _collect(tmp_path, 'def test_x():\n    pass\n')
+    assert result.returncode == 4
+    assert "no @pytest.mark.rule" in result.stderr
+
+
+def test_listing_shows_ids_and_rule_sentences(tmp_path):
+    result = _collect(tmp_path, '@pytest.mark.rule("FO-NEG-02")\ndef test_names_standby():\n    pass\n')
+    assert result.returncode == 0, result.stderr
+    assert "demo/names-standby" in result.stdout
+    assert "FO-NEG-02: When the guest acks VIRTIO_NET_F_STANDBY" in result.stdout
+
+
+def test_the_real_cases_all_declare_known_rules():
+    result = subprocess.run([sys.executable, "-m", "pytest", str(paths.CASES), "-p", "vnetct.plugin",
+                             "--collect-only", "--vnetct-list", "-p", "no:cacheprovider", "--import-mode=importlib",
+                             "-o", "python_files=*.py", "--rootdir", str(paths.REPO)],
+                            capture_output=True, text=True, cwd=paths.REPO, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "failover/negotiation/primary-hidden-until-ack" in result.stdout
