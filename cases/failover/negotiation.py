@@ -14,9 +14,12 @@ def test_primary_hidden_until_ack(failover_pair, case):
     case.uses(failover_pair.vm)
     case.save_json("pci-before.json", failover_pair.before_pci)
     case.save_json("guest-netdevs-before.json", failover_pair.before_netdevs)
+    case.save_json("peripherals-before.json", failover_pair.before_peripherals)
     # Before the guest loads virtio_net: the standby is on the bus, the primary is not.
     assert STANDBY_ID in failover_pair.before_pci, f"standby {STANDBY_ID} absent from query-pci at start"
     assert PRIMARY_ID not in failover_pair.before_pci, "primary visible in query-pci before the guest acked STANDBY"
+    assert PRIMARY_ID not in failover_pair.before_peripherals, \
+        "primary realized (in /machine/peripheral) before the guest acked STANDBY"
     early = [e["name"] for e in failover_pair.vm.qmp.events[:failover_pair.qmp_mark]]
     assert "FAILOVER_NEGOTIATED" not in early, "FAILOVER_NEGOTIATED before any guest driver was loaded"
     assert not [n for n in failover_pair.before_netdevs if n.get("driver") == "e1000e"], \

@@ -76,6 +76,7 @@ class FailoverGuest:
     def __init__(self, vm: Vm):
         self.vm = vm
         self.before_pci = vm.pci_ids()
+        self.before_peripherals = vm.peripheral_ids()
         self.before_netdevs = vm.report()
         self.qmp_mark = len(vm.qmp.events)
         self.agent_mark = len(vm.agent.events)

@@ -267,6 +267,11 @@ class Vm:
     def pci_ids(self) -> List[str]:
         return [device["qdev_id"] for device in self.pci_devices() if device.get("qdev_id")]
 
+    def peripheral_ids(self) -> List[str]:
+        """Ids of the realized user-created devices (hidden primaries are not realized)."""
+        return [entry["name"] for entry in self.qmp.execute("qom-list", {"path": "/machine/peripheral"})
+                if entry.get("type", "").startswith("child<")]
+
     # -- guest agent helpers ---------------------------------------------------
     def request(self, command: str, arguments: Optional[dict] = None, timeout: float = 30.0) -> Any:
         return self.agent.request(command, arguments, timeout=timeout)
