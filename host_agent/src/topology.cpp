@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -134,6 +135,10 @@ HostResult<void> Topology::destroy() {
         return {};
     }
     m_exists = false;
+    struct stat info {};
+    if (stat(("/run/netns/" + m_spec.netns).c_str(), &info) != 0 && errno == ENOENT) {
+        return {};  // already gone (e.g. removed by an end-of-run sweep)
+    }
     auto deleted = ip({"netns", "delete", m_spec.netns});
     if (!deleted) {
         return tl::unexpected(deleted.error());

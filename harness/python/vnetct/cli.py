@@ -134,6 +134,7 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float) -> int:
         print(f"  PROBLEM  {problem}")
     print(f"vnetct: results.json and junit.xml in {run_dir}")
     if results.get("interrupted"):
+        print("vnetct: the run was interrupted; the cases above finished and are kept")
         return EXIT_INTERRUPTED
     if pytest_status == 2 and not results.get("cases"):
         return EXIT_USAGE

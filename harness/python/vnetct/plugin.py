@@ -259,7 +259,10 @@ def pytest_keyboard_interrupt(excinfo):
         _state.results.data["interrupted"] = True
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
+    # trylast: pytest's own sessionfinish tears the remaining fixtures down first
+    # (also after Ctrl-C), so the sweep only finds what teardown missed.
     if _state is None:
         return
     if _state.context is not None:
