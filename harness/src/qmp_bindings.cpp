@@ -52,17 +52,47 @@ auto released(Call&& call) {
     return call();
 }
 
+// The API both line-JSON clients share: connect, events, wait_event, pump.
+template <typename Client, typename ToDict>
+void bind_event_api(py::class_<Client>& cls, ToDict to_dict) {
+    cls.def_static(
+           "connect",
+           [](const std::string& socket_path, const std::string& transcript_path, double timeout) {
+               return unwrap(
+                   released([&] { return Client::connect(socket_path, transcript_path, deadline_in(timeout)); }));
+           },
+           py::arg("socket_path"), py::arg("transcript_path") = "", py::arg("timeout") = 30.0)
+        .def_property_readonly("events",
+                               [to_dict](const Client& self) {
+                                   py::list events;
+                                   for (const auto& event : self.events()) {
+                                       events.append(to_dict(event));
+                                   }
+                                   return events;
+                               })
+        .def(
+            "wait_event",
+            [to_dict](Client& self, const std::string& name, const py::object& match, std::size_t from_index,
+                      double timeout) {
+                const nlohmann::json pattern = from_python(match);
+                auto event =
+                    unwrap(released([&] { return self.wait_event(name, pattern, from_index, deadline_in(timeout)); }));
+                return to_dict(event);
+            },
+            py::arg("name"), py::arg("match") = py::none(), py::arg("from_index") = 0, py::arg("timeout") = 30.0)
+        .def(
+            "pump",
+            [](Client& self, double timeout) { return unwrap(released([&] { return self.pump(deadline_in(timeout)); })); },
+            py::arg("timeout"))
+        .def_property_readonly("closed", &Client::closed);
+}
+
 }  // namespace
 
 void bind_clients(py::module_& module) {
-    py::class_<QmpClient>(module, "QmpClient")
-        .def_static(
-            "connect",
-            [](const std::string& socket_path, const std::string& transcript_path, double timeout) {
-                return unwrap(released([&] { return QmpClient::connect(socket_path, transcript_path, deadline_in(timeout)); }));
-            },
-            py::arg("socket_path"), py::arg("transcript_path") = "", py::arg("timeout") = 30.0)
-        .def_property_readonly("greeting", [](const QmpClient& self) { return to_python(self.greeting()); })
+    py::class_<QmpClient> qmp(module, "QmpClient");
+    bind_event_api(qmp, qmp_event_dict);
+    qmp.def_property_readonly("greeting", [](const QmpClient& self) { return to_python(self.greeting()); })
         .def(
             "execute",
             [](QmpClient& self, const std::string& command, const py::object& arguments, double timeout) {
@@ -70,38 +100,11 @@ void bind_clients(py::module_& module) {
                 auto reply = unwrap(released([&] { return self.execute(command, args, deadline_in(timeout)); }));
                 return to_python(reply);
             },
-            py::arg("command"), py::arg("arguments") = py::none(), py::arg("timeout") = 30.0)
-        .def_property_readonly("events",
-                               [](const QmpClient& self) {
-                                   py::list events;
-                                   for (const auto& event : self.events()) {
-                                       events.append(qmp_event_dict(event));
-                                   }
-                                   return events;
-                               })
-        .def(
-            "wait_event",
-            [](QmpClient& self, const std::string& name, const py::object& match, std::size_t from_index,
-               double timeout) {
-                const nlohmann::json pattern = from_python(match);
-                auto event =
-                    unwrap(released([&] { return self.wait_event(name, pattern, from_index, deadline_in(timeout)); }));
-                return qmp_event_dict(event);
-            },
-            py::arg("name"), py::arg("match") = py::none(), py::arg("from_index") = 0, py::arg("timeout") = 30.0)
-        .def(
-            "pump", [](QmpClient& self, double timeout) { return unwrap(released([&] { return self.pump(deadline_in(timeout)); })); },
-            py::arg("timeout"))
-        .def_property_readonly("closed", &QmpClient::closed);
+            py::arg("command"), py::arg("arguments") = py::none(), py::arg("timeout") = 30.0);
 
-    py::class_<GuestAgentClient>(module, "GuestAgentClient")
-        .def_static(
-            "connect",
-            [](const std::string& socket_path, const std::string& transcript_path, double timeout) {
-                return unwrap(released(
-                    [&] { return GuestAgentClient::connect(socket_path, transcript_path, deadline_in(timeout)); }));
-            },
-            py::arg("socket_path"), py::arg("transcript_path") = "", py::arg("timeout") = 30.0)
+    py::class_<GuestAgentClient> agent(module, "GuestAgentClient");
+    bind_event_api(agent, agent_event_dict);
+    agent
         .def(
             "wait_hello",
             [](GuestAgentClient& self, double timeout) {
@@ -116,31 +119,7 @@ void bind_clients(py::module_& module) {
                 auto reply = unwrap(released([&] { return self.request(command, args, deadline_in(timeout)); }));
                 return to_python(reply);
             },
-            py::arg("command"), py::arg("arguments") = py::none(), py::arg("timeout") = 30.0)
-        .def_property_readonly("events",
-                               [](const GuestAgentClient& self) {
-                                   py::list events;
-                                   for (const auto& event : self.events()) {
-                                       events.append(agent_event_dict(event));
-                                   }
-                                   return events;
-                               })
-        .def(
-            "wait_event",
-            [](GuestAgentClient& self, const std::string& name, const py::object& match, std::size_t from_index,
-               double timeout) {
-                const nlohmann::json pattern = from_python(match);
-                auto event =
-                    unwrap(released([&] { return self.wait_event(name, pattern, from_index, deadline_in(timeout)); }));
-                return agent_event_dict(event);
-            },
-            py::arg("name"), py::arg("match") = py::none(), py::arg("from_index") = 0, py::arg("timeout") = 30.0)
-        .def(
-            "pump",
-            [](GuestAgentClient& self, double timeout) {
-                return unwrap(released([&] { return self.pump(deadline_in(timeout)); }));
-            },
-            py::arg("timeout"));
+            py::arg("command"), py::arg("arguments") = py::none(), py::arg("timeout") = 30.0);
 }
 
 }  // namespace vnetct::harness

@@ -60,6 +60,10 @@ class VmFactory:
         self._counter += 1
         return self._counter
 
+    @property
+    def vms(self) -> List[Vm]:
+        return list(self._owned.vms)
+
     def wire(self, taps: int):
         index = _next_wire_index()
         topology = vnetct_native.Topology.create(

@@ -75,6 +75,8 @@ class CaseRecorder:
         for vm in vms:
             for name, path in vm.artifact_paths().items():
                 self.artifact(name, path)
+            if vm.boot_seconds is not None:
+                self.metric(f"boot_seconds_{vm.name}", round(vm.boot_seconds, 2), "s")
 
 
 class RunState:
