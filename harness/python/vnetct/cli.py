@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import bootstrap, paths
+from .profiles import PROFILES
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -83,6 +84,10 @@ def command_run(args) -> int:
     if not Path(args.qemu).is_file() or not os.access(args.qemu, os.X_OK):
         print(f"vnetct: --qemu {args.qemu}: not an executable file", file=sys.stderr)
         return EXIT_USAGE
+    if args.profile not in PROFILES:
+        known = "; ".join(f"{name}: {text}" for name, text in PROFILES.items())
+        print(f"vnetct: --profile {args.profile}: unknown profile (known: {known})", file=sys.stderr)
+        return EXIT_USAGE
     if not args.no_setup:
         bootstrap.prepare(with_image=True)
     bootstrap.require_root()
@@ -122,7 +127,7 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float) -> int:
     results = load(run_dir / "results.json")
     if results is None:
         print(f"vnetct: no results.json in {run_dir} (pytest exit {pytest_status})", file=sys.stderr)
-        return EXIT_FAILED if pytest_status != 2 else EXIT_USAGE
+        return EXIT_USAGE if pytest_status in (2, 4) else EXIT_FAILED
     counts = results.get("summary", {})
     print("")
     print(f"vnetct: {counts.get('passed', 0)} passed, {counts.get('failed', 0)} failed, "

@@ -24,11 +24,9 @@ from . import accel, paths
 from .guest import Vm
 from .lifecycle import RunContext, VmFactory, qemu_version, sweep_run
 from .native import vnetct_native
+from .profiles import PROFILES
 from .results import Results, case_id_from_nodeid, now_iso
 
-PROFILES = {
-    "qemu": "real QEMU with a tiny Linux guest under the best working accelerator (default)",
-}
 RULES = {rule["id"]: rule for rule in vnetct_native.failover_rules()}
 
 

@@ -1,0 +1,99 @@
+"""`vnetct run` end to end against the real QEMU: the suite passes, results and
+artifacts are written, and nothing of the run is left behind. Also the CLI's
+answers to bad input. Needs root and the set-up that `vnetct test` does first."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vnetct import paths
+
+VNETCT = [str(paths.REPO / "vnetct")]
+
+
+def _run(args, out: Path, timeout=600):
+    return subprocess.run([*VNETCT, "run", "--no-setup", "--out", str(out), *args], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def _namespaces():
+    try:
+        return sorted(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return []
+
+
+def _qemu_pids():
+    return sorted(p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).startswith("/usr/bin/qemu-system"))
+
+
+def _cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    namespaces_before, qemu_before = _namespaces(), _qemu_pids()
+    out = tmp_path_factory.mktemp("out")
+    result = _run([], out)
+    return result, out, namespaces_before, qemu_before
+
+
+def test_default_suite_passes_on_real_qemu(full_run):
+    result, out, _, _ = full_run
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "passed, 0 failed, 0 errors" in result.stdout
+
+
+def test_results_junit_and_artifacts_are_written(full_run):
+    _, out, _, _ = full_run
+    run_dir = (out / "latest").resolve()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["schema"] == "vnetct-results/1" and results["finished"]
+    assert results["sut"]["accelerator"]["name"] in ("tcg", "kvm") and results["sut"]["accelerator"]["reason"]
+    assert results["summary"]["total"] >= 9
+    ids = {case["id"] for case in results["cases"]}
+    assert {"failover/negotiation/primary-hidden-until-ack", "failover/pairing/master-standby-primary-share-mac",
+            "failover/datapath/udp-echo-through-master", "failover/config/igb-primary-is-multifunction"} <= ids
+    for case in results["cases"]:
+        assert case["rules"] and case["outcome"] == "passed", case
+        for name, relative in case["artifacts"].items():
+            assert (run_dir / relative).exists(), f"{case['id']}: artifact {name} missing at {relative}"
+    pair = run_dir / "vms" / "failover-pair"
+    assert "FAILOVER_NEGOTIATED" in (pair / "qmp-failover-pair.jsonl").read_text()
+    assert "vnetct-init: starting agent" in (pair / "serial-failover-pair.log").read_text()
+    assert (run_dir / "junit.xml").read_text().count("<testcase") == results["summary"]["total"]
+
+
+def test_nothing_of_the_run_is_left(full_run):
+    _, _, namespaces_before, qemu_before = full_run
+    assert _namespaces() == namespaces_before
+    assert _qemu_pids() == qemu_before
+    assert not [p for p in Path("/tmp").glob("vnetct-*") if p.is_dir() and not p.name.startswith("vnetct-probe")]
+
+
+def test_bad_qemu_path_is_a_usage_error(tmp_path):
+    result = _run(["--qemu", "/nonexistent/qemu"], tmp_path)
+    assert result.returncode == 2
+    assert "--qemu /nonexistent/qemu: not an executable file" in result.stderr
+
+
+def test_unknown_profile_is_a_usage_error(tmp_path):
+    result = _run(["--profile", "bogus"], tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "unknown profile" in result.stdout + result.stderr
+
+
+def test_selection_matching_nothing_is_a_usage_error(tmp_path):
+    result = _run(["-k", "no_such_case_anywhere"], tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no case matched" in result.stderr
