@@ -123,7 +123,11 @@ def ensure_packages() -> None:
     say(f"packages: done in {time.monotonic() - started:.1f} s")
 
 
-def build_native(jobs: int = 2) -> None:
+RUN_TARGETS = ("vnetct_native", "vnetct-guest-agent")
+
+
+def build_native(jobs: int = 2, targets=None) -> None:
+    """Configure once, then build `targets` (all of them when None)."""
     build = paths.BUILD
     log_path = build / "build.log"
     build.mkdir(parents=True, exist_ok=True)
@@ -132,8 +136,9 @@ def build_native(jobs: int = 2) -> None:
     if not (build / "CMakeCache.txt").exists():
         steps.append(["cmake", "-S", str(paths.REPO), "-B", str(build), "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
                       f"-DPython3_EXECUTABLE={sys.executable}"])
-    steps.append(["cmake", "--build", str(build), f"-j{jobs}"])
-    say(f"build: cmake --build {build} -j{jobs} (log: {log_path})")
+    target_args = [arg for target in targets for arg in ("--target", target)] if targets else []
+    steps.append(["cmake", "--build", str(build), f"-j{jobs}", *target_args])
+    say(f"build: cmake --build {build} -j{jobs} {' '.join(target_args)} (log: {log_path})".replace("  ", " "))
     with log_path.open("w") as log:
         for step in steps:
             log.write(f"$ {' '.join(step)}\n")
@@ -154,17 +159,17 @@ def build_guest_image() -> dict:
         sys.path.pop(0)
     started = time.monotonic()
     try:
-        image = build_image.build_image(paths.IMAGE_CACHE, paths.AGENT_BINARY, log=lambda text: say(f"guest image: {text}"))
+        image = build_image.build_image(paths.IMAGE_CACHE, paths.AGENT_BINARY, log=say)
     except build_image.BuildError as error:
         raise SetupError(f"guest image: {error}") from error
     say(f"guest image: ready in {time.monotonic() - started:.1f} s ({paths.IMAGE_CACHE})")
     return image
 
 
-def prepare(with_image: bool = True) -> Optional[dict]:
+def prepare(with_image: bool = True, targets=None) -> Optional[dict]:
     """Everything `run` and `test` need before any case runs."""
     ensure_packages()
-    build_native()
+    build_native(targets=targets)
     return build_guest_image() if with_image else None
 
 

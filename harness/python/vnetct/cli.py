@@ -89,7 +89,7 @@ def command_run(args) -> int:
         print(f"vnetct: --profile {args.profile}: unknown profile (known: {known})", file=sys.stderr)
         return EXIT_USAGE
     if not args.no_setup:
-        bootstrap.prepare(with_image=True)
+        bootstrap.prepare(with_image=True, targets=bootstrap.RUN_TARGETS)
     bootstrap.require_root()
     run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     out = args.out.resolve()
@@ -153,7 +153,7 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float) -> int:
 
 def command_list(_args) -> int:
     bootstrap.ensure_packages()
-    bootstrap.build_native()
+    bootstrap.build_native(targets=("vnetct_native",))
     return subprocess.run([sys.executable, "-m", "pytest", *_case_collection_args(), "--collect-only",
                            "--vnetct-list"],
                           cwd=paths.REPO, env=_pytest_env(), check=False).returncode
