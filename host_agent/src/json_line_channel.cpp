@@ -1,14 +1,26 @@
 #include "vnetct/host_agent/json_line_channel.hpp"
 
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <system_error>
+#include <thread>
 
 namespace vnetct::host_agent {
+
+using HostError = Error<HostErrc>;
 
 namespace {
 
@@ -65,6 +77,10 @@ std::string dump(const nlohmann::json& message) {
     return message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+HostError lost_framing(const std::string& path) {
+    return HostError{HostErrc::Oversized, "the channel to " + path + " lost its framing after an oversized message"};
+}
+
 }  // namespace
 
 HostResult<JsonLineChannel> JsonLineChannel::connect(const std::string& path, Deadline deadline,
@@ -86,7 +102,7 @@ HostResult<JsonLineChannel> JsonLineChannel::connect(const std::string& path, De
             return fail(HostErrc::ConnectFailed, "socket: " + errno_text(errno));
         }
         if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) {
-            return JsonLineChannel(fd, path, max_message_size);
+            return start_reader(fd, path, max_message_size);
         }
         const int error = errno;
         ::close(fd);
@@ -108,45 +124,250 @@ HostResult<JsonLineChannel> JsonLineChannel::connect(const std::string& path, De
     }
 }
 
-JsonLineChannel::JsonLineChannel(int fd, std::string path, std::size_t max_message_size)
-    : m_fd(fd), m_path(std::move(path)), m_max_message_size(max_message_size) {}
+namespace {
 
-JsonLineChannel::JsonLineChannel(JsonLineChannel&& other) noexcept
-    : m_fd(std::exchange(other.m_fd, -1)),
-      m_path(std::move(other.m_path)),
-      m_max_message_size(other.m_max_message_size),
-      m_buffer(std::move(other.m_buffer)),
-      m_scanned(std::exchange(other.m_scanned, 0)),
-      m_buffer_arrival_ns(other.m_buffer_arrival_ns),
-      m_last_arrival_ns(other.m_last_arrival_ns),
-      m_closed(std::exchange(other.m_closed, true)),
-      m_oversized(other.m_oversized),
-      m_transcript(std::move(other.m_transcript)) {}
+// One line (or the end of the stream) taken off the socket by the reader.
+struct Arrival {
+    HostResult<nlohmann::json> message;
+    std::int64_t arrival_ns = 0;
+    std::string raw;  // the text as it goes to the transcript when it is no JSON
+};
 
-JsonLineChannel& JsonLineChannel::operator=(JsonLineChannel&& other) noexcept {
-    if (this != &other) {
-        close_fd();
-        m_fd = std::exchange(other.m_fd, -1);
-        m_path = std::move(other.m_path);
-        m_max_message_size = other.m_max_message_size;
-        m_buffer = std::move(other.m_buffer);
-        m_scanned = std::exchange(other.m_scanned, 0);
-        m_buffer_arrival_ns = other.m_buffer_arrival_ns;
-        m_last_arrival_ns = other.m_last_arrival_ns;
-        m_closed = std::exchange(other.m_closed, true);
-        m_oversized = other.m_oversized;
-        m_transcript = std::move(other.m_transcript);
+// Writes what arrived to the transcript: messages as JSON, text that was no
+// JSON as raw; errors without text (oversized, hung up between messages) leave
+// no line.
+template <typename Arrivals>
+void record_arrivals(Transcript& transcript, const Arrivals& arrivals) {
+    for (const Arrival& arrival : arrivals) {
+        if (arrival.message) {
+            transcript.record(TranscriptDirection::In, *arrival.message, arrival.arrival_ns);
+        } else if (!arrival.raw.empty()) {
+            transcript.record_raw(TranscriptDirection::In, arrival.raw, arrival.arrival_ns);
+        }
     }
-    return *this;
 }
 
-JsonLineChannel::~JsonLineChannel() { close_fd(); }
+}  // namespace
 
-void JsonLineChannel::close_fd() {
-    if (m_fd >= 0) {
-        ::close(m_fd);
-        m_fd = -1;
+struct JsonLineChannel::Shared {
+    Shared(int socket_fd, int wake_up_fd, std::string socket_path, std::size_t max_size)
+        : fd(socket_fd), wake_fd(wake_up_fd), path(std::move(socket_path)), max_message_size(max_size) {}
+    Shared(const Shared&) = delete;
+    Shared& operator=(const Shared&) = delete;
+    ~Shared() {
+        if (reader.joinable()) {
+            const std::uint64_t one = 1;
+            (void)!::write(wake_fd, &one, sizeof one);
+            reader.join();
+        }
+        ::close(wake_fd);
+        ::close(fd);
     }
+
+    // The reader thread: until stopped, the peer hangs up, framing is lost or
+    // reading fails.
+    void read_loop();
+    // Takes the complete lines out of `buffer` (bytes before `scanned` hold no
+    // line end); false once framing is lost.
+    bool take_lines(std::string& buffer, std::size_t scanned, std::int64_t arrival_ns);
+    // Records and queues what arrived; with `end`, the reader stops after it
+    // and every later receive() gets `end` (kept as `after_end`).
+    void deliver(std::vector<Arrival> arrivals, std::optional<HostError> end = std::nullopt);
+
+    // Constant while the reader runs.
+    const int fd;
+    const int wake_fd;  // eventfd: readable once the reader must stop
+    const std::string path;
+    const std::size_t max_message_size;
+
+    std::thread reader;  // touched by the owning channel only
+
+    std::atomic<bool> peer_closed{false};
+
+    // Lock order: transcript_mutex before queue_mutex.
+    std::mutex transcript_mutex;
+    Transcript transcript;
+
+    std::mutex queue_mutex;
+    std::condition_variable queue_changed;
+    std::deque<Arrival> queue;
+    std::optional<HostError> after_end;  // set once the reader has stopped
+};
+
+void JsonLineChannel::Shared::read_loop() {
+    std::string buffer;
+    for (;;) {
+        pollfd entries[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+        // No timeout: the destructor's wake-up ends this wait.
+        if (::poll(entries, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            deliver({}, HostError{HostErrc::Io, "reading from " + path + " stopped: poll: " + errno_text(errno)});
+            return;
+        }
+        if (entries[1].revents != 0) {
+            return;
+        }
+        if (entries[0].revents == 0) {
+            continue;
+        }
+        const std::size_t old_size = buffer.size();
+        buffer.resize(old_size + read_chunk_size);
+        ssize_t got = -1;
+        do {
+            got = ::read(fd, buffer.data() + old_size, read_chunk_size);
+        } while (got < 0 && errno == EINTR);
+        const int error = errno;
+        const std::int64_t arrival_ns = monotonic_now_ns();
+        buffer.resize(old_size + static_cast<std::size_t>(got > 0 ? got : 0));
+        if (got > 0) {
+            if (!take_lines(buffer, old_size, arrival_ns)) {
+                return;
+            }
+            continue;
+        }
+        if (got < 0 && (error == EAGAIN || error == EWOULDBLOCK)) {
+            continue;
+        }
+        if (got < 0 && error != ECONNRESET) {
+            deliver({}, HostError{HostErrc::Io, "reading from " + path + " stopped: " + errno_text(error)});
+            return;
+        }
+        const HostError hung_up{HostErrc::Closed, path + " hung up"};
+        if (is_blank(buffer)) {
+            std::vector<Arrival> end;
+            end.push_back(Arrival{fail(HostErrc::Closed, path + " hung up between messages"), arrival_ns, {}});
+            deliver(std::move(end), hung_up);
+            return;
+        }
+        std::vector<Arrival> end;
+        end.push_back(Arrival{fail(HostErrc::Closed, path + " hung up in the middle of a message: " + quote(buffer)),
+                              arrival_ns, buffer});
+        deliver(std::move(end), hung_up);
+        return;
+    }
+}
+
+bool JsonLineChannel::Shared::take_lines(std::string& buffer, std::size_t scanned, std::int64_t arrival_ns) {
+    std::vector<Arrival> arrivals;
+    std::size_t line_start = 0;
+    std::size_t newline = 0;
+    while ((newline = buffer.find('\n', scanned)) != std::string::npos) {
+        const std::string_view line(buffer.data() + line_start, newline - line_start);
+        line_start = scanned = newline + 1;
+        if (line.size() > max_message_size) {
+            arrivals.push_back(Arrival{fail(HostErrc::Oversized, "a line of " + std::to_string(line.size()) +
+                                                                     " bytes (limit " +
+                                                                     std::to_string(max_message_size) + ") from " +
+                                                                     path + ": " + quote(line)),
+                                       arrival_ns,
+                                       {}});
+            deliver(std::move(arrivals), lost_framing(path));
+            return false;
+        }
+        if (is_blank(line)) {
+            continue;
+        }
+        nlohmann::json message = nlohmann::json::parse(line, nullptr, false);
+        if (message.is_discarded()) {
+            arrivals.push_back(
+                Arrival{fail(HostErrc::Malformed, "from " + path + ": " + quote(line)), arrival_ns, std::string(line)});
+        } else {
+            arrivals.push_back(Arrival{std::move(message), arrival_ns, {}});
+        }
+    }
+    buffer.erase(0, line_start);
+    if (buffer.size() > max_message_size) {
+        arrivals.push_back(Arrival{fail(HostErrc::Oversized, "more than " + std::to_string(max_message_size) +
+                                                                 " bytes without a line end from " + path + ": " +
+                                                                 quote(buffer)),
+                                   arrival_ns,
+                                   {}});
+        buffer.clear();
+        deliver(std::move(arrivals), lost_framing(path));
+        return false;
+    }
+    if (!arrivals.empty()) {
+        deliver(std::move(arrivals));
+    }
+    return true;
+}
+
+void JsonLineChannel::Shared::deliver(std::vector<Arrival> arrivals, std::optional<HostError> end) {
+    std::lock_guard transcript_lock(transcript_mutex);
+    record_arrivals(transcript, arrivals);
+    {
+        std::lock_guard queue_lock(queue_mutex);
+        for (Arrival& arrival : arrivals) {
+            queue.push_back(std::move(arrival));
+        }
+        if (end) {
+            // Under the lock, with the last arrival: a receive() that finds
+            // the peer closed finds the reason queued too.
+            if (end->code == HostErrc::Closed) {
+                peer_closed = true;
+            }
+            after_end = std::move(end);
+        }
+    }
+    queue_changed.notify_all();
+}
+
+HostResult<JsonLineChannel> JsonLineChannel::start_reader(int fd, std::string path, std::size_t max_message_size) {
+    const int wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd < 0) {
+        const int error = errno;
+        ::close(fd);
+        return fail(HostErrc::ConnectFailed, "eventfd: " + errno_text(error));
+    }
+    auto shared = std::make_unique<Shared>(fd, wake_fd, std::move(path), max_message_size);
+    // The reader takes no signals: they go to threads that may act on them.
+    sigset_t all;
+    sigset_t previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
+    try {
+        shared->reader = std::thread([state = shared.get()] { state->read_loop(); });
+    } catch (const std::system_error& error) {
+        pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+        return fail(HostErrc::ConnectFailed, "starting the reader of " + shared->path + ": " + error.what());
+    }
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    return JsonLineChannel(std::move(shared));
+}
+
+JsonLineChannel::JsonLineChannel(std::unique_ptr<Shared> shared) : m_shared(std::move(shared)) {}
+
+JsonLineChannel::JsonLineChannel(JsonLineChannel&& other) noexcept = default;
+
+JsonLineChannel& JsonLineChannel::operator=(JsonLineChannel&& other) noexcept = default;
+
+JsonLineChannel::~JsonLineChannel() = default;
+
+bool JsonLineChannel::closed() const { return m_shared == nullptr || m_shared->peer_closed; }
+
+const std::string& JsonLineChannel::path() const {
+    static const std::string none;
+    return m_shared == nullptr ? none : m_shared->path;
+}
+
+void JsonLineChannel::set_transcript(Transcript transcript) {
+    if (m_shared == nullptr) {
+        return;
+    }
+    std::lock_guard transcript_lock(m_shared->transcript_mutex);
+    m_shared->transcript = std::move(transcript);
+    std::lock_guard queue_lock(m_shared->queue_mutex);
+    record_arrivals(m_shared->transcript, m_shared->queue);
+}
+
+void JsonLineChannel::note(std::string_view text) {
+    if (m_shared == nullptr) {
+        return;
+    }
+    std::lock_guard lock(m_shared->transcript_mutex);
+    m_shared->transcript.note(text);
 }
 
 HostResult<void> JsonLineChannel::send(const nlohmann::json& message) {
@@ -154,15 +375,19 @@ HostResult<void> JsonLineChannel::send(const nlohmann::json& message) {
 }
 
 HostResult<void> JsonLineChannel::send(const nlohmann::json& message, Deadline deadline) {
-    if (m_fd < 0 || m_closed) {
-        return fail(HostErrc::Closed, "sending to " + m_path + " after the peer hung up");
+    if (closed()) {
+        return fail(HostErrc::Closed, "sending to " + path() + " after the peer hung up");
     }
+    Shared& shared = *m_shared;
     std::string line = dump(message);
-    m_transcript.record(TranscriptDirection::Out, message);
+    {
+        std::lock_guard lock(shared.transcript_mutex);
+        shared.transcript.record(TranscriptDirection::Out, message);
+    }
     line += '\n';
     std::size_t sent = 0;
     while (sent < line.size()) {
-        const ssize_t written = ::send(m_fd, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
+        const ssize_t written = ::send(shared.fd, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
         if (written >= 0) {
             sent += static_cast<std::size_t>(written);
             continue;
@@ -171,108 +396,47 @@ HostResult<void> JsonLineChannel::send(const nlohmann::json& message, Deadline d
             continue;
         }
         if (errno == EPIPE || errno == ECONNRESET) {
-            m_closed = true;
-            return fail(HostErrc::Closed, "sending to " + m_path + ": " + errno_text(errno));
+            const int error = errno;
+            // receive() still gets what came before the hang-up: the reader
+            // reads on to the end of the stream.
+            shared.peer_closed = true;
+            return fail(HostErrc::Closed, "sending to " + shared.path + ": " + errno_text(error));
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            return fail(HostErrc::Io, "sending to " + m_path + ": " + errno_text(errno));
+            return fail(HostErrc::Io, "sending to " + shared.path + ": " + errno_text(errno));
         }
-        auto ready = wait_for(m_fd, POLLOUT, deadline);
+        auto ready = wait_for(shared.fd, POLLOUT, deadline);
         if (!ready) {
             return tl::unexpected(ready.error());
         }
         if (*ready == 0) {
-            return fail(HostErrc::Timeout, "the peer at " + m_path + " took " + std::to_string(sent) + " of " +
+            return fail(HostErrc::Timeout, "the peer at " + shared.path + " took " + std::to_string(sent) + " of " +
                                                std::to_string(line.size()) + " bytes before the deadline");
         }
     }
     return {};
 }
 
-HostResult<void> JsonLineChannel::read_more(Deadline deadline) {
-    auto ready = wait_for(m_fd, POLLIN, deadline);
-    if (!ready) {
-        return tl::unexpected(ready.error());
-    }
-    if (*ready == 0) {
-        return fail(HostErrc::Timeout, "no complete message from " + m_path);
-    }
-    const std::size_t old_size = m_buffer.size();
-    m_buffer.resize(old_size + read_chunk_size);
-    ssize_t got = -1;
-    do {
-        got = ::read(m_fd, m_buffer.data() + old_size, read_chunk_size);
-    } while (got < 0 && errno == EINTR);
-    const int error = errno;
-    m_buffer.resize(old_size + static_cast<std::size_t>(got > 0 ? got : 0));
-    if (got > 0) {
-        m_buffer_arrival_ns = monotonic_now_ns();
-        return {};
-    }
-    if (got < 0 && (error == EAGAIN || error == EWOULDBLOCK)) {
-        return {};
-    }
-    if (got < 0 && error != ECONNRESET) {
-        return fail(HostErrc::Io, "reading from " + m_path + ": " + errno_text(error));
-    }
-    m_closed = true;
-    if (is_blank(m_buffer)) {
-        m_buffer.clear();
-        return fail(HostErrc::Closed, m_path + " hung up between messages");
-    }
-    m_transcript.record_raw(TranscriptDirection::In, m_buffer, m_buffer_arrival_ns);
-    const std::string partial = quote(m_buffer);
-    m_buffer.clear();
-    m_scanned = 0;
-    return fail(HostErrc::Closed, m_path + " hung up in the middle of a message: " + partial);
-}
-
 HostResult<nlohmann::json> JsonLineChannel::receive(Deadline deadline) {
-    if (m_oversized) {
-        return fail(HostErrc::Oversized, "the channel to " + m_path + " lost its framing after an oversized message");
+    if (m_shared == nullptr) {
+        return fail(HostErrc::Closed, "receiving on a channel that was moved from");
     }
-    for (;;) {
-        const std::size_t newline = m_buffer.find('\n', m_scanned);
-        if (newline == std::string::npos) {
-            m_scanned = m_buffer.size();
-            if (m_buffer.size() > m_max_message_size) {
-                m_oversized = true;
-                const std::string head = quote(m_buffer);
-                m_buffer.clear();
-                m_scanned = 0;
-                return fail(HostErrc::Oversized, "more than " + std::to_string(m_max_message_size) +
-                                                     " bytes without a line end from " + m_path + ": " + head);
-            }
-            if (m_closed || m_fd < 0) {
-                return fail(HostErrc::Closed, m_path + " hung up");
-            }
-            HostResult<void> read = read_more(deadline);
-            if (!read) {
-                return tl::unexpected(read.error());
-            }
-            continue;
-        }
-        std::string line = m_buffer.substr(0, newline);
-        m_buffer.erase(0, newline + 1);
-        m_scanned = 0;
-        if (line.size() > m_max_message_size) {
-            m_oversized = true;
-            return fail(HostErrc::Oversized, "a line of " + std::to_string(line.size()) + " bytes (limit " +
-                                                 std::to_string(m_max_message_size) + ") from " + m_path + ": " +
-                                                 quote(line));
-        }
-        if (is_blank(line)) {
-            continue;
-        }
-        m_last_arrival_ns = m_buffer_arrival_ns;
-        nlohmann::json message = nlohmann::json::parse(line, nullptr, false);
-        if (message.is_discarded()) {
-            m_transcript.record_raw(TranscriptDirection::In, line, m_last_arrival_ns);
-            return fail(HostErrc::Malformed, "from " + m_path + ": " + quote(line));
-        }
-        m_transcript.record(TranscriptDirection::In, message, m_last_arrival_ns);
-        return message;
+    Shared& shared = *m_shared;
+    std::unique_lock lock(shared.queue_mutex);
+    const auto ready = [&shared] { return !shared.queue.empty() || shared.after_end.has_value(); };
+    if (!shared.queue_changed.wait_until(lock, deadline, ready)) {
+        return fail(HostErrc::Timeout, "no complete message from " + shared.path);
     }
+    if (shared.queue.empty()) {
+        return tl::unexpected(*shared.after_end);  // the reader has stopped
+    }
+    Arrival arrival = std::move(shared.queue.front());
+    shared.queue.pop_front();
+    lock.unlock();
+    if (arrival.message || arrival.message.error().code == HostErrc::Malformed) {
+        m_last_arrival_ns = arrival.arrival_ns;
+    }
+    return std::move(arrival.message);
 }
 
 bool json_matches(const nlohmann::json& data, const nlohmann::json& match) {

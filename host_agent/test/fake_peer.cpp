@@ -74,6 +74,11 @@ FakePeer& FakePeer::stall() {
     return *this;
 }
 
+FakePeer& FakePeer::pause(std::chrono::milliseconds time) {
+    m_script.push_back(Step{StepKind::Pause, {}, nullptr, time});
+    return *this;
+}
+
 void FakePeer::start(std::chrono::milliseconds listen_delay) {
     m_thread = std::thread([this, listen_delay] { run(listen_delay); });
 }
@@ -93,6 +98,11 @@ std::vector<std::string> FakePeer::finish() {
     }
     std::lock_guard lock(m_mutex);
     return m_problems;
+}
+
+bool FakePeer::wait_until_idle(std::chrono::milliseconds bound) {
+    std::unique_lock lock(m_mutex);
+    return m_idle_changed.wait_for(lock, bound, [this] { return m_idle; });
 }
 
 std::vector<std::string> FakePeer::received() const {
@@ -208,6 +218,10 @@ bool FakePeer::run_step(int connection, const Step& step, std::size_t number) {
             set_idle();
             drain(connection);
             return false;
+        case StepKind::Pause:
+            // Timed on purpose: the peer stays quiet while the client does
+            // nothing either. finish() ends the pause early.
+            return !stop_requested(static_cast<int>(step.time.count()));
         case StepKind::Close:
             return false;
     }

@@ -30,6 +30,7 @@ class FakePeer {
     FakePeer& expect(nlohmann::json match);         // next line is JSON holding every key of `match`
     FakePeer& close();                              // hang up; the script ends here
     FakePeer& stall();                              // read and answer nothing until finish()
+    FakePeer& pause(std::chrono::milliseconds time);  // do nothing for `time` (finish() cuts it short)
 
     // Runs the script on a thread. The socket appears only after
     // `listen_delay`, the way QEMU creates its monitor socket after starting.
@@ -39,6 +40,10 @@ class FakePeer {
     // the peer and returns the problems met; empty means the script held.
     std::vector<std::string> finish();
 
+    // Waits until the script has run to a stall or its end, at most `bound`;
+    // false if it has not.
+    bool wait_until_idle(std::chrono::milliseconds bound);
+
     // Every line the peer read, in order (complete after finish()).
     [[nodiscard]] std::vector<std::string> received() const;
 
@@ -46,11 +51,12 @@ class FakePeer {
     [[nodiscard]] const std::string& socket_path() const { return m_socket_path; }
 
   private:
-    enum class StepKind { Send, Expect, Close, Stall };
+    enum class StepKind { Send, Expect, Close, Stall, Pause };
     struct Step {
         StepKind kind;
         std::string bytes;     // Send
         nlohmann::json match;  // Expect
+        std::chrono::milliseconds time{0};  // Pause
     };
 
     void run(std::chrono::milliseconds listen_delay);

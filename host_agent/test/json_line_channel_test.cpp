@@ -163,7 +163,7 @@ TEST_F(JsonLineChannel_test, TranscriptKeepsEveryLineAsJsonAndGarbageAsRaw) {
     ASSERT_TRUE(m_sut->send({{"execute", "cont"}}).has_value());
     ASSERT_TRUE(m_sut->receive(Clock::now() + 5s).has_value());
     EXPECT_EQ(m_sut->receive(Clock::now() + 5s).error().code, HostErrc::Malformed);
-    m_sut->transcript().note("done");
+    m_sut->note("done");
 
     const auto lines = read_jsonl(path);
     ASSERT_EQ(lines.size(), 4U);
@@ -183,6 +183,73 @@ TEST_F(JsonLineChannel_test, TranscriptKeepsEveryLineAsJsonAndGarbageAsRaw) {
         EXPECT_EQ(wall.back(), 'Z') << wall;
     }
     EXPECT_LE(lines[0]["t_host_ns"].get<std::int64_t>(), lines[1]["t_host_ns"].get<std::int64_t>());
+}
+
+// Arrival times are taken when the bytes arrive, not when the caller reads.
+TEST_F(JsonLineChannel_test, MessagesAreStampedOnArrivalWhileNobodyReceives) {
+    m_peer.send({{"first", 1}}).pause(200ms).send({{"second", 2}}).pause(400ms).stall().start();
+    connect();
+    // No receive() meanwhile: the peer sends, waits 200 ms, sends, waits 400 ms.
+    ASSERT_TRUE(m_peer.wait_until_idle(5s));
+    const std::int64_t receive_called_ns = monotonic_now_ns();
+    ASSERT_EQ(m_sut->receive(Clock::now() + 5s).value(), (nlohmann::json{{"first", 1}}));
+    const std::int64_t first_ns = m_sut->last_arrival_ns();
+    ASSERT_EQ(m_sut->receive(Clock::now() + 5s).value(), (nlohmann::json{{"second", 2}}));
+    const std::int64_t second_ns = m_sut->last_arrival_ns();
+    EXPECT_GE(second_ns - first_ns, std::chrono::nanoseconds(150ms).count());
+    EXPECT_GE(receive_called_ns - first_ns, std::chrono::nanoseconds(500ms).count());
+    EXPECT_LE(second_ns, receive_called_ns);
+}
+
+TEST_F(JsonLineChannel_test, TranscriptKeepsEachLineOnceWithItsArrivalTime) {
+    const std::string path = m_peer.dir() + "/agent-vm0.jsonl";
+    m_peer.send({{"early", 1}}).pause(100ms).send({{"late", 2}}).stall().start();
+    connect();
+    auto transcript = Transcript::open(path);
+    ASSERT_TRUE(transcript.has_value()) << transcript.error().message();
+    // "early" may already have arrived: a transcript set now still gets it, once.
+    m_sut->set_transcript(std::move(*transcript));
+    ASSERT_TRUE(m_peer.wait_until_idle(5s));
+    ASSERT_TRUE(m_sut->receive(Clock::now() + 5s).has_value());
+    const std::int64_t early_ns = m_sut->last_arrival_ns();
+    ASSERT_TRUE(m_sut->receive(Clock::now() + 5s).has_value());
+    const std::int64_t late_ns = m_sut->last_arrival_ns();
+
+    const auto lines = read_jsonl(path);
+    ASSERT_EQ(lines.size(), 2U);
+    EXPECT_EQ(lines[0]["msg"], (nlohmann::json{{"early", 1}}));
+    EXPECT_EQ(lines[0]["t_host_ns"], early_ns);
+    EXPECT_EQ(lines[1]["msg"], (nlohmann::json{{"late", 2}}));
+    EXPECT_EQ(lines[1]["t_host_ns"], late_ns);
+    EXPECT_GE(late_ns - early_ns, std::chrono::nanoseconds(80ms).count());
+}
+
+TEST_F(JsonLineChannel_test, DestroyingWhileThePeerIsSilentReturnsAtOnce) {
+    m_peer.stall().start();
+    connect();
+    const auto start = Clock::now();
+    m_sut.reset();
+    EXPECT_LT(Clock::now() - start, 1s);
+}
+
+TEST_F(JsonLineChannel_test, MovingKeepsTheReaderAndItsQueue) {
+    m_peer.send({{"a", 1}}).pause(100ms).send({{"b", 2}}).stall().start();
+    connect();
+    JsonLineChannel moved = std::move(*m_sut);
+    m_sut.reset();  // the moved-from shell goes; the reader stays with `moved`
+    EXPECT_EQ(moved.receive(Clock::now() + 5s).value(), (nlohmann::json{{"a", 1}}));
+    EXPECT_EQ(moved.receive(Clock::now() + 5s).value(), (nlohmann::json{{"b", 2}}));
+
+    FakePeer other;
+    other.send({{"c", 3}}).stall().start();
+    auto replacement = JsonLineChannel::connect(other.socket_path(), Clock::now() + 5s);
+    ASSERT_TRUE(replacement.has_value()) << replacement.error().message();
+    const auto start = Clock::now();
+    moved = std::move(*replacement);  // stops and joins the reader of the first connection
+    EXPECT_LT(Clock::now() - start, 1s);
+    EXPECT_EQ(moved.receive(Clock::now() + 5s).value(), (nlohmann::json{{"c", 3}}));
+    EXPECT_EQ(replacement->receive(Clock::now()).error().code, HostErrc::Closed);
+    EXPECT_EQ(other.finish(), std::vector<std::string>{});
 }
 
 TEST(Transcript_test, EmptyPathKeepsNoTranscript) {

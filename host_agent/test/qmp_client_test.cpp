@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fake_peer.hpp"
+#include "vnetct/host_agent/guest_agent_client.hpp"
 
 using namespace vnetct::host_agent;
 using namespace std::chrono_literals;
@@ -307,4 +308,67 @@ TEST_F(QmpClient_test, TranscriptHoldsTheWholeConversation) {
     EXPECT_EQ(lines[4]["msg"]["event"], "RESUME");
     EXPECT_EQ(lines[6]["msg"], (nlohmann::json{{"raw", "garbage"}}));
     EXPECT_EQ(lines[4]["t_host_ns"], m_sut->events()[0].host_ns);
+}
+
+// host_ns is when the event arrived, not when the harness got round to reading it.
+TEST_F(QmpClient_test, EventsArrivingWhileNobodyReadsKeepTheirArrivalTimes) {
+    handshake()
+        .send(event("UNPLUG_PRIMARY", {{"device-id", "hostdev0"}}))
+        .pause(200ms)
+        .send(event("MIGRATION", {{"status", "wait-unplug"}}))
+        .pause(400ms)
+        .stall();
+    m_peer.start();
+    connect();
+    ASSERT_TRUE(m_peer.wait_until_idle(5s));
+    const std::int64_t pump_called_ns = monotonic_now_ns();
+    EXPECT_EQ(m_sut->pump(Clock::now() + 100ms).value(), 2U);
+    const auto& events = m_sut->events();
+    ASSERT_EQ(events.size(), 2U);
+    EXPECT_GE(events[1].host_ns - events[0].host_ns, std::chrono::nanoseconds(150ms).count());
+    EXPECT_GE(pump_called_ns - events[0].host_ns, std::chrono::nanoseconds(500ms).count());
+    EXPECT_LE(events[1].host_ns, pump_called_ns);
+}
+
+// The case seen in the field: QEMU emits FAILOVER_NEGOTIATED while the harness
+// is blocked in a guest agent request; an agent event arriving later must
+// still be later on the one host clock.
+TEST_F(QmpClient_test, EventDuringAGuestAgentRequestIsOrderedByArrivalAgainstAgentEvents) {
+    handshake()
+        .pause(200ms)
+        .send(event("FAILOVER_NEGOTIATED", {{"device-id", "net1"}}))
+        .expect({{"execute", "query-status"}, {"id", 2}})
+        .send(reply(2, {{"status", "running"}}));
+    m_peer.start();
+    connect();
+    FakePeer agent_peer;
+    agent_peer.expect({{"cmd", "watch"}})
+        .pause(500ms)
+        .send({{"event", "netdev-added"}, {"ifname", "eth1"}, {"t_guest_ns", 900}})
+        .send({{"id", 1}, {"ok", true}})
+        .stall()
+        .start();
+    auto agent = GuestAgentClient::connect(agent_peer.socket_path(), "", Clock::now() + 5s);
+    ASSERT_TRUE(agent.has_value()) << agent.error().message();
+
+    ASSERT_TRUE(agent->request("watch", nullptr, Clock::now() + 5s).has_value());  // blocks ~500 ms
+    ASSERT_TRUE(m_sut->execute("query-status", nullptr, Clock::now() + 5s).has_value());
+
+    ASSERT_EQ(m_sut->events().size(), 1U);
+    ASSERT_EQ(agent->events().size(), 1U);
+    const QmpEvent& negotiated = m_sut->events()[0];
+    const AgentEvent& added = agent->events()[0];
+    EXPECT_EQ(negotiated.name, "FAILOVER_NEGOTIATED");
+    EXPECT_LT(negotiated.host_ns, added.host_ns);
+    EXPECT_GE(added.host_ns - negotiated.host_ns, std::chrono::nanoseconds(100ms).count());
+    EXPECT_EQ(agent_peer.finish(), std::vector<std::string>{});
+}
+
+TEST_F(QmpClient_test, DestroyingWhileQemuIsSilentReturnsAtOnce) {
+    handshake().stall();
+    m_peer.start();
+    connect();
+    const auto start = Clock::now();
+    m_sut.reset();
+    EXPECT_LT(Clock::now() - start, 1s);
 }

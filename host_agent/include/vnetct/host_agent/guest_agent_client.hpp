@@ -55,7 +55,7 @@ class GuestAgentClient {
     // The agent (or the guest) hung up.
     [[nodiscard]] bool closed() const { return m_channel.closed(); }
 
-    void note(std::string_view text) { m_channel.transcript().note(text); }
+    void note(std::string_view text) { m_channel.note(text); }
 
   private:
     explicit GuestAgentClient(JsonLineChannel channel) : m_channel(std::move(channel)) {}

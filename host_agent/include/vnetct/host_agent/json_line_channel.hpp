@@ -1,12 +1,14 @@
 // A connected unix stream socket speaking line-delimited JSON, the framing both
-// QMP and the vnetct guest agent use; and the event store the clients of such a
-// channel share (events kept in arrival order, waits with a deadline).
+// QMP and the vnetct guest agent use, read on arrival by a thread of its own;
+// and the event store the clients of such a channel share (events kept in
+// arrival order, waits with a deadline).
 #pragma once
 
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,6 +28,12 @@ inline constexpr std::size_t default_max_message_size = std::size_t{16} * 1024 *
 // send() without a deadline gives the peer this long to take the bytes.
 inline constexpr std::chrono::seconds default_send_timeout{5};
 
+// A background reader thread, started by connect(), takes every line off the
+// socket as it arrives: it stamps the line with CLOCK_MONOTONIC at the read
+// that completed it, writes it to the transcript at once (so the transcript is
+// in true arrival order with true arrival times, whoever is or is not calling
+// receive() at the time) and queues it for receive(). The public API is for one
+// caller at a time; only the reader thread runs alongside it.
 class JsonLineChannel {
   public:
     // Connects to the unix socket at `path`. A missing socket (ENOENT) or one
@@ -35,55 +43,56 @@ class JsonLineChannel {
     [[nodiscard]] static HostResult<JsonLineChannel> connect(const std::string& path, Deadline deadline,
                                                              std::size_t max_message_size = default_max_message_size);
 
+    // Moving keeps the reader thread running: it works on state the channel
+    // only points to. Destroying (or assigning over) a channel stops and joins
+    // its reader and closes the socket, at once, whatever the peer does.
     JsonLineChannel(JsonLineChannel&& other) noexcept;
     JsonLineChannel& operator=(JsonLineChannel&& other) noexcept;
     JsonLineChannel(const JsonLineChannel&) = delete;
     JsonLineChannel& operator=(const JsonLineChannel&) = delete;
     ~JsonLineChannel();
 
-    // Every message sent and received (and peer text that was not JSON) goes
-    // to this transcript from now on.
-    void set_transcript(Transcript transcript) { m_transcript = std::move(transcript); }
-    [[nodiscard]] Transcript& transcript() { return m_transcript; }
+    // Every message sent, every line arriving (peer text that was not JSON as
+    // raw) and every note goes to this transcript from now on. Lines that have
+    // arrived but were not yet received are written to it first, with their
+    // arrival times, so a transcript set right after connect misses nothing.
+    void set_transcript(Transcript transcript);
+
+    // A remark of the harness in the transcript.
+    void note(std::string_view text);
 
     // Writes `message` as one line. EPIPE/ECONNRESET -> Closed.
     HostResult<void> send(const nlohmann::json& message, Deadline deadline);
     HostResult<void> send(const nlohmann::json& message);
 
-    // The next message. Timeout when `deadline` passes (a passed deadline still
-    // takes what is already readable); Closed on end of stream, with the partial
-    // line in the detail when it ended mid-line; Malformed for a line that is not
-    // JSON (the line is consumed: the next receive reads on); Oversized for a
-    // line over the limit (the channel is then unusable: framing is lost).
-    // Blank lines are skipped.
+    // The next message, in arrival order. Timeout when `deadline` passes (a
+    // passed deadline still takes what the reader has already taken off the
+    // socket); Closed on end of stream, with the partial line in the detail
+    // when it ended mid-line; Malformed for a line that is not JSON (the line
+    // is consumed: the next receive reads on); Oversized for a line over the
+    // limit (the channel is then unusable: framing is lost, and the reader
+    // stops). Blank lines are skipped.
     [[nodiscard]] HostResult<nlohmann::json> receive(Deadline deadline);
 
     // CLOCK_MONOTONIC ns when the bytes completing the last received message
-    // were read from the socket.
+    // were read from the socket (by the reader thread, on arrival).
     [[nodiscard]] std::int64_t last_arrival_ns() const { return m_last_arrival_ns; }
 
-    // The peer hung up (end of stream or reset).
-    [[nodiscard]] bool closed() const { return m_closed; }
+    // The peer hung up (end of stream or reset), as seen by the reader or by
+    // send(); messages that came before may still be waiting for receive().
+    [[nodiscard]] bool closed() const;
 
-    [[nodiscard]] const std::string& path() const { return m_path; }
+    [[nodiscard]] const std::string& path() const;
 
   private:
-    JsonLineChannel(int fd, std::string path, std::size_t max_message_size);
+    struct Shared;  // what the reader thread and the caller share
+    explicit JsonLineChannel(std::unique_ptr<Shared> shared);
+    // Starts the reader on the connected socket `fd` (closed on failure).
+    [[nodiscard]] static HostResult<JsonLineChannel> start_reader(int fd, std::string path,
+                                                                  std::size_t max_message_size);
 
-    // Reads what is available, waiting until `deadline` for something.
-    HostResult<void> read_more(Deadline deadline);
-    void close_fd();
-
-    int m_fd = -1;
-    std::string m_path;
-    std::size_t m_max_message_size = default_max_message_size;
-    std::string m_buffer;
-    std::size_t m_scanned = 0;  // m_buffer[0, m_scanned) holds no '\n'
-    std::int64_t m_buffer_arrival_ns = 0;
+    std::unique_ptr<Shared> m_shared;
     std::int64_t m_last_arrival_ns = 0;
-    bool m_closed = false;
-    bool m_oversized = false;
-    Transcript m_transcript;
 };
 
 // True when `match` is null, or an object whose every key is present in

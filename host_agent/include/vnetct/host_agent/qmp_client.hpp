@@ -61,7 +61,7 @@ class QmpClient {
     [[nodiscard]] bool closed() const { return m_channel.closed(); }
 
     // A remark of the harness in the transcript.
-    void note(std::string_view text) { m_channel.transcript().note(text); }
+    void note(std::string_view text) { m_channel.note(text); }
 
   private:
     explicit QmpClient(JsonLineChannel channel) : m_channel(std::move(channel)) {}
