@@ -28,18 +28,28 @@ ExitStatus decode(int raw) {
     return ExitStatus{WEXITSTATUS(raw), 0};
 }
 
-// In the child, after fork: report errno through the pipe and exit.
-[[noreturn]] void child_fail(int report_fd, const char* step) {
+// Everything the child needs, prepared before fork(): the parent may have
+// other threads (the QMP readers), so the child must not allocate.
+struct ChildPlan {
+    std::vector<char*> argv;
+    std::string netns_path;
+    const char* stdout_path;
+    const char* stderr_path;
+    bool same_output;
+};
+
+// In the child, after fork: report "<step> <what>: <errno text>" and exit.
+[[noreturn]] void child_fail(int report_fd, const char* step, const char* what) {
     const int error = errno;
-    char buffer[256];
-    const int length = snprintf(buffer, sizeof buffer, "%s: %s", step, strerror(error));
+    char buffer[512];
+    const int length = snprintf(buffer, sizeof buffer, "%s %s: %s", step, what, strerror(error));
     if (length > 0) {
         [[maybe_unused]] auto written = write(report_fd, buffer, static_cast<size_t>(length));
     }
     _exit(127);
 }
 
-[[noreturn]] void child_exec(const SpawnOptions& options, std::vector<char*>& argv, int report_fd) {
+[[noreturn]] void child_exec(const ChildPlan& plan, int report_fd) {
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     sigset_t all;
@@ -48,33 +58,30 @@ ExitStatus decode(int raw) {
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
-    if (!options.netns.empty()) {
-        const std::string path = "/run/netns/" + options.netns;
-        const int ns = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (!plan.netns_path.empty()) {
+        const int ns = open(plan.netns_path.c_str(), O_RDONLY | O_CLOEXEC);
         if (ns < 0) {
-            child_fail(report_fd, ("open " + path).c_str());
+            child_fail(report_fd, "open", plan.netns_path.c_str());
         }
         if (setns(ns, CLONE_NEWNET) != 0) {
-            child_fail(report_fd, ("setns " + path).c_str());
+            child_fail(report_fd, "setns", plan.netns_path.c_str());
         }
         close(ns);
     }
     const int in = open("/dev/null", O_RDONLY);
-    const int out = open(options.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int out = open(plan.stdout_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (out < 0) {
-        child_fail(report_fd, ("open " + options.stdout_path).c_str());
+        child_fail(report_fd, "open", plan.stdout_path);
     }
-    const int err = options.stderr_path == options.stdout_path
-                        ? dup(out)
-                        : open(options.stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int err = plan.same_output ? dup(out) : open(plan.stderr_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (err < 0) {
-        child_fail(report_fd, ("open " + options.stderr_path).c_str());
+        child_fail(report_fd, "open", plan.stderr_path);
     }
     dup2(in, STDIN_FILENO);
     dup2(out, STDOUT_FILENO);
     dup2(err, STDERR_FILENO);
-    execvp(argv[0], argv.data());
-    child_fail(report_fd, ("exec " + options.argv.front()).c_str());
+    execvp(plan.argv[0], plan.argv.data());
+    child_fail(report_fd, "exec", plan.argv[0]);
 }
 
 }  // namespace
@@ -90,11 +97,13 @@ HostResult<Process> Process::spawn(const SpawnOptions& options) {
     if (options.argv.empty()) {
         return fail(HostErrc::InvalidArgument, "empty argv");
     }
-    std::vector<char*> argv;
+    ChildPlan plan{{}, options.netns.empty() ? std::string() : "/run/netns/" + options.netns,
+                   options.stdout_path.c_str(), options.stderr_path.c_str(),
+                   options.stderr_path == options.stdout_path};
     for (const auto& argument : options.argv) {
-        argv.push_back(const_cast<char*>(argument.c_str()));
+        plan.argv.push_back(const_cast<char*>(argument.c_str()));
     }
-    argv.push_back(nullptr);
+    plan.argv.push_back(nullptr);
 
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) {
@@ -109,7 +118,7 @@ HostResult<Process> Process::spawn(const SpawnOptions& options) {
     }
     if (pid == 0) {
         close(report[0]);
-        child_exec(options, argv, report[1]);
+        child_exec(plan, report[1]);
     }
     setpgid(pid, pid);  // also in the parent, so the group exists before we use it
     close(report[1]);
