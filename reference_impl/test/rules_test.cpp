@@ -15,7 +15,7 @@ TEST(Rules_test, IdsAreUniqueAndWellFormed) {
         EXPECT_FALSE(rule.sentence.empty()) << rule.id;
         EXPECT_EQ(rule.sentence.back(), '.') << rule.id << " sentence must be one full sentence";
     }
-    EXPECT_GE(seen.size(), 9U);
+    EXPECT_GE(seen.size(), 24U);
 }
 
 TEST(Rules_test, FindRuleByIdAndUnknownId) {
