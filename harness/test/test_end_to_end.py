@@ -4,6 +4,7 @@ answers to bad input. Needs root and the set-up that `vnetct test` does first.""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,7 +79,8 @@ def test_nothing_of_the_run_is_left(full_run):
     _, _, namespaces_before, qemu_before = full_run
     assert _namespaces() == namespaces_before
     assert _qemu_pids() == qemu_before
-    assert not [p for p in Path("/tmp").glob("vnetct-*") if p.is_dir() and not p.name.startswith("vnetct-probe")]
+    # The run's socket root is /tmp/vnetct-<6 hex digits>.
+    assert not [p for p in Path("/tmp").glob("vnetct-*") if re.fullmatch(r"vnetct-[0-9a-f]{6}", p.name)]
 
 
 def test_bad_qemu_path_is_a_usage_error(tmp_path):

@@ -167,9 +167,13 @@ class Vm:
         return self.artifacts / f"qemu-{self.name}.stderr"
 
     def artifact_paths(self) -> Dict[str, Path]:
-        return {f"qmp-{self.name}": self.qmp_transcript, f"agent-{self.name}": self.agent_transcript,
-                f"serial-{self.name}": self.serial_log, f"qemu-stderr-{self.name}": self.stderr_log,
-                f"argv-{self.name}": self.artifacts / f"argv-{self.name}.txt"}
+        """The VM's artifacts that exist now (a QEMU that refused to start has
+        no agent transcript, for instance)."""
+        candidates = {f"qmp-{self.name}": self.qmp_transcript, f"agent-{self.name}": self.agent_transcript,
+                      f"serial-{self.name}": self.serial_log, f"qemu-stderr-{self.name}": self.stderr_log,
+                      f"argv-{self.name}": self.artifacts / f"argv-{self.name}.txt",
+                      f"wire-{self.name}": self.artifacts / "wire-links.txt"}
+        return {name: path for name, path in candidates.items() if path.exists()}
 
     def stderr_text(self) -> str:
         try:
