@@ -35,7 +35,6 @@ PACKAGES: Dict[str, str] = {
     "pybind11-dev": "the Python binding of the native core",
     "python3-dev": "the Python binding of the native core",
     "python3-pytest": "the case runner",
-    "python3-jinja2": "report templates",
 }
 MIN_QEMU_MAJOR = 10
 
