@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -91,7 +92,8 @@ def command_run(args) -> int:
     if not args.no_setup:
         bootstrap.prepare(with_image=True, targets=bootstrap.RUN_TARGETS)
     bootstrap.require_root()
-    run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    short_id = secrets.token_hex(3)
+    run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{short_id}"
     out = args.out.resolve()
     run_dir = out / run_id
     run_dir.mkdir(parents=True)
@@ -100,13 +102,28 @@ def command_run(args) -> int:
     print(f"vnetct: run {run_id}, profile {args.profile}, QEMU {args.qemu}", flush=True)
     print(f"vnetct: results in {run_dir}", flush=True)
     pytest_args = [*_case_collection_args(), f"--vnetct-run-dir={run_dir}", f"--vnetct-profile={args.profile}",
-                   f"--vnetct-qemu={args.qemu}", f"--vnetct-command={command_line}"]
+                   f"--vnetct-qemu={args.qemu}", f"--vnetct-command={command_line}",
+                   f"--vnetct-short-id={short_id}"]
     if args.keyword:
         pytest_args += ["-k", args.keyword]
     started = time.monotonic()
     status = _run_pytest(pytest_args, cwd=paths.REPO)
     elapsed = time.monotonic() - started
-    return _summarise(run_dir, status, elapsed)
+    leftovers = _final_sweep(short_id)
+    return _summarise(run_dir, status, elapsed, leftovers)
+
+
+def _final_sweep(short_id: str) -> List[str]:
+    """Last line of defence if the case runner itself died: delete the run's
+    namespaces and socket dir (its QEMUs die with it: PR_SET_PDEATHSIG)."""
+    from .native import vnetct_native
+
+    cleaned = [f"deleted namespace {name}" for name in vnetct_native.sweep_netns(f"vnetct-{short_id}")]
+    socket_root = Path("/tmp") / f"vnetct-{short_id}"
+    if socket_root.exists():
+        shutil.rmtree(socket_root, ignore_errors=True)
+        cleaned.append(f"removed {socket_root}")
+    return cleaned
 
 
 def _run_pytest(pytest_args: List[str], cwd: Path) -> int:
@@ -121,13 +138,15 @@ def _run_pytest(pytest_args: List[str], cwd: Path) -> int:
             continue  # pytest got the same SIGINT; wait for its teardown
 
 
-def _summarise(run_dir: Path, pytest_status: int, elapsed: float) -> int:
+def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: List[str]) -> int:
     from .results import load
 
     results = load(run_dir / "results.json")
+    for line in leftovers:
+        print(f"vnetct: the case runner left this behind, cleaned now: {line}", file=sys.stderr)
     if results is None:
         print(f"vnetct: no results.json in {run_dir} (pytest exit {pytest_status})", file=sys.stderr)
-        return EXIT_USAGE if pytest_status in (2, 4) else EXIT_FAILED
+        return EXIT_USAGE if pytest_status in (2, 4) and not leftovers else EXIT_FAILED
     counts = results.get("summary", {})
     print("")
     print(f"vnetct: {counts.get('passed', 0)} passed, {counts.get('failed', 0)} failed, "
@@ -138,6 +157,8 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float) -> int:
     for problem in results.get("run_problems", []):
         print(f"  PROBLEM  {problem}")
     print(f"vnetct: results.json and junit.xml in {run_dir}")
+    if leftovers:
+        return EXIT_FAILED
     if results.get("interrupted"):
         print("vnetct: the run was interrupted; the cases above finished and are kept")
         return EXIT_INTERRUPTED

@@ -9,9 +9,10 @@ reports anything that lingered."""
 from __future__ import annotations
 
 import os
+import select
 import shutil
+import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -168,16 +169,22 @@ def sweep_run(run: RunContext) -> List[str]:
     for line in leftover_processes(str(run.socket_root)):
         pid = int(line.split(":", 1)[0])
         try:
-            os.killpg(pid, 9)
+            handle = os.pidfd_open(pid)
         except OSError:
+            continue  # already gone
+        try:
             try:
-                os.kill(pid, 9)
+                os.killpg(pid, signal.SIGKILL)
             except OSError:
-                pass
+                os.kill(pid, signal.SIGKILL)
+            poller = select.poll()
+            poller.register(handle, select.POLLIN)
+            poller.poll(10_000)  # readable once the process has exited; bounded
+        except OSError:
+            pass
+        finally:
+            os.close(handle)
         cleaned.append(f"killed {line}")
-    deadline = time.monotonic() + 10
-    while leftover_processes(str(run.socket_root)) and time.monotonic() < deadline:
-        time.sleep(0.05)  # bounded: waiting for the kernel to reap killed processes
     for name in vnetct_native.sweep_netns(run.netns_prefix):
         cleaned.append(f"deleted namespace {name}")
     shutil.rmtree(run.socket_root, ignore_errors=True)

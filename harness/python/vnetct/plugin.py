@@ -37,6 +37,7 @@ def pytest_addoption(parser):
     group.addoption("--vnetct-qemu", default=str(paths.DEFAULT_QEMU), help="QEMU binary under test")
     group.addoption("--vnetct-command", default="", help="the command line that reproduces the run")
     group.addoption("--vnetct-list", action="store_true", help="print case ids and rules, run nothing")
+    group.addoption("--vnetct-short-id", default=None, help="6 hex chars naming the run's namespaces and devices")
 
 
 class CaseRecorder:
@@ -91,7 +92,7 @@ class RunState:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_id = self.run_dir.name
-        self.short_id = secrets.token_hex(3)
+        self.short_id = option("--vnetct-short-id") or secrets.token_hex(3)
         self.qemu = option("--vnetct-qemu")
         self.command = option("--vnetct-command") or " ".join(sys.argv)
         self.results = Results(self.run_dir, {"run_id": self.run_id, "profile": self.profile,
