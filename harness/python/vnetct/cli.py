@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the conformance suite (default profile: qemu)",
                               description="Set up, then run the conformance cases and write results.")
     run.add_argument("-k", dest="keyword", metavar="EXPR",
-                     help="only cases whose id or test name matches the pytest -k expression")
+                     help="only matching cases: a pytest -k expression over case ids, rule ids and test names "
+                          "(e.g. -k failover/config, -k FO-NEG-02, -k 'config and not igb')")
     run.add_argument("--qemu", metavar="PATH", default=str(paths.DEFAULT_QEMU),
                      help="QEMU binary under test (default: %(default)s)")
     run.add_argument("--profile", metavar="NAME", default="qemu", help="SUT profile (default: qemu)")
@@ -65,10 +66,11 @@ def _pytest_env() -> dict:
     return env
 
 
-def _case_collection_args() -> List[str]:
+def _case_collection_args(terminal: bool = True) -> List[str]:
     """How pytest finds the cases: every .py under cases/ (one feature per
     file, no test_ prefix), imported by path so equal file names can coexist."""
-    return [str(paths.CASES), "-p", "vnetct.plugin", "-q", "--no-header", "-p", "no:cacheprovider",
+    output = ["-q", "--no-header"] if terminal else ["-p", "no:terminal"]
+    return [str(paths.CASES), "-p", "vnetct.plugin", *output, "-p", "no:cacheprovider",
             "--import-mode=importlib", "-o", "python_files=*.py", "--rootdir", str(paths.REPO)]
 
 
@@ -175,8 +177,8 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: Lis
 def command_list(_args) -> int:
     bootstrap.ensure_packages()
     bootstrap.build_native(targets=("vnetct_native",))
-    return subprocess.run([sys.executable, "-m", "pytest", *_case_collection_args(), "--collect-only",
-                           "--vnetct-list"],
+    return subprocess.run([sys.executable, "-m", "pytest", *_case_collection_args(terminal=False),
+                           "--collect-only", "--vnetct-list"],
                           cwd=paths.REPO, env=_pytest_env(), check=False).returncode
 
 

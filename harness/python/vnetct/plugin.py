@@ -162,6 +162,9 @@ def pytest_collection_modifyitems(session, config, items):
             if rule_id not in RULES:
                 problems.append(f"{item.nodeid}: unknown rule id '{rule_id}' (known: {', '.join(RULES)})")
         item.vnetct_rules = [RULES[rule_id] for rule_id in rule_ids if rule_id in RULES]
+        # -k can select by case id (substring, e.g. -k failover/config) or rule id (-k FO-CFG-02).
+        item.extra_keyword_matches.add(item.vnetct_id)
+        item.extra_keyword_matches.update(rule_ids)
     if problems:
         raise pytest.UsageError("bad case declarations:\n  " + "\n  ".join(problems))
 
