@@ -25,6 +25,7 @@
 #include <bitset>
 #include <chrono>
 #include <cstddef>
+#include <initializer_list>
 #include <optional>
 #include <span>
 #include <string>
@@ -42,9 +43,9 @@ using Milliseconds = std::chrono::milliseconds;
 // VNETCT_DEFINE_ERRC is reused below for plain enums: it generates an enum class
 // and its to_string from one (Name, "text") list.
 
-#define VNETCT_BUS_KINDS(X)                                                  \
-    X(RootPortHotplug, "hot-pluggable PCI Express port (pcie-root-port)")   \
-    X(RootBus, "PCI Express root bus, not hot-pluggable (pcie.0)")          \
+#define VNETCT_BUS_KINDS(X)                                               \
+    X(RootPortHotplug, "hot-pluggable PCI Express port (pcie-root-port)") \
+    X(RootBus, "PCI Express root bus, not hot-pluggable (pcie.0)")        \
     X(ConventionalPci, "conventional PCI bus (behind a pci-bridge)")
 VNETCT_DEFINE_ERRC(BusKind, VNETCT_BUS_KINDS)
 
@@ -66,12 +67,12 @@ enum class Role { Source, Target };
 
 // Deliberately broken behaviours for the harness's self-test. Each one changes the
 // outputs of some scenario.
-#define VNETCT_FAILOVER_MUTATIONS(X)                                                     \
-    X(LeaveWaitUnplugEarly, "goes active without waiting for the guest's release")      \
-    X(ForgetReplugAfterCancel, "does not plug released primaries back on the source")   \
-    X(NegotiatedBeforeAck, "emits FAILOVER_NEGOTIATED and plugs the primary at start")  \
-    X(NoUnplugPrimaryEvent, "asks for the release without emitting UNPLUG_PRIMARY")     \
-    X(PlugPrimaryWithoutStandbyAck, "plugs the primary although bit 62 was not acked")  \
+#define VNETCT_FAILOVER_MUTATIONS(X)                                                   \
+    X(LeaveWaitUnplugEarly, "goes active without waiting for the guest's release")     \
+    X(ForgetReplugAfterCancel, "does not plug released primaries back on the source")  \
+    X(NegotiatedBeforeAck, "emits FAILOVER_NEGOTIATED and plugs the primary at start") \
+    X(NoUnplugPrimaryEvent, "asks for the release without emitting UNPLUG_PRIMARY")    \
+    X(PlugPrimaryWithoutStandbyAck, "plugs the primary although bit 62 was not acked") \
     X(NoReplugOnTarget, "never plugs the primary on the target")
 VNETCT_DEFINE_ERRC(Mutation, VNETCT_FAILOVER_MUTATIONS)
 
@@ -98,12 +99,12 @@ struct ModelOptions {
     Mutations mutations;
 };
 
-#define VNETCT_OUTPUT_KINDS(X)                                          \
-    X(QmpEvent, "event")                                                \
-    X(Warning, "warning")                                               \
-    X(StartError, "start-error")                                        \
-    X(CommandError, "command-error")                                    \
-    X(Plugged, "plugged")                                               \
+#define VNETCT_OUTPUT_KINDS(X)       \
+    X(QmpEvent, "event")             \
+    X(Warning, "warning")            \
+    X(StartError, "start-error")     \
+    X(CommandError, "command-error") \
+    X(Plugged, "plugged")            \
     X(Unplugged, "unplugged")
 VNETCT_DEFINE_ERRC(OutputKind, VNETCT_OUTPUT_KINDS)
 
@@ -119,40 +120,40 @@ struct Output {
     Milliseconds at;
 };
 
-#define VNETCT_PRIMARY_STATES(X)                                              \
-    X(Hidden, "hidden")                                                       \
-    X(Plugged, "plugged")                                                     \
-    X(UnplugRequested, "unplug-requested")                                    \
-    X(Released, "released")                                                   \
+#define VNETCT_PRIMARY_STATES(X)           \
+    X(Hidden, "hidden")                    \
+    X(Plugged, "plugged")                  \
+    X(UnplugRequested, "unplug-requested") \
+    X(Released, "released")                \
     X(Refused, "refused")
 VNETCT_DEFINE_ERRC(PrimaryState, VNETCT_PRIMARY_STATES)
 
 // to_string gives QEMU's MIGRATION status names.
-#define VNETCT_MIGRATION_STATES(X)                                            \
-    X(None, "none")                                                           \
-    X(Setup, "setup")                                                         \
-    X(WaitUnplug, "wait-unplug")                                              \
-    X(Active, "active")                                                       \
-    X(Cancelling, "cancelling")                                               \
-    X(Cancelled, "cancelled")                                                 \
-    X(Failed, "failed")                                                       \
+#define VNETCT_MIGRATION_STATES(X) \
+    X(None, "none")                \
+    X(Setup, "setup")              \
+    X(WaitUnplug, "wait-unplug")   \
+    X(Active, "active")            \
+    X(Cancelling, "cancelling")    \
+    X(Cancelled, "cancelled")      \
+    X(Failed, "failed")            \
     X(Completed, "completed")
 VNETCT_DEFINE_ERRC(MigrationState, VNETCT_MIGRATION_STATES)
 
-#define VNETCT_FAILOVER_MODEL_ERRORS(X)                                                 \
-    X(AlreadyStarted, "the host has already been started")                              \
-    X(NotStarted, "the host has not been started")                                      \
-    X(RefusedToStart, "the host refused to start")                                      \
-    X(DuplicateId, "a device with this id already exists")                              \
-    X(UnknownDevice, "no device with this id")                                          \
-    X(NotAPrimary, "the device is not a failover primary")                              \
-    X(FeatureNotOffered, "the device does not offer VIRTIO_NET_F_STANDBY")              \
-    X(NotUnplugRequested, "the host did not ask the guest to release this primary")     \
-    X(GuestNotRunning, "the guest is not running on this host")                         \
-    X(WrongRole, "the input does not apply to this host's migration role")              \
-    X(MigrationInProgress, "a migration is in progress (not modelled for this input)")  \
-    X(NoMigrationInProgress, "no migration is in progress")                             \
-    X(TransferNotRunning, "the migration is not transferring state (not active)")       \
+#define VNETCT_FAILOVER_MODEL_ERRORS(X)                                                \
+    X(AlreadyStarted, "the host has already been started")                             \
+    X(NotStarted, "the host has not been started")                                     \
+    X(RefusedToStart, "the host refused to start")                                     \
+    X(DuplicateId, "a device with this id already exists")                             \
+    X(UnknownDevice, "no device with this id")                                         \
+    X(NotAPrimary, "the device is not a failover primary")                             \
+    X(FeatureNotOffered, "the device does not offer VIRTIO_NET_F_STANDBY")             \
+    X(NotUnplugRequested, "the host did not ask the guest to release this primary")    \
+    X(GuestNotRunning, "the guest is not running on this host")                        \
+    X(WrongRole, "the input does not apply to this host's migration role")             \
+    X(MigrationInProgress, "a migration is in progress (not modelled for this input)") \
+    X(NoMigrationInProgress, "no migration is in progress")                            \
+    X(TransferNotRunning, "the migration is not transferring state (not active)")      \
     X(TimeWentBackwards, "now is earlier than a previous input's time")
 VNETCT_DEFINE_ERRC(ModelErrc, VNETCT_FAILOVER_MODEL_ERRORS)
 
