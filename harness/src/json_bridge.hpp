@@ -17,6 +17,24 @@ struct HostFailure : std::runtime_error {
     host_agent::HostErrc code;
 };
 
+// An error value of the reference model (ModelErrc, TraceErrc, ...) on its way
+// to Python as vnetct_native.ModelError.
+struct ModelFailure : std::runtime_error {
+    ModelFailure(std::string code_name, const std::string& message)
+        : std::runtime_error(message), code(std::move(code_name)) {}
+    std::string code;
+};
+
+template <typename T, typename Errc>
+T unwrap_model(Result<T, Errc>&& result) {
+    if (!result) {
+        throw ModelFailure(std::string(to_string(result.error().code)), result.error().message());
+    }
+    if constexpr (!std::is_void_v<T>) {
+        return std::move(*result);
+    }
+}
+
 template <typename T>
 T unwrap(host_agent::HostResult<T>&& result) {
     if (!result) {
@@ -32,5 +50,8 @@ host_agent::Deadline deadline_in(double seconds);
 // JSON <-> Python through the json module: exact, and the data is small.
 pybind11::object to_python(const nlohmann::json& value);
 nlohmann::json from_python(const pybind11::handle& value);
+
+// The reference model's classes (model_bindings.cpp).
+void bind_model(pybind11::module_& module);
 
 }  // namespace vnetct::harness

@@ -25,6 +25,7 @@ namespace vnetct::harness {
 namespace {
 py::object g_host_error;
 py::object g_host_timeout;
+py::object g_model_error;
 
 #define VNETCT_ERRC_NAME_CASE(name, sentence) \
     case HostErrc::name:                      \
@@ -51,6 +52,10 @@ void register_errors(py::module_& module) {
     g_host_timeout = py::reinterpret_steal<py::object>(PyErr_NewExceptionWithDoc(
         "vnetct_native.HostTimeout", "A deadline passed; the message says what was awaited.",
         g_host_error.ptr(), nullptr));
+    g_model_error = py::reinterpret_steal<py::object>(PyErr_NewExceptionWithDoc(
+        "vnetct_native.ModelError", "The reference model refused an input; `code` names the error code.",
+        nullptr, nullptr));
+    module.attr("ModelError") = g_model_error;
     module.attr("HostError") = g_host_error;
     module.attr("HostTimeout") = g_host_timeout;
     py::register_exception_translator([](std::exception_ptr pointer) {
@@ -64,6 +69,11 @@ void register_errors(py::module_& module) {
             py::object exception = type(failure.what());
             exception.attr("code") = code_name(failure.code);
             PyErr_SetObject(type.ptr(), exception.ptr());
+        } catch (const ModelFailure& failure) {
+            py::gil_scoped_acquire gil;
+            py::object exception = g_model_error(failure.what());
+            exception.attr("code") = failure.code;
+            PyErr_SetObject(g_model_error.ptr(), exception.ptr());
         }
     });
 }
@@ -161,4 +171,5 @@ PYBIND11_MODULE(vnetct_native, module) {
         py::arg("netns"), py::arg("domain"), py::arg("type"), py::arg("protocol") = 0);
 
     bind_clients(module);
+    bind_model(module);
 }

@@ -19,6 +19,8 @@ Mutations::Mutations(std::initializer_list<Mutation> mutations) {
     }
 }
 
+void Mutations::add(Mutation mutation) { m_bits.set(static_cast<std::size_t>(mutation)); }
+
 bool Mutations::has(Mutation mutation) const {
     return m_bits.test(static_cast<std::size_t>(mutation));
 }

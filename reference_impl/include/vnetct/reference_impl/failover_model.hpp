@@ -86,6 +86,7 @@ class Mutations {
     Mutations(std::initializer_list<Mutation> mutations);
     [[nodiscard]] bool has(Mutation mutation) const;
     [[nodiscard]] bool none() const { return m_bits.none(); }
+    void add(Mutation mutation);
 
   private:
     std::bitset<kMutationCount> m_bits;
