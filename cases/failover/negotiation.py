@@ -4,9 +4,7 @@ primary is plugged."""
 
 import pytest
 
-from vnetct.failover import PRIMARY_ID, STANDBY_ID
-
-VIRTIO_NET_F_STANDBY = 62
+from vnetct.failover import PRIMARY_ID, STANDBY_ID, VIRTIO_NET_F_STANDBY
 
 
 @pytest.mark.rule("FO-NEG-01")
@@ -15,7 +13,7 @@ def test_primary_hidden_until_ack(failover_pair, case):
     case.save_json("pci-before.json", failover_pair.before_pci)
     case.save_json("guest-netdevs-before.json", failover_pair.before_netdevs)
     case.save_json("peripherals-before.json", failover_pair.before_peripherals)
-    # Before the guest loads virtio_net: the standby is on the bus, the primary is not.
+    # The guest has e1000e loaded but not virtio_net: the standby is on the bus, the primary is not.
     assert STANDBY_ID in failover_pair.before_pci, f"standby {STANDBY_ID} absent from query-pci at start"
     assert PRIMARY_ID not in failover_pair.before_pci, "primary visible in query-pci before the guest acked STANDBY"
     assert PRIMARY_ID not in failover_pair.before_peripherals, \
@@ -23,7 +21,7 @@ def test_primary_hidden_until_ack(failover_pair, case):
     early = [e["name"] for e in failover_pair.vm.qmp.events[:failover_pair.qmp_mark]]
     assert "FAILOVER_NEGOTIATED" not in early, "FAILOVER_NEGOTIATED before any guest driver was loaded"
     assert not [n for n in failover_pair.before_netdevs if n.get("driver") == "e1000e"], \
-        "the guest saw an e1000e before negotiating"
+        "the guest has an e1000e netdev before acking STANDBY: the primary was not hidden"
     # The guest acks STANDBY: now the primary is plugged, and not before the event.
     negotiation = failover_pair.negotiate()
     assert PRIMARY_ID in negotiation.pci_after, "primary still absent from query-pci after FAILOVER_NEGOTIATED"

@@ -23,9 +23,11 @@ using namespace vnetct::host_agent;
 namespace vnetct::harness {
 
 namespace {
-py::object g_host_error;
-py::object g_host_timeout;
-py::object g_model_error;
+// Deliberately leaked (never destroyed): a static py::object would be released
+// after the interpreter has finalized, which can crash at exit.
+py::object& g_host_error = *new py::object();
+py::object& g_host_timeout = *new py::object();
+py::object& g_model_error = *new py::object();
 
 #define VNETCT_ERRC_NAME_CASE(name, sentence) \
     case HostErrc::name:                      \
@@ -138,7 +140,11 @@ PYBIND11_MODULE(vnetct_native, module) {
     module.def(
         "run_command",
         [](const std::vector<std::string>& argv, double timeout) {
-            auto output = unwrap(run_command(argv, deadline_in(timeout)));
+            auto result = [&] {
+                py::gil_scoped_release release;
+                return run_command(argv, deadline_in(timeout));
+            }();
+            auto output = unwrap(std::move(result));
             return py::make_tuple(output.status, output.output);
         },
         py::arg("argv"), py::arg("timeout") = 30.0);
@@ -158,11 +164,13 @@ PYBIND11_MODULE(vnetct_native, module) {
         .def_property_readonly("taps", &Topology::taps)
         .def_property_readonly("peer_interface", &Topology::peer_interface)
         .def_property_readonly("peer_address", &Topology::peer_address)
-        .def("describe", [](const Topology& self) { return unwrap(self.describe()); })
+        .def("describe", [](const Topology& self) { return unwrap(self.describe()); },
+             py::call_guard<py::gil_scoped_release>())
         .def("destroy", [](Topology& self) { unwrap(self.destroy()); }, py::call_guard<py::gil_scoped_release>());
 
     module.def("list_netns", &list_netns, py::arg("prefix"));
-    module.def("sweep_netns", [](const std::string& prefix) { return unwrap(sweep_netns(prefix)); });
+    module.def("sweep_netns", [](const std::string& prefix) { return unwrap(sweep_netns(prefix)); },
+               py::call_guard<py::gil_scoped_release>());
     module.def(
         "open_socket_in_netns",
         [](const std::string& netns, int domain, int type, int protocol) {

@@ -12,12 +12,13 @@ using namespace vnetct::host_agent;
 namespace vnetct::harness {
 
 py::object to_python(const nlohmann::json& value) {
-    static py::object loads = py::module_::import("json").attr("loads");
+    // Leaked on purpose: must not be released after the interpreter finalized.
+    static py::object& loads = *new py::object(py::module_::import("json").attr("loads"));
     return loads(value.dump());
 }
 
 nlohmann::json from_python(const py::handle& value) {
-    static py::object dumps = py::module_::import("json").attr("dumps");
+    static py::object& dumps = *new py::object(py::module_::import("json").attr("dumps"));
     if (value.is_none()) {
         return nullptr;
     }

@@ -68,6 +68,10 @@ HostResult<void> GuestAgentClient::read_event(Deadline deadline) {
         return tl::unexpected(message.error());
     }
     if (!message->is_null()) {
+        if (is_late_reply(*message, m_next_id)) {
+            note("dropped a late reply (its request had already given up): " + brief(*message));
+            return {};
+        }
         return fail(HostErrc::Protocol, "a reply with no request running: " + brief(*message));
     }
     return {};
@@ -96,6 +100,10 @@ HostResult<nlohmann::json> GuestAgentClient::request(const std::string& cmd, con
                                                 "): " + reply.error().detail);
         }
         if (reply->is_null()) {
+            continue;
+        }
+        if (is_late_reply(*reply, id)) {
+            note("dropped a late reply (its request had already given up): " + brief(*reply));
             continue;
         }
         if ((*reply)["id"] != id) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -38,20 +39,24 @@ struct ChildPlan {
     bool same_output;
 };
 
-// In the child, after fork: report "<step> <what>: <errno text>" and exit.
+// In the child, after fork: report "<step> <what>: errno N" and exit (the
+// parent turns N into text: strerror may allocate).
 [[noreturn]] void child_fail(int report_fd, const char* step, const char* what) {
     const int error = errno;
     char buffer[512];
-    const int length = snprintf(buffer, sizeof buffer, "%s %s: %s", step, what, strerror(error));
+    const int length = snprintf(buffer, sizeof buffer, "%s %s: errno %d", step, what, error);
     if (length > 0) {
         [[maybe_unused]] auto written = write(report_fd, buffer, static_cast<size_t>(length));
     }
     _exit(127);
 }
 
-[[noreturn]] void child_exec(const ChildPlan& plan, int report_fd) {
+[[noreturn]] void child_exec(const ChildPlan& plan, pid_t parent, int report_fd) {
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) {
+        _exit(1);  // the parent died before PR_SET_PDEATHSIG took effect
+    }
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, nullptr);
@@ -80,6 +85,11 @@ struct ChildPlan {
     dup2(in, STDIN_FILENO);
     dup2(out, STDOUT_FILENO);
     dup2(err, STDERR_FILENO);
+    for (const int fd : {in, out, err}) {
+        if (fd > STDERR_FILENO) {
+            close(fd);
+        }
+    }
     execvp(plan.argv[0], plan.argv.data());
     child_fail(report_fd, "exec", plan.argv[0]);
 }
@@ -109,6 +119,7 @@ HostResult<Process> Process::spawn(const SpawnOptions& options) {
     if (pipe2(report, O_CLOEXEC) != 0) {
         return fail(HostErrc::SpawnFailed, std::string("pipe: ") + strerror(errno));
     }
+    const pid_t parent = getpid();
     const pid_t pid = fork();
     if (pid < 0) {
         const int error = errno;
@@ -118,7 +129,7 @@ HostResult<Process> Process::spawn(const SpawnOptions& options) {
     }
     if (pid == 0) {
         close(report[0]);
-        child_exec(plan, report[1]);
+        child_exec(plan, parent, report[1]);
     }
     setpgid(pid, pid);  // also in the parent, so the group exists before we use it
     close(report[1]);
@@ -133,7 +144,11 @@ HostResult<Process> Process::spawn(const SpawnOptions& options) {
     if (length > 0) {
         message[length] = '\0';
         process.kill_group_and_reap();
-        return fail(HostErrc::SpawnFailed, message);
+        std::string text = message;
+        if (const auto at = text.rfind(": errno "); at != std::string::npos) {
+            text = text.substr(0, at) + ": " + strerror(std::atoi(text.c_str() + at + 8));
+        }
+        return fail(HostErrc::SpawnFailed, text);
     }
     return process;
 }
@@ -157,9 +172,15 @@ std::optional<ExitStatus> Process::poll() {
     if (m_status || m_pid <= 0) {
         return m_status;
     }
+    // Look without reaping: while the leader is an unreaped zombie its pid (and
+    // so its process group id) cannot be reused, so killing the group is safe.
+    siginfo_t info{};
+    if (waitid(P_PID, static_cast<id_t>(m_pid), &info, WEXITED | WNOWAIT | WNOHANG) != 0 || info.si_pid == 0) {
+        return std::nullopt;
+    }
+    kill(-m_pid, SIGKILL);  // whatever else of its group lingers
     int raw = 0;
-    const pid_t reaped = waitpid(m_pid, &raw, WNOHANG);
-    if (reaped == m_pid) {
+    if (waitpid(m_pid, &raw, 0) == m_pid) {
         m_status = decode(raw);
     }
     return m_status;
@@ -176,13 +197,11 @@ HostResult<ExitStatus> Process::wait(Deadline deadline) {
         }
         if (m_pidfd >= 0) {
             pollfd entry{m_pidfd, POLLIN, 0};
-            ::poll(&entry, 1, timeout);
+            ::poll(&entry, 1, timeout);  // readable once the process has exited
         } else {
-            // No pidfd (very old kernel): block in waitpid for the rest.
-            int raw = 0;
-            if (waitpid(m_pid, &raw, 0) == m_pid) {
-                m_status = decode(raw);
-            }
+            // No pidfd (very old kernel): block until it exits.
+            siginfo_t info{};
+            waitid(P_PID, static_cast<id_t>(m_pid), &info, WEXITED | WNOWAIT);
         }
     }
 }
@@ -199,21 +218,16 @@ HostResult<ExitStatus> Process::terminate(std::chrono::milliseconds grace) {
             }
         }
     }
-    // The leader is gone; make sure nothing else of its group lingers.
-    kill(-m_pid, SIGKILL);
     return *m_status;
 }
 
 void Process::kill_group_and_reap() noexcept {
-    if (m_pid > 0) {
-        if (!m_status) {
-            kill(-m_pid, SIGKILL);
-            int raw = 0;
-            if (waitpid(m_pid, &raw, 0) == m_pid) {
-                m_status = decode(raw);
-            }
+    if (m_pid > 0 && !m_status) {
+        kill(-m_pid, SIGKILL);  // the leader is not reaped yet: the group id is still ours
+        int raw = 0;
+        if (waitpid(m_pid, &raw, 0) == m_pid) {
+            m_status = decode(raw);
         }
-        kill(-m_pid, SIGKILL);
     }
     if (m_pidfd >= 0) {
         close(m_pidfd);
@@ -244,7 +258,14 @@ HostResult<CommandOutput> run_command(const std::vector<std::string>& argv, Dead
     for (;;) {
         pollfd entry{pipe_fds[0], POLLIN, 0};
         const int timeout = remaining_ms(deadline);
-        const int ready = ::poll(&entry, 1, timeout);
+        const int ready = timeout == 0 ? 0 : ::poll(&entry, 1, timeout);
+        if (ready < 0 && errno == EINTR) {
+            continue;
+        }
+        if (ready < 0) {
+            close(pipe_fds[0]);
+            return fail(HostErrc::Io, std::string("poll: ") + strerror(errno));
+        }
         if (ready == 0) {
             close(pipe_fds[0]);
             return fail(HostErrc::Timeout, "'" + argv.front() + "' did not finish; output so far: " + output);

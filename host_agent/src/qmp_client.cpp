@@ -103,6 +103,10 @@ HostResult<void> QmpClient::read_event(Deadline deadline) {
         return tl::unexpected(message.error());
     }
     if (!message->is_null()) {
+        if (is_late_reply(*message, m_next_id)) {
+            note("dropped a late reply (its request had already given up): " + brief(*message));
+            return {};
+        }
         return fail(HostErrc::Protocol, "a reply with no command running: " + brief(*message));
     }
     return {};
@@ -127,6 +131,10 @@ HostResult<nlohmann::json> QmpClient::execute(const std::string& command, const 
                             reply.error().detail);
         }
         if (reply->is_null()) {
+            continue;
+        }
+        if (is_late_reply(*reply, id)) {
+            note("dropped a late reply (its request had already given up): " + brief(*reply));
             continue;
         }
         const auto reply_id = reply->find("id");

@@ -372,3 +372,20 @@ TEST_F(QmpClient_test, DestroyingWhileQemuIsSilentReturnsAtOnce) {
     m_sut.reset();
     EXPECT_LT(Clock::now() - start, 1s);
 }
+
+TEST_F(QmpClient_test, LateReplyToATimedOutCommandIsDroppedNotAProtocolError) {
+    handshake()
+        .expect({{"execute", "query-status"}, {"id", 2}})
+        .pause(400ms)
+        .send(reply(2))  // too late: the command gave up after 100 ms
+        .expect({{"execute", "cont"}, {"id", 3}})
+        .send(reply(3))
+        .stall();
+    m_peer.start();
+    connect();
+    const auto slow = m_sut->execute("query-status", nullptr, Clock::now() + 100ms);
+    ASSERT_FALSE(slow.has_value());
+    EXPECT_EQ(slow.error().code, HostErrc::Timeout);
+    const auto next = m_sut->execute("cont", nullptr, Clock::now() + 5s);
+    ASSERT_TRUE(next.has_value()) << next.error().message();
+}

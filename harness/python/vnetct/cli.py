@@ -132,12 +132,21 @@ def _run_pytest(pytest_args: List[str], cwd: Path) -> int:
     # A child process: a crash in a case cannot take the CLI's summary with it,
     # and Ctrl-C reaches both (same process group), so pytest tears down.
     process = subprocess.Popen([sys.executable, "-m", "pytest", *pytest_args], cwd=cwd, env=_pytest_env())
+    interrupts = 0
     while True:
         try:
             return process.wait()
         except KeyboardInterrupt:
-            print("\nvnetct: interrupted; tearing down (finished cases are kept)", flush=True)
-            continue  # pytest got the same SIGINT; wait for its teardown
+            interrupts += 1
+            if interrupts == 1:  # pytest got the same SIGINT and tears down
+                print("\nvnetct: interrupted; tearing down (finished cases are kept; Ctrl-C again to hurry)",
+                      flush=True)
+            elif interrupts == 2:
+                print("\nvnetct: terminating the case runner", flush=True)
+                process.terminate()
+            else:
+                print("\nvnetct: killing the case runner (its QEMUs die with it)", flush=True)
+                process.kill()
 
 
 def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: List[str]) -> int:

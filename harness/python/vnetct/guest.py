@@ -144,7 +144,7 @@ class Vm:
         self.hello: Optional[dict] = None
         self.started_at: Optional[float] = None
         self.boot_seconds: Optional[float] = None
-        self._step = on_step or (lambda text: None)
+        self.step = on_step or (lambda text: None)
         sockets.mkdir(parents=True, exist_ok=True)
         artifacts.mkdir(parents=True, exist_ok=True)
         self.argv = build_argv(spec, qemu, accel, image, sockets, artifacts, self.taps)
@@ -193,7 +193,7 @@ class Vm:
         guest run. Raises VmStartError if QEMU exits first."""
         (self.artifacts / f"argv-{self.name}.txt").write_text(
             " ".join(vnetct_native.shell_quote(a) for a in self.argv) + "\n")
-        self._step(f"starting QEMU for {self.name}")
+        self.step(f"starting QEMU for {self.name}")
         self.started_at = time.monotonic()
         self.process = vnetct_native.Process.spawn(self.argv, "/dev/null", str(self.stderr_log), self.netns)
         deadline = time.monotonic() + timeout
@@ -215,7 +215,8 @@ class Vm:
                 self._raise_if_exited("before QMP answered")
                 raise
         self.agent = vnetct_native.GuestAgentClient.connect(str(self.sockets / "agent.sock"),
-                                                            str(self.agent_transcript), timeout=timeout)
+                                                            str(self.agent_transcript),
+                                                            timeout=max(1.0, deadline - time.monotonic()))
         self.qmp.execute("cont")
 
     def _raise_if_exited(self, when: str) -> None:
@@ -227,7 +228,7 @@ class Vm:
     def wait_booted(self, timeout: float = 90.0) -> dict:
         """Wait for the agent's hello; fail early on a console failure pattern
         or a QEMU exit."""
-        self._step(f"booting {self.name} (waiting for the guest agent)")
+        self.step(f"booting {self.name} (waiting for the guest agent)")
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -235,6 +236,14 @@ class Vm:
                 break
             except HostTimeout:
                 pass
+            except HostError:
+                # The agent socket hung up: QEMU is probably exiting; say why.
+                try:
+                    self.process.wait(timeout=5.0)
+                except HostTimeout:
+                    pass
+                self._raise_if_exited("while the guest booted")
+                raise
             self._raise_if_exited("while the guest booted")
             match = CONSOLE_FAILURE.search(self.console_text())
             if match:

@@ -120,7 +120,13 @@ class RunState:
 
     def run_context(self) -> RunContext:
         if self.context is None:
-            image = json.loads((paths.IMAGE_CACHE / "image.json").read_text())
+            image_json = paths.IMAGE_CACHE / "image.json"
+            try:
+                image = json.loads(image_json.read_text())
+                image["paths"]["kernel"], image["paths"]["initramfs"]
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                raise pytest.UsageError(f"{image_json}: missing, unreadable or without paths.kernel and "
+                                        f"paths.initramfs ({error!r}); run ./vnetct setup") from error
             image_paths = {"kernel": image["paths"]["kernel"], "initramfs": image["paths"]["initramfs"],
                            "digest": image.get("inputs_hash"), "kernel_version": image.get("kernel_version")}
             version = qemu_version(self.qemu)
@@ -226,15 +232,15 @@ def _reason(report) -> str:
 def _finish_case(phase: dict) -> None:
     item = phase["item"]
     outcome, reason, details = "passed", None, ""
-    for report in phase["reports"]:
-        if report.skipped:
-            outcome, reason = "skipped", _reason(report)
-            break
-        if report.failed:
-            outcome = "failed" if report.when == "call" else "error"
-            reason = (f"{report.when}: " if report.when != "call" else "") + _reason(report)
-            details = str(report.longrepr)[-8000:]
-            break
+    failed = [report for report in phase["reports"] if report.failed]
+    skipped = [report for report in phase["reports"] if report.skipped]
+    if failed:  # a failure (even in teardown after a skip) outranks a skip
+        report = failed[0]
+        outcome = "failed" if report.when == "call" else "error"
+        reason = (f"{report.when}: " if report.when != "call" else "") + _reason(report)
+        details = str(report.longrepr)[-8000:]
+    elif skipped:
+        outcome, reason = "skipped", _reason(skipped[0])
     recorder = _state.recorders.pop(item.nodeid, None)
     run_dir = _state.run_dir
     case = {
@@ -259,22 +265,38 @@ def _finish_case(phase: dict) -> None:
 
 
 def pytest_keyboard_interrupt(excinfo):
-    if _state is not None:
-        _state.results.data["interrupted"] = True
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session, exitstatus):
-    # trylast: pytest's own sessionfinish tears the remaining fixtures down first
-    # (also after Ctrl-C), so the sweep only finds what teardown missed.
     if _state is None:
         return
-    if _state.context is not None:
-        cleaned = sweep_run(_state.context)
-        if cleaned:
-            _state.results.data["run_problems"] += [f"end-of-run sweep: {line}" for line in cleaned]
-    _state.results.write(finished=True)
-    _state.results.write_junit()
+    _state.results.data["interrupted"] = True
+    # The case that was running is recorded too, as an error.
+    for phase in list(_state.phases.values()):
+        item = phase["item"]
+        _state.results.add_case({
+            "id": item.vnetct_id, "nodeid": item.nodeid,
+            "rules": [{"id": r["id"], "sentence": r["sentence"]} for r in item.vnetct_rules],
+            "outcome": "error", "reason": "interrupted (Ctrl-C or SIGTERM) while running",
+            "duration_s": round(time.monotonic() - phase["t0"], 3), "started": phase["started"],
+            "artifacts": {}, "metrics": {}, "steps": []})
+    _state.phases.clear()
+    _state.results.write()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_sessionfinish(session, exitstatus):
+    # pytest's own sessionfinish tears the remaining fixtures down (also after
+    # Ctrl-C) and may raise; whatever happens, sweep and write the results after it.
+    try:
+        yield
+    finally:
+        if _state is not None:
+            if _state.context is not None:
+                try:
+                    cleaned = sweep_run(_state.context)
+                except Exception as error:  # noqa: BLE001 - the run must still be written
+                    cleaned = [f"sweep failed: {error}"]
+                _state.results.data["run_problems"] += [f"end-of-run sweep: {line}" for line in cleaned]
+            _state.results.write(finished=True)
+            _state.results.write_junit()
 
 
 # --- fixtures -------------------------------------------------------------------
@@ -302,7 +324,10 @@ def _factory(run: RunContext, name: str):
     factory = VmFactory(run, run.run_dir / "vms", name)
     yield factory
     problems = factory.close()
-    if problems:
+    if problems and name == "session":
+        # Not the fault of whichever case happened to run last: a run problem.
+        _state.results.data["run_problems"] += [f"session teardown: {problem}" for problem in problems]
+    elif problems:
         raise AssertionError(f"teardown of {name} left problems: " + "; ".join(problems))
 
 

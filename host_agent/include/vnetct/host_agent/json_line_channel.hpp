@@ -97,7 +97,14 @@ class JsonLineChannel {
 
 // True when `match` is null, or an object whose every key is present in
 // `data` with an equal value.
-[[nodiscard]] bool json_matches(const nlohmann::json& data, const nlohmann::json& match);
+[[nodiscard]] // A reply whose integer id is below `first_live_id`: its request gave up (timed
+// out) before it came. Both clients drop such replies instead of failing.
+[[nodiscard]] inline bool is_late_reply(const nlohmann::json& reply, std::int64_t first_live_id) {
+    const auto id = reply.find("id");
+    return id != reply.end() && id->is_number_integer() && id->get<std::int64_t>() < first_live_id;
+}
+
+bool json_matches(const nlohmann::json& data, const nlohmann::json& match);
 
 // Compact list of event names for messages: "STOP, RESUME x3, NETDEV_..."; an
 // event named `highlighted` shows its data too, to see why it did not match.
