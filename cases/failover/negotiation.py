@@ -4,7 +4,8 @@ primary is plugged."""
 
 import pytest
 
-from vnetct.failover import PRIMARY_ID, STANDBY_ID, VIRTIO_NET_F_STANDBY
+from vnetct.failover import (PRIMARY_ID, STANDBY_ID, VIRTIO_NET_F_STANDBY, failover_spec,
+                             observe_configuration)
 
 
 @pytest.mark.rule("FO-NEG-01")
@@ -49,3 +50,20 @@ def test_failover_negotiated_names_standby(failover_pair, case):
                 "s")
     case.metric("primary_enslaved_after_event",
                 round((negotiation.formed_ns - negotiation.event["host_ns"]) / 1e9, 3), "s")
+
+
+@pytest.mark.rule("FO-NEG-03")
+def test_guest_without_standby_never_gets_primary(vm_factory, case):
+    # A guest that cannot ack bit 62: legacy virtio has 32 feature bits only.
+    observation = observe_configuration(vm_factory, failover_spec("neg-legacy-guest", legacy_guest_driver=True))
+    case.save_json("observation.json", observation.to_json())
+    case.uses(*vm_factory.vms)
+    assert observation.start_error is None, f"the host refused to start: {observation.start_error}"
+    virtio = [n for n in observation.netdevs if n.get("parent_bus") == "virtio"]
+    assert virtio and virtio[0]["virtio_feature_bits"] is not None, f"no virtio netdev with features: {virtio}"
+    assert VIRTIO_NET_F_STANDBY not in virtio[0]["virtio_feature_bits"], \
+        "the legacy guest acked bit 62: the premise of this case does not hold"
+    assert PRIMARY_ID not in [d.get("qdev_id") for d in observation.after_pci], \
+        "the primary was plugged although the guest never acked STANDBY"
+    assert not observation.negotiated, "FAILOVER_NEGOTIATED although the guest never acked STANDBY"
+    assert not any(n.get("driver") == "e1000e" for n in observation.netdevs), "the guest got the primary"

@@ -19,10 +19,18 @@ PRIMARY_ID = "hostdev0"
 
 def failover_spec(name: str, primary_driver: str = "e1000e", primary_id: Optional[str] = PRIMARY_ID,
                   primary_bus: Optional[str] = None, pair_id: str = STANDBY_ID,
-                  standby_failover: str = "on") -> VmSpec:
-    standby = Nic("virtio-net-pci", MAC, id=STANDBY_ID, properties={"failover": standby_failover})
+                  standby_failover: str = "on", legacy_guest_driver: bool = False) -> VmSpec:
+    """`legacy_guest_driver`: the standby is transitional and the guest drives it
+    through the legacy virtio interface, which has only 32 feature bits: a guest
+    that cannot ack VIRTIO_NET_F_STANDBY (bit 62)."""
+    standby_properties = {"failover": standby_failover}
+    kernel_args = []
+    if legacy_guest_driver:
+        standby_properties["disable-legacy"] = "off"
+        kernel_args.append("virtio_pci.force_legacy=1")
+    standby = Nic("virtio-net-pci", MAC, id=STANDBY_ID, properties=standby_properties)
     primary = Nic(primary_driver, MAC, id=primary_id, bus=primary_bus, properties={"failover_pair_id": pair_id})
-    return VmSpec(name, nics=[standby, primary])
+    return VmSpec(name, nics=[standby, primary], kernel_args=kernel_args)
 
 
 def by_role(netdevs: List[dict]) -> Dict[str, dict]:

@@ -38,6 +38,7 @@ class VmSpec:
     memory_mb: int = 512
     machine: str = "q35"
     extra_args: List[str] = field(default_factory=list)
+    kernel_args: List[str] = field(default_factory=list)  # appended to the guest's command line
 
     def root_ports(self) -> List[str]:
         return [f"root{index + 1}" for index, nic in enumerate(self.nics) if nic.bus is None]
@@ -75,7 +76,7 @@ def build_argv(spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets
             "-accel", accel.name, "-cpu", accel.cpu, "-machine", spec.machine, "-m", str(spec.memory_mb),
             "-smp", "1", "-no-reboot",
             "-kernel", image["kernel"], "-initrd", image["initramfs"],
-            "-append", "console=ttyS0 panic=-1 loglevel=6",
+            "-append", " ".join(["console=ttyS0 panic=-1 loglevel=6", *spec.kernel_args]),
             "-chardev", option("file", [("id", "console"), ("path", str(artifacts / f"serial-{spec.name}.log"))]),
             "-serial", "chardev:console",
             "-chardev", option("socket", [("id", "qmp"), ("path", str(sockets / "qmp.sock")),
