@@ -88,7 +88,7 @@ def test_failover_off_is_plain_pair(vm_factory, case):
     before_ids = [d.get("qdev_id") for d in observation.before_pci]
     assert STANDBY_ID in before_ids and PRIMARY_ID in before_ids, f"both NICs should be visible: {before_ids}"
     assert not observation.negotiated, "FAILOVER_NEGOTIATED although failover=off"
-    virtio = [n for n in observation.netdevs if n.get("parent_bus") == "virtio"]
+    virtio = [n for n in observation.netdevs if n.get("driver") == "virtio_net"]
     assert virtio, "the guest has no virtio-net netdev"
     bits = virtio[0]["virtio_feature_bits"]
     assert bits is not None, f"no virtio feature bits for {virtio[0]['name']}"

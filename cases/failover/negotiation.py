@@ -59,7 +59,7 @@ def test_guest_without_standby_never_gets_primary(vm_factory, case):
     case.save_json("observation.json", observation.to_json())
     case.uses(*vm_factory.vms)
     assert observation.start_error is None, f"the host refused to start: {observation.start_error}"
-    virtio = [n for n in observation.netdevs if n.get("parent_bus") == "virtio"]
+    virtio = [n for n in observation.netdevs if n.get("driver") == "virtio_net"]
     assert virtio and virtio[0]["virtio_feature_bits"] is not None, f"no virtio netdev with features: {virtio}"
     assert VIRTIO_NET_F_STANDBY not in virtio[0]["virtio_feature_bits"], \
         "the legacy guest acked bit 62: the premise of this case does not hold"

@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", type=Path, default=paths.OUT,
                      help="results root; each run gets <DIR>/<run-id> (default: %(default)s)")
     run.add_argument("--no-setup", action="store_true", help="skip apt/build/image steps (they must be done)")
+    run.add_argument("--mutation", metavar="NAME", action="append", default=[],
+                     help="with --profile reference: break the reference model on purpose, to show which cases "
+                          "catch it (repeatable; names: LeaveWaitUnplugEarly, NegotiatedBeforeAck, ...)")
 
     test = commands.add_parser("test", help="set up, then run the unit and harness tests")
     test.add_argument("pytest_args", nargs="*", help="extra arguments for pytest")
@@ -91,8 +94,15 @@ def command_run(args) -> int:
         known = "; ".join(f"{name}: {text}" for name, text in PROFILES.items())
         print(f"vnetct: --profile {args.profile}: unknown profile (known: {known})", file=sys.stderr)
         return EXIT_USAGE
+    if args.mutation and args.profile != "reference":
+        print("vnetct: --mutation only applies to --profile reference", file=sys.stderr)
+        return EXIT_USAGE
     if not args.no_setup:
-        bootstrap.prepare(with_image=True, targets=bootstrap.RUN_TARGETS)
+        if args.profile == "reference":  # no VM: no guest image, no QEMU needed
+            bootstrap.ensure_packages()
+            bootstrap.build_native(targets=("vnetct_native",))
+        else:
+            bootstrap.prepare(with_image=True, targets=bootstrap.RUN_TARGETS)
     bootstrap.require_root()
     short_id = secrets.token_hex(3)
     run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{short_id}"
@@ -101,13 +111,15 @@ def command_run(args) -> int:
     run_dir.mkdir(parents=True)
     _point_latest(out, run_dir)
     command_line = " ".join(["./vnetct", *sys.argv[1:]])
-    print(f"vnetct: run {run_id}, profile {args.profile}, QEMU {args.qemu}", flush=True)
+    under_test = f"QEMU {args.qemu}" if args.profile == "qemu" else "the reference model"
+    print(f"vnetct: run {run_id}, profile {args.profile}, {under_test}", flush=True)
     print(f"vnetct: results in {run_dir}", flush=True)
     pytest_args = [*_case_collection_args(), f"--vnetct-run-dir={run_dir}", f"--vnetct-profile={args.profile}",
                    f"--vnetct-qemu={args.qemu}", f"--vnetct-command={command_line}",
                    f"--vnetct-short-id={short_id}"]
     if args.keyword:
         pytest_args += ["-k", args.keyword]
+    pytest_args += [f"--vnetct-mutation={mutation}" for mutation in args.mutation]
     started = time.monotonic()
     status = _run_pytest(pytest_args, cwd=paths.REPO)
     elapsed = time.monotonic() - started

@@ -33,6 +33,7 @@ class RunContext:
     image: dict
     socket_root: Path           # short path for unix sockets (108-byte limit)
     step: Callable[[str], None] = lambda text: None
+    mutations: List[str] = field(default_factory=list)  # reference profile only
 
     @property
     def netns_prefix(self) -> str:
@@ -74,6 +75,15 @@ class VmFactory:
         return topology
 
     def vm(self, spec: VmSpec, start: bool = True) -> Vm:
+        if self.run.profile == "reference":
+            from .reference import ReferenceVm
+
+            vm = ReferenceVm(spec, self.artifacts / spec.name, self.run.mutations,
+                             on_step=lambda text: self.run.step(text))
+            self._owned.vms.append(vm)
+            if start:
+                vm.start()
+            return vm
         taps = sum(1 for nic in spec.nics if nic.tap)
         wire = self.wire(taps) if taps else None
         sockets = self.run.socket_root / f"{spec.name}-{self._next()}"
@@ -97,7 +107,7 @@ class VmFactory:
         for vm in reversed(self._owned.vms):
             pid = vm.process.pid if vm.process else None
             try:
-                if vm.wire is not None and vm.process is not None:
+                if getattr(vm, "wire", None) is not None and vm.process is not None:
                     try:
                         (vm.artifacts / "wire-links.txt").write_text(vm.wire.describe())
                     except Exception as error:  # noqa: BLE001 - artifact only
@@ -107,7 +117,8 @@ class VmFactory:
                 problems.append(f"{vm.name}: stop failed: {error}")
             if pid is not None and _alive(pid):
                 problems.append(f"{vm.name}: QEMU pid {pid} still alive after stop")
-            shutil.rmtree(vm.sockets, ignore_errors=True)
+            if getattr(vm, "sockets", None) is not None:
+                shutil.rmtree(vm.sockets, ignore_errors=True)
         for wire in reversed(self._owned.wires):
             try:
                 wire.destroy()

@@ -37,6 +37,8 @@ def pytest_addoption(parser):
     group.addoption("--vnetct-qemu", default=str(paths.DEFAULT_QEMU), help="QEMU binary under test")
     group.addoption("--vnetct-command", default="", help="the command line that reproduces the run")
     group.addoption("--vnetct-list", action="store_true", help="print case ids and rules, run nothing")
+    group.addoption("--vnetct-mutation", action="append", default=[],
+                    help="reference profile: break the model on purpose (self-test); repeatable")
     group.addoption("--vnetct-short-id", default=None, help="6 hex chars naming the run's namespaces and devices")
 
 
@@ -94,6 +96,13 @@ class RunState:
         self.run_id = self.run_dir.name
         self.short_id = option("--vnetct-short-id") or secrets.token_hex(3)
         self.qemu = option("--vnetct-qemu")
+        self.mutations = option("--vnetct-mutation")
+        known = vnetct_native.mutation_names()
+        for mutation in self.mutations:
+            if mutation not in known:
+                raise pytest.UsageError(f"--mutation {mutation}: unknown (known: {', '.join(known)})")
+        if self.mutations and self.profile != "reference":
+            raise pytest.UsageError("--mutation only applies to --profile reference")
         self.command = option("--vnetct-command") or " ".join(sys.argv)
         self.results = Results(self.run_dir, {"run_id": self.run_id, "profile": self.profile,
                                               "command": self.command, "sut": {}})
@@ -119,6 +128,14 @@ class RunState:
             print(line, flush=True)
 
     def run_context(self) -> RunContext:
+        if self.context is None and self.profile == "reference":
+            socket_root = Path("/tmp") / f"vnetct-{self.short_id}"
+            self.context = RunContext(self.run_id, self.short_id, self.run_dir, self.profile, "", "", None, {},
+                                      socket_root, mutations=list(self.mutations))
+            self.results.data["sut"] = {"host": "vnetct reference failover model (reference_impl FailoverHost)",
+                                        "guest": "simulated in process (no datapath)",
+                                        "mutations": list(self.mutations)}
+            self.results.write()
         if self.context is None:
             image_json = paths.IMAGE_CACHE / "image.json"
             try:
