@@ -1,0 +1,67 @@
+"""The harness's self-test: the failover cases against the reference model,
+clean and with each deliberate bug. A bug must make a case fail that names
+the rule the bug breaks."""
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from vnetct import paths
+
+# mutation -> the rule ids a case must fail with
+CAUGHT = {
+    "NegotiatedBeforeAck": {"FO-NEG-01"},
+    "PlugPrimaryWithoutStandbyAck": {"FO-NEG-03"},
+}
+# Migration bugs: the migration cases arrive with issue 4. Strict xfail: once a
+# case catches one, this fails and the mutation moves to CAUGHT.
+NOT_YET_CAUGHT = ["LeaveWaitUnplugEarly", "ForgetReplugAfterCancel", "NoUnplugPrimaryEvent", "NoReplugOnTarget"]
+
+
+def _run(tmp_path, *args):
+    started = time.monotonic()
+    result = subprocess.run([str(paths.REPO / "vnetct"), "run", "--no-setup", "--profile", "reference",
+                             "--out", str(tmp_path), *args], capture_output=True, text=True, timeout=120,
+                            check=False)
+    results = json.loads(((tmp_path / "latest").resolve() / "results.json").read_text())
+    return result, results, time.monotonic() - started
+
+
+def _failed_rules(results):
+    return {rule["id"] for case in results["cases"] if case["outcome"] in ("failed", "error")
+            for rule in case["rules"]}
+
+
+def test_clean_model_passes_every_failover_case_in_seconds(tmp_path):
+    result, results, elapsed = _run(tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert elapsed < 10, f"the reference profile took {elapsed:.1f} s"
+    outcomes = {case["id"]: case["outcome"] for case in results["cases"]}
+    assert outcomes.pop("failover/datapath/udp-echo-through-master") == "skipped"
+    assert outcomes and set(outcomes.values()) == {"passed"}, outcomes
+    assert results["sut"]["mutations"] == []
+
+
+@pytest.mark.parametrize("mutation", sorted(CAUGHT))
+def test_each_negotiation_bug_is_caught_with_its_rule(tmp_path, mutation):
+    result, results, _ = _run(tmp_path, "--mutation", mutation)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert results["sut"]["mutations"] == [mutation]
+    assert CAUGHT[mutation] <= _failed_rules(results), \
+        f"{mutation} should fail a case citing {CAUGHT[mutation]}; failed: {_failed_rules(results)}"
+
+
+@pytest.mark.parametrize("mutation", NOT_YET_CAUGHT)
+@pytest.mark.xfail(strict=True, reason="no migration case yet (issue 4)")
+def test_migration_bugs_await_the_migration_cases(tmp_path, mutation):
+    result, _, _ = _run(tmp_path, "--mutation", mutation)
+    assert result.returncode == 1
+
+
+def test_mutation_needs_the_reference_profile(tmp_path):
+    result = subprocess.run([str(paths.REPO / "vnetct"), "run", "--no-setup", "--mutation", "NegotiatedBeforeAck",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "--mutation only applies to --profile reference" in result.stderr
