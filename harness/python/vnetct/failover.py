@@ -43,7 +43,7 @@ def wait_for_guest(vm: Vm, condition, what: str, timeout: float, from_index: int
     deadline = time.monotonic() + timeout
     index = from_index
     while True:
-        netdevs = vm.request("report", timeout=max(0.5, deadline - time.monotonic()))["netdevs"]
+        netdevs = vm.report(timeout=max(0.5, deadline - time.monotonic()))
         if condition(netdevs):
             return netdevs
         remaining = deadline - time.monotonic()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
 from .native import HostError, HostTimeout, vnetct_native
+from .trace import TraceLog
 
 AGENT_PORT_NAME = "org.vnetct.agent"
 CONSOLE_FAILURE = re.compile(r"Kernel panic|vnetct-init: agent exited|KVM internal error|"
@@ -125,11 +126,12 @@ def flatten_pci(buses: Iterable[dict]) -> List[dict]:
     return devices
 
 
-class Vm:
+class Vm(TraceLog):
     """One QEMU process, with its QMP and guest agent clients and artifacts."""
 
     def __init__(self, spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets: Path, artifacts: Path,
                  netns: str = "", taps: Optional[List[str]] = None, on_step=None):
+        self.init_trace()
         self.spec = spec
         self.name = spec.name
         self.qemu = qemu
@@ -196,6 +198,7 @@ class Vm:
             " ".join(vnetct_native.shell_quote(a) for a in self.argv) + "\n")
         self.step(f"starting QEMU for {self.name}")
         self.started_at = time.monotonic()
+        self.record("start")
         self.process = vnetct_native.Process.spawn(self.argv, "/dev/null", str(self.stderr_log), self.netns)
         deadline = time.monotonic() + timeout
         while self.qmp is None:
@@ -223,6 +226,7 @@ class Vm:
     def _raise_if_exited(self, when: str) -> None:
         status = self.process.poll() if self.process else None
         if status is not None:
+            self.record("start-error", text=self.stderr_text())
             raise VmStartError(f"{self.name}: QEMU {status.describe()} {when}: {self.stderr_text().strip()}",
                                self.stderr_text(), status.describe())
 
@@ -276,7 +280,9 @@ class Vm:
 
     # -- QMP helpers -----------------------------------------------------------
     def pci_devices(self) -> List[dict]:
-        return flatten_pci(self.qmp.execute("query-pci"))
+        devices = flatten_pci(self.qmp.execute("query-pci"))
+        self.record("pci", visible=[d["qdev_id"] for d in devices if d.get("qdev_id")])
+        return devices
 
     def pci_ids(self) -> List[str]:
         return [device["qdev_id"] for device in self.pci_devices() if device.get("qdev_id")]
@@ -290,8 +296,9 @@ class Vm:
     def request(self, command: str, arguments: Optional[dict] = None, timeout: float = 30.0) -> Any:
         return self.agent.request(command, arguments, timeout=timeout)
 
-    def report(self) -> List[dict]:
-        return self.request("report")["netdevs"]
+    def report(self, timeout: float = 30.0) -> List[dict]:
+        self.last_report = self.request("report", timeout=timeout)["netdevs"]
+        return self.last_report
 
     def save_json(self, name: str, data: Any) -> Path:
         path = self.artifacts / name
@@ -299,4 +306,7 @@ class Vm:
         return path
 
     def load_drivers(self, names: Iterable[str] = DRIVER_MODULES, timeout: float = 60.0) -> List[dict]:
-        return self.request("load-modules", {"names": list(names)}, timeout=timeout)["modules"]
+        names = list(names)
+        if "virtio_net" in names and not any(e.get("kind") == "guest-ack" for e in self.trace_log):
+            self.record("guest-ack")  # the guest acks the standby's features while loading virtio_net
+        return self.request("load-modules", {"names": names}, timeout=timeout)["modules"]

@@ -19,26 +19,12 @@ from typing import Any, Dict, List, Optional
 
 from .guest import VmSpec, VmStartError
 from .native import HostError, HostTimeout, vnetct_native
+from .trace import TraceLog, device_specs
 
 PCI_IDS = {"virtio-net-pci": (0x1AF4, 0x1041), "e1000e": (0x8086, 0x10D3), "igb": (0x8086, 0x10C9)}
 NIC_MODULES = {"virtio-net-pci": "virtio_net", "e1000e": "e1000e", "igb": "igb"}
-MULTIFUNCTION = {"igb"}  # SR-IOV capable: QEMU makes it multifunction
 VIRTIO_NET_F_STANDBY = 62
 BASE_FEATURES = [0, 1, 5, 16, 32]  # a plausible acked set; 62 is added when negotiated
-
-
-def device_specs(spec: VmSpec) -> List[dict]:
-    """The model's view of a declared VM: one DeviceSpec per NIC."""
-    devices = []
-    for index, nic in enumerate(spec.nics):
-        bus = nic.bus or f"root{index + 1}"
-        devices.append({
-            "id": nic.id or "", "driver": nic.driver, "failover": nic.properties.get("failover") == "on",
-            "failover_pair_id": nic.properties.get("failover_pair_id", ""), "bus": bus,
-            "bus_kind": "RootBus" if bus == "pcie.0" else "RootPortHotplug",
-            "multifunction": nic.driver in MULTIFUNCTION, "network_class": True,
-        })
-    return devices
 
 
 class _EventStore:
@@ -212,7 +198,7 @@ class SimulatedGuest(_EventStore):
         return netdevs
 
 
-class ReferenceVm:
+class ReferenceVm(TraceLog):
     """The same surface as guest.Vm, over the reference model and a simulated guest."""
 
     def __init__(self, spec: VmSpec, artifacts: Path, mutations: List[str], on_step=None):
@@ -220,6 +206,7 @@ class ReferenceVm:
         self.name = spec.name
         self.artifacts = artifacts
         artifacts.mkdir(parents=True, exist_ok=True)
+        self.init_trace()
         self.devices = device_specs(spec)
         self.model = vnetct_native.FailoverModel("source", None, mutations)
         self.qmp = SimulatedQmp(self)
@@ -286,9 +273,11 @@ class ReferenceVm:
         self.step(f"starting the reference host for {self.name}")
         for device in self.devices:
             self.model.cold_plug(device)
+        self.record("start")
         self.model.start(self.now_ms())
         self.apply_outputs()
         if self.stderr_lines and not self.model.guest_running:
+            self.record("start-error", text=self.stderr_text())
             raise VmStartError(f"{self.name}: the reference host refused to start: {self.stderr_text().strip()}",
                                self.stderr_text(), "refused")
 
@@ -305,7 +294,9 @@ class ReferenceVm:
         return self.model.guest_running
 
     def pci_devices(self) -> List[dict]:
-        return self.qmp.execute("query-pci")[0]["devices"]
+        devices = self.qmp.execute("query-pci")[0]["devices"]
+        self.record("pci", visible=[d["qdev_id"] for d in devices if d.get("qdev_id")])
+        return devices
 
     def pci_ids(self) -> List[str]:
         return [d["qdev_id"] for d in self.pci_devices()]
@@ -316,9 +307,12 @@ class ReferenceVm:
     def request(self, command: str, arguments: Optional[dict] = None, timeout: float = 30.0) -> Any:
         return self.agent.request(command, arguments, timeout=timeout)
 
-    def report(self) -> List[dict]:
-        return self.request("report")["netdevs"]
+    def report(self, timeout: float = 30.0) -> List[dict]:
+        self.last_report = self.request("report", timeout=timeout)["netdevs"]
+        return self.last_report
 
     def load_drivers(self, names=("failover", "net_failover", "virtio_net", "dca", "i2c_algo_bit", "igb", "e1000e"),
                      timeout: float = 60.0) -> List[dict]:
+        if "virtio_net" in names and "virtio_net" not in self.agent.modules:
+            self.record("guest-ack")  # the guest acks the standby's features while loading virtio_net
         return self.request("load-modules", {"names": list(names)}, timeout=timeout)["modules"]

@@ -1,0 +1,75 @@
+"""The observed failover trace of one VM, in the reference trace checker's
+format (reference_impl/include/vnetct/reference_impl/trace_checker.hpp): the
+devices as the model sees them, then the inputs (start, the guest's ack) and
+the observations (QMP events, query-pci results, start errors, QEMU's stderr)
+in host arrival order."""
+
+from __future__ import annotations
+
+import time
+from typing import Dict, List, Optional
+
+VIRTIO_NET_F_STANDBY = 62
+MULTIFUNCTION_DRIVERS = {"igb"}  # SR-IOV capable: QEMU makes it multifunction
+
+
+class TraceLog:
+    """Mixed into Vm and ReferenceVm: what the harness did and saw, timed."""
+
+    def init_trace(self) -> None:
+        self.trace_log: List[dict] = []
+        self.last_report: Optional[List[dict]] = None
+
+    def record(self, kind: str, **fields) -> None:
+        self.trace_log.append({"t_ns": time.monotonic_ns(), "kind": kind, **fields})
+
+
+def device_specs(spec) -> List[dict]:
+    """The model's view of a declared VM: one DeviceSpec per NIC."""
+    devices = []
+    for index, nic in enumerate(spec.nics):
+        bus = nic.bus or f"root{index + 1}"
+        devices.append({
+            "id": nic.id or "", "driver": nic.driver, "failover": nic.properties.get("failover") == "on",
+            "failover_pair_id": nic.properties.get("failover_pair_id", ""), "bus": bus,
+            "bus_kind": "RootBus" if bus == "pcie.0" else "RootPortHotplug",
+            "multifunction": nic.driver in MULTIFUNCTION_DRIVERS, "network_class": True,
+        })
+    return devices
+
+
+def _standby_bits(vm) -> Dict[str, bool]:
+    """Whether the guest acked bit 62 on each virtio standby, from the last
+    guest report (the virtio_net netdev with the standby's MAC)."""
+    acked = {}
+    for nic in vm.spec.nics:
+        if nic.driver != "virtio-net-pci" or not nic.id:
+            continue
+        netdev = next((n for n in (vm.last_report or []) if n.get("driver") == "virtio_net" and
+                       n.get("mac") == nic.mac), None)
+        bits = (netdev or {}).get("virtio_feature_bits") or []
+        acked[nic.id] = VIRTIO_NET_F_STANDBY in bits
+    return acked
+
+
+def failover_trace(vm) -> dict:
+    entries = []
+    for logged in vm.trace_log:
+        entry = {key: value for key, value in logged.items() if key != "t_ns"}
+        if entry["kind"] == "guest-ack":
+            for standby, bit in _standby_bits(vm).items():
+                entries.append((logged["t_ns"], {"kind": "guest-ack", "standby": standby, "standby_bit": bit}))
+            continue
+        entries.append((logged["t_ns"], entry))
+    for event in vm.qmp.events:
+        entries.append((event["host_ns"], {"kind": "qmp-event", "name": event["name"], "data": event["data"]}))
+    entries.sort(key=lambda pair: pair[0])  # stable: equal times keep the log's order
+    end_ns = entries[-1][0] if entries else 0
+    # QEMU's stderr has no timestamps: its lines count as seen by the end of the trace.
+    if not any(entry["kind"] == "start-error" for _, entry in entries):
+        for line in vm.stderr_text().splitlines():
+            if line.strip():
+                entries.append((end_ns, {"kind": "stderr", "text": line}))
+    origin = entries[0][0] if entries else 0
+    return {"role": "source", "unplug_timeout_ms": None, "devices": device_specs(vm.spec),
+            "entries": [{"t_ms": (t - origin) / 1e6, **entry} for t, entry in entries]}
