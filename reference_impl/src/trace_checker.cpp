@@ -3,10 +3,8 @@
 #include "vnetct/reference_impl/trace_checker.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <map>
-#include <sstream>
 #include <utility>
 
 #include "vnetct/reference_impl/rules.hpp"
@@ -15,33 +13,6 @@ namespace vnetct::reference_impl {
 namespace {
 
 using nlohmann::json;
-
-std::string lower(std::string_view text) {
-    std::string lowered{text};
-    std::transform(lowered.begin(), lowered.end(), lowered.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return lowered;
-}
-
-std::optional<std::string_view> phrase_of_rule(std::string_view rule) {
-    for (const WarningPhrase& entry : kWarningPhrases) {
-        if (entry.rule == rule) {
-            return entry.phrase;
-        }
-    }
-    return std::nullopt;
-}
-
-// The configuration rule whose key phrase the host's message carries.
-std::optional<std::string_view> rule_of_text(std::string_view text) {
-    const std::string lowered = lower(text);
-    for (const WarningPhrase& entry : kWarningPhrases) {
-        if (lowered.find(entry.phrase) != std::string::npos) {
-            return entry.rule;
-        }
-    }
-    return std::nullopt;
-}
 
 bool contains(const std::vector<std::string>& ids, std::string_view id) {
     return std::find(ids.begin(), ids.end(), id) != ids.end();
@@ -55,28 +26,6 @@ bool data_matches(const json& expected, const json& observed) {
         }
     }
     return true;
-}
-
-std::string event_text(std::string_view name, const json& data) {
-    return data.empty() ? std::string{name} : std::string{name} + " " + data.dump();
-}
-
-std::string describe(const Output& output) {
-    switch (output.kind) {
-        case OutputKind::QmpEvent:
-            return event_text(output.name, output.data);
-        case OutputKind::Warning:
-            return "a warning on stderr like '" + output.text + "'";
-        case OutputKind::StartError:
-            return "the host refusing to start: '" + output.text + "'";
-        case OutputKind::CommandError:
-            return "device_add refused: '" + output.text + "'";
-        case OutputKind::Plugged:
-            return output.name + " visible in query-pci (plugged)";
-        case OutputKind::Unplugged:
-            return output.name + " absent from query-pci (unplugged)";
-    }
-    return output.name;
 }
 
 std::string visibility(std::string_view id, bool visible) {
@@ -379,7 +328,7 @@ class TraceReplay {
         }
         std::string text = "pending:";
         for (const Pending& pending : m_events) {
-            text += " " + describe(pending.output) + " (" +
+            text += " " + describe_output(pending.output) + " (" +
                     (pending.output.rule.empty() ? "-" : pending.output.rule) + ", from entry " +
                     std::to_string(pending.cause) + ");";
         }
@@ -407,7 +356,8 @@ class TraceReplay {
                 break;  // statuses strictly in order
             }
         }
-        const std::string observed = event_text(entry.event, entry.data);
+        const std::string observed =
+            describe_output(Output{OutputKind::QmpEvent, entry.event, entry.data, "", "", {}});
         if (!match) {
             return violation(unexpected_event_rule(entry, first_of_name), m_index, observed,
                              pending_events());
@@ -419,8 +369,8 @@ class TraceReplay {
                 continue;
             }
             return violation(earlier.output.rule, m_index,
-                             observed + " before " + describe(earlier.output),
-                             describe(earlier.output) + " first (emitted at entry " +
+                             observed + " before " + describe_output(earlier.output),
+                             describe_output(earlier.output) + " first (emitted at entry " +
                                  std::to_string(earlier.cause) + ")");
         }
         for (DeviceView& view : m_devices) {
@@ -534,11 +484,11 @@ class TraceReplay {
             const Transition& due = view.pending[first_allowed - 1];
             if (due.emitted.output.rule.empty()) {
                 note(visibility(view.spec.id, observed) + ", expected " +
-                     describe(due.emitted.output) + ": no failover rule covers it");
+                     describe_output(due.emitted.output) + ": no failover rule covers it");
                 return std::nullopt;
             }
             return violation(due.emitted.output.rule, m_index, visibility(view.spec.id, observed),
-                             describe(due.emitted.output) + " (the event emitted with it was "
+                             describe_output(due.emitted.output) + " (the event emitted with it was "
                                                             "already observed)");
         }
         if (*shown > 0) {
@@ -596,14 +546,14 @@ class TraceReplay {
         if (!m_start_errors.empty()) {
             const Pending expected = m_start_errors.front();
             m_start_errors.erase(m_start_errors.begin());
-            const auto phrase = phrase_of_rule(expected.output.rule);
-            if (phrase && lower(entry.text).find(*phrase) == std::string::npos) {
+            const auto phrase = host_message_phrase(expected.output.rule);
+            if (phrase && !host_message_matches(entry.text, expected.output.rule)) {
                 note("start error '" + entry.text + "' lacks '" + std::string{*phrase} +
                      "' of " + expected.output.rule + "; accepted as the expected refusal");
             }
             return std::nullopt;
         }
-        const auto rule = rule_of_text(entry.text);
+        const auto rule = rule_of_host_message(entry.text);
         if (!rule) {
             return fail(TraceErrc::UnexplainedStartError, where() + "'" + entry.text + "'");
         }
@@ -612,21 +562,19 @@ class TraceReplay {
     }
 
     void judge_stderr(const TraceEntry& entry) {
-        const std::string text = lower(entry.text);
-        auto by_phrase = std::find_if(m_warnings.begin(), m_warnings.end(), [&text](const Pending& w) {
-            const auto phrase = phrase_of_rule(w.output.rule);
-            return phrase && text.find(*phrase) != std::string::npos;
+        auto by_phrase = std::find_if(m_warnings.begin(), m_warnings.end(), [&entry](const Pending& w) {
+            return host_message_matches(entry.text, w.output.rule);
         });
         if (by_phrase == m_warnings.end()) {
             by_phrase = std::find_if(m_warnings.begin(), m_warnings.end(), [](const Pending& w) {
-                return !phrase_of_rule(w.output.rule).has_value();
+                return !host_message_phrase(w.output.rule).has_value();
             });
         }
         if (by_phrase != m_warnings.end()) {
             m_warnings.erase(by_phrase);
             return;
         }
-        if (const auto rule = rule_of_text(entry.text)) {
+        if (const auto rule = rule_of_host_message(entry.text)) {
             note("stderr '" + entry.text + "' reads like " + std::string{*rule} +
                  " but the model expected no such warning");
         }
@@ -647,7 +595,7 @@ class TraceReplay {
                     !transition.emitted.output.rule.empty()) {
                     unmet.push_back(&transition.emitted);
                 } else {
-                    m_notes.push_back("end of trace: " + describe(transition.emitted.output) +
+                    m_notes.push_back("end of trace: " + describe_output(transition.emitted.output) +
                                       " (from entry " + std::to_string(transition.emitted.cause) +
                                       ") not confirmed: no later pci snapshot");
                 }
@@ -664,7 +612,7 @@ class TraceReplay {
             observed = "not shown by the last pci snapshot (entry " + std::to_string(*m_last_pci) + ")";
         }
         Violation broken = violation(first.output.rule, first.cause, observed,
-                                     describe(first.output) + " (emitted at entry " +
+                                     describe_output(first.output) + " (emitted at entry " +
                                          std::to_string(first.cause) + ")");
         broken.at_end_of_trace = true;
         return broken;
@@ -685,28 +633,7 @@ class TraceReplay {
     std::vector<std::string> m_notes;
 };
 
-std::string entry_summary(const json& entry) {
-    std::ostringstream text;
-    text << entry.value("kind", std::string{"?"});
-    if (entry.contains("t_ms") && entry.at("t_ms").is_number()) {
-        text << ", t=" << entry.at("t_ms").get<double>() << " ms";
-    }
-    return text.str();
-}
-
 }  // namespace
-
-std::string Violation::message() const {
-    std::string text = rule + " violated ";
-    text += at_end_of_trace ? "by the end of the trace (expected since entry " : "at entry ";
-    text += std::to_string(entry_index) + " (" + entry_summary(entry) + ")";
-    text += at_end_of_trace ? ")" : "";
-    text += ": observed " + observed + "; expected " + expected;
-    if (!sentence.empty()) {
-        text += " -- " + sentence;
-    }
-    return text;
-}
 
 TraceResult<Verdict> check_failover_trace(const FailoverTrace& trace,
                                           const Mutations& model_mutations) {

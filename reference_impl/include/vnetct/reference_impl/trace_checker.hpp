@@ -144,6 +144,16 @@ inline constexpr WarningPhrase kWarningPhrases[] = {
     {"FO-CFG-09", "more than one primary"},
 };
 
+// The key phrase of the rule's host message, if kWarningPhrases has one.
+[[nodiscard]] std::optional<std::string_view> host_message_phrase(std::string_view rule);
+// Whether the host's message carries the rule's key phrase (case-insensitive).
+[[nodiscard]] bool host_message_matches(std::string_view text, std::string_view rule);
+// The first rule (kWarningPhrases order) whose key phrase the message carries.
+[[nodiscard]] std::optional<std::string_view> rule_of_host_message(std::string_view text);
+// One line for a model output: `FAILOVER_NEGOTIATED {"device-id":"net1"}`,
+// "hostdev0 visible in query-pci (plugged)", "a warning on stderr like '...'".
+[[nodiscard]] std::string describe_output(const Output& output);
+
 // One entry, typed. Which fields are set depends on kind.
 struct TraceEntry {
     double t_ms = 0;
