@@ -46,15 +46,16 @@
 //    transition becomes *due* when the judged event the model emitted just before
 //    it in the same input (its herald) is observed: e.g. once FAILOVER_NEGOTIATED
 //    net1 was observed, hostdev0 must be visible; once MIGRATION cancelled was,
-//    the released primary must be back. Before a due transition's target, states
-//    are no longer allowed. A snapshot settles every transition up to the latest
-//    one whose target it shows. At the end of the trace, a transition still
+//    the released primary must be back. Once a transition is due, only its target
+//    and the targets of later transitions are allowed. A snapshot settles every
+//    transition up to the latest one whose target it shows. At the end of the trace, a transition still
 //    pending is a violation if a pci snapshot was taken after it was emitted (the
 //    host's last known state disagrees); without a later snapshot it is a note.
 // 3. stderr. A Warning output is pending until a stderr entry at or after it
 //    matches: its text contains, case-insensitively, the key phrase of the
 //    warning's rule (kWarningPhrases: QEMU 10's wording); for a rule without a key
-//    phrase (FO-MIG-SRC-07: QEMU has no such timeout) any stderr line matches.
+//    phrase (FO-MIG-SRC-07: the model's timeout text is its own) any stderr line
+//    matches.
 //    Each stderr line matches at most one warning; phrase matches are tried first.
 //    Unmatched stderr lines are ignored (QEMU prints unrelated warnings), with a
 //    note when they carry a key phrase. Warnings unmatched at the end: violation.
