@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from vnetct.trace import assert_trace_conformant
+
 from vnetct.native import vnetct_native
 
 GUEST_ADDRESS = "198.18.0.2"
@@ -65,3 +67,4 @@ def test_udp_echo_through_master(failover_pair, case):
     assert not lost, f"{len(lost)} of {DATAGRAMS} datagrams got no echo within 3 s: {lost[:10]}"
     case.metric("rtt_median", round(statistics.median(rtts) * 1000, 3), "ms")
     assert deltas[master]["tx_packets"] >= DATAGRAMS, "the echoes did not leave through the failover master"
+    assert_trace_conformant(case, failover_pair.vm)

@@ -3,6 +3,8 @@ the primary."""
 
 import pytest
 
+from vnetct.trace import assert_trace_conformant
+
 from vnetct.failover import MAC
 
 
@@ -25,3 +27,4 @@ def test_master_standby_primary_share_mac(failover_pair, case):
                  f"failover standby slave:{standby['name']} registered",
                  f"failover primary slave:{primary['name']} registered"):
         assert line in log, f"kernel log lacks '{line}'"
+    assert_trace_conformant(case, failover_pair.vm)

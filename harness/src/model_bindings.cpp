@@ -10,6 +10,7 @@
 
 #include "json_bridge.hpp"
 #include "vnetct/reference_impl/failover_model.hpp"
+#include "vnetct/reference_impl/trace_checker.hpp"
 
 namespace py = pybind11;
 using namespace vnetct::reference_impl;
@@ -92,6 +93,35 @@ void bind_model(py::module_& module) {
         std::vector<std::string> names(kMutationNames.begin(), kMutationNames.end());
         return names;
     });
+
+    module.def(
+        "check_failover_trace",
+        [](const py::object& trace) {
+            const nlohmann::json parsed = from_python(trace);
+            const Verdict verdict = unwrap_model(check_failover_trace(parsed));
+            py::dict result;
+            result["conformant"] = verdict.conformant;
+            result["notes"] = verdict.notes;
+            if (verdict.violation) {
+                const Violation& violation = *verdict.violation;
+                py::dict entry;
+                entry["rule"] = violation.rule;
+                entry["sentence"] = violation.sentence;
+                entry["entry_index"] = violation.entry_index;
+                entry["entry"] = to_python(violation.entry);
+                entry["observed"] = violation.observed;
+                entry["expected"] = violation.expected;
+                entry["at_end_of_trace"] = violation.at_end_of_trace;
+                entry["message"] = violation.message();
+                result["violation"] = entry;
+            } else {
+                result["violation"] = py::none();
+            }
+            return result;
+        },
+        py::arg("trace"),
+        "Replays an observed failover trace against the (unmutated) reference model: "
+        "{conformant, violation: {rule, sentence, entry_index, entry, observed, expected, message} | None, notes}.");
 
     py::class_<FailoverHost>(module, "FailoverModel")
         .def(py::init([](const std::string& role, std::optional<double> unplug_timeout_ms,

@@ -61,7 +61,7 @@ def failover_trace(vm) -> dict:
                 entries.append((logged["t_ns"], {"kind": "guest-ack", "standby": standby, "standby_bit": bit}))
             continue
         entries.append((logged["t_ns"], entry))
-    for event in vm.qmp.events:
+    for event in (vm.qmp.events if vm.qmp is not None else []):
         entries.append((event["host_ns"], {"kind": "qmp-event", "name": event["name"], "data": event["data"]}))
     entries.sort(key=lambda pair: pair[0])  # stable: equal times keep the log's order
     end_ns = entries[-1][0] if entries else 0
@@ -73,3 +73,18 @@ def failover_trace(vm) -> dict:
     origin = entries[0][0] if entries else 0
     return {"role": "source", "unplug_timeout_ms": None, "devices": device_specs(vm.spec),
             "entries": [{"t_ms": (t - origin) / 1e6, **entry} for t, entry in entries]}
+
+
+def assert_trace_conformant(case, vm) -> dict:
+    """Replays the VM's whole trace so far against the reference model; fails
+    the case with the first violated rule. Trace and verdict are artifacts."""
+    from .native import vnetct_native
+
+    trace = failover_trace(vm)
+    verdict = vnetct_native.check_failover_trace(trace)
+    case.save_json(f"trace-{vm.name}.json", trace)
+    case.save_json(f"verdict-{vm.name}.json", verdict)
+    case.metric(f"trace_entries_{vm.name}", len(trace["entries"]))
+    if verdict["violation"] is not None:
+        raise AssertionError(f"trace checker: {verdict['violation']['message']}")
+    return verdict
