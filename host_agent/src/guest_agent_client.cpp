@@ -2,19 +2,6 @@
 
 namespace vnetct::host_agent {
 
-namespace {
-
-std::string brief(const nlohmann::json& message) {
-    constexpr std::size_t limit = 200;
-    std::string text = message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    if (text.size() > limit) {
-        text = text.substr(0, limit) + "...";
-    }
-    return text;
-}
-
-}  // namespace
-
 HostResult<GuestAgentClient> GuestAgentClient::connect(const std::string& socket_path,
                                                        const std::string& transcript_path, Deadline deadline,
                                                        std::size_t max_message_size) {
@@ -63,18 +50,8 @@ HostResult<nlohmann::json> GuestAgentClient::read_one(Deadline deadline) {
 }
 
 HostResult<void> GuestAgentClient::read_event(Deadline deadline) {
-    auto message = read_one(deadline);
-    if (!message) {
-        return tl::unexpected(message.error());
-    }
-    if (!message->is_null()) {
-        if (is_late_reply(*message, m_next_id)) {
-            note("dropped a late reply (its request had already given up): " + brief(*message));
-            return {};
-        }
-        return fail(HostErrc::Protocol, "a reply with no request running: " + brief(*message));
-    }
-    return {};
+    return accept_between_requests(read_one(deadline), m_next_id, [this](std::string_view text) { note(text); },
+                                   "request");
 }
 
 HostResult<nlohmann::json> GuestAgentClient::request(const std::string& cmd, const nlohmann::json& args,

@@ -487,4 +487,13 @@ std::string describe_events(const std::vector<std::string>& names, const std::ve
     return text;
 }
 
+std::string brief(const nlohmann::json& message) {
+    constexpr std::size_t limit = 200;
+    std::string text = message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (text.size() > limit) {
+        text = text.substr(0, limit) + "...";
+    }
+    return text;
+}
+
 }  // namespace vnetct::host_agent

@@ -4,15 +4,6 @@ namespace vnetct::host_agent {
 
 namespace {
 
-std::string brief(const nlohmann::json& message) {
-    constexpr std::size_t limit = 200;
-    std::string text = message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    if (text.size() > limit) {
-        text = text.substr(0, limit) + "...";
-    }
-    return text;
-}
-
 double qemu_timestamp(const nlohmann::json& message) {
     const auto timestamp = message.find("timestamp");
     if (timestamp == message.end() || !timestamp->is_object()) {
@@ -98,18 +89,8 @@ HostResult<nlohmann::json> QmpClient::read_one(Deadline deadline) {
 }
 
 HostResult<void> QmpClient::read_event(Deadline deadline) {
-    auto message = read_one(deadline);
-    if (!message) {
-        return tl::unexpected(message.error());
-    }
-    if (!message->is_null()) {
-        if (is_late_reply(*message, m_next_id)) {
-            note("dropped a late reply (its request had already given up): " + brief(*message));
-            return {};
-        }
-        return fail(HostErrc::Protocol, "a reply with no command running: " + brief(*message));
-    }
-    return {};
+    return accept_between_requests(read_one(deadline), m_next_id, [this](std::string_view text) { note(text); },
+                                   "command");
 }
 
 HostResult<nlohmann::json> QmpClient::execute(const std::string& command, const nlohmann::json& arguments,

@@ -104,6 +104,30 @@ class JsonLineChannel {
     return id != reply.end() && id->is_number_integer() && id->get<std::int64_t>() < first_live_id;
 }
 
+// A message shortened to 200 characters for error texts.
+[[nodiscard]] std::string brief(const nlohmann::json& message);
+
+// What read_event of both clients does with the message it read: an event (the
+// client returned null) is fine; a late reply to a request that gave up is
+// dropped with a transcript note; any other reply is a Protocol error (nothing
+// is running that could own it).
+template <typename Note>
+HostResult<void> accept_between_requests(HostResult<nlohmann::json> message, std::int64_t first_live_id,
+                                         Note&& note, std::string_view what) {
+    if (!message) {
+        return tl::unexpected(message.error());
+    }
+    if (message->is_null()) {
+        return {};
+    }
+    if (is_late_reply(*message, first_live_id)) {
+        note("dropped a late reply (its request had already given up): " + brief(*message));
+        return {};
+    }
+    return fail(HostErrc::Protocol, "a reply with no " + std::string(what) + " running: " + brief(*message));
+}
+
+
 bool json_matches(const nlohmann::json& data, const nlohmann::json& match);
 
 // Compact list of event names for messages: "STOP, RESUME x3, NETDEV_..."; an
