@@ -2,6 +2,10 @@
 
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <chrono>
+
 #include "json_bridge.hpp"
 #include "vnetct/host_agent/guest_agent_client.hpp"
 #include "vnetct/host_agent/qmp_client.hpp"
@@ -53,6 +57,31 @@ auto released(Call&& call) {
     return call();
 }
 
+// Runs a restartable wait (wait_event, wait_hello) in slices of at most 200 ms
+// without the GIL, checking for Ctrl-C between slices, so a long wait does not
+// hold an interrupt back. A final Timeout says how long was waited in total.
+template <typename Call>
+auto interruptible(double timeout, Call&& call) {
+    using namespace std::chrono_literals;
+    const auto deadline = deadline_in(timeout);
+    for (;;) {
+        const auto slice_end = std::min(deadline, host_agent::Clock::now() + 200ms);
+        auto result = released([&] { return call(slice_end); });
+        if (result || result.error().code != HostErrc::Timeout) {
+            return result;
+        }
+        if (host_agent::Clock::now() >= deadline) {
+            char total[32];
+            std::snprintf(total, sizeof total, "%.1f", timeout);
+            result.error().detail = "waited " + std::string(total) + " s in total; " + result.error().detail;
+            return result;
+        }
+        if (PyErr_CheckSignals() != 0) {
+            throw py::error_already_set();
+        }
+    }
+}
+
 // The API both line-JSON clients share: connect, events, wait_event, pump.
 template <typename Client, typename ToDict>
 void bind_event_api(py::class_<Client>& cls, ToDict to_dict) {
@@ -76,8 +105,8 @@ void bind_event_api(py::class_<Client>& cls, ToDict to_dict) {
             [to_dict](Client& self, const std::string& name, const py::object& match, std::size_t from_index,
                       double timeout) {
                 const nlohmann::json pattern = from_python(match);
-                auto event =
-                    unwrap(released([&] { return self.wait_event(name, pattern, from_index, deadline_in(timeout)); }));
+                auto event = unwrap(interruptible(
+                    timeout, [&](host_agent::Deadline until) { return self.wait_event(name, pattern, from_index, until); }));
                 return to_dict(event);
             },
             py::arg("name"), py::arg("match") = py::none(), py::arg("from_index") = 0, py::arg("timeout") = 30.0)
@@ -109,7 +138,8 @@ void bind_clients(py::module_& module) {
         .def(
             "wait_hello",
             [](GuestAgentClient& self, double timeout) {
-                auto hello = unwrap(released([&] { return self.wait_hello(deadline_in(timeout)); }));
+                auto hello = unwrap(
+                    interruptible(timeout, [&](host_agent::Deadline until) { return self.wait_hello(until); }));
                 return to_python(hello);
             },
             py::arg("timeout"))
