@@ -69,11 +69,13 @@ class Accelerator:
 
 
 def build_argv(spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets: Path, artifacts: Path,
-               taps: List[str]) -> List[str]:
+               taps: List[str], incoming: Optional[str] = None) -> List[str]:
     """The QEMU command line for `spec`. Every property list goes through the
-    native argv builder, which escapes commas."""
+    native argv builder, which escapes commas. `incoming`: a migration target
+    listening on that URI (it runs, without -S, once the state has arrived)."""
     option = vnetct_native.option_list
-    argv = [qemu, "-name", spec.name, "-S", "-no-user-config", "-nodefaults", "-display", "none",
+    argv = [qemu, "-name", spec.name, *([] if incoming else ["-S"]), "-no-user-config", "-nodefaults",
+            "-display", "none",
             "-accel", accel.name, "-cpu", accel.cpu, "-machine", spec.machine, "-m", str(spec.memory_mb),
             "-smp", "1", "-no-reboot",
             "-kernel", image["kernel"], "-initrd", image["initramfs"],
@@ -111,6 +113,8 @@ def build_argv(spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets
             properties.append(("romfile", ""))
         argv += ["-device", option(nic.driver, properties)]
     argv += spec.extra_args
+    if incoming:
+        argv += ["-incoming", incoming]
     return argv
 
 
@@ -130,7 +134,7 @@ class Vm(TraceLog):
     """One QEMU process, with its QMP and guest agent clients and artifacts."""
 
     def __init__(self, spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets: Path, artifacts: Path,
-                 netns: str = "", taps: Optional[List[str]] = None, on_step=None):
+                 netns: str = "", taps: Optional[List[str]] = None, on_step=None, incoming: bool = False):
         self.init_trace()
         self.spec = spec
         self.name = spec.name
@@ -148,9 +152,12 @@ class Vm(TraceLog):
         self.started_at: Optional[float] = None
         self.boot_seconds: Optional[float] = None
         self.step = on_step or (lambda text: None)
+        self.incoming = incoming
+        self.migration_uri = f"unix:{sockets / 'migrate.sock'}"
         sockets.mkdir(parents=True, exist_ok=True)
         artifacts.mkdir(parents=True, exist_ok=True)
-        self.argv = build_argv(spec, qemu, accel, image, sockets, artifacts, self.taps)
+        self.argv = build_argv(spec, qemu, accel, image, sockets, artifacts, self.taps,
+                               incoming="defer" if incoming else None)
 
     # -- artifacts ---------------------------------------------------------
     @property
@@ -196,7 +203,7 @@ class Vm(TraceLog):
         guest run. Raises VmStartError if QEMU exits first."""
         (self.artifacts / f"argv-{self.name}.txt").write_text(
             " ".join(vnetct_native.shell_quote(a) for a in self.argv) + "\n")
-        self.step(f"starting QEMU for {self.name}")
+        self.step(f"starting QEMU for {self.name}" + (" (migration target)" if self.incoming else ""))
         self.started_at = time.monotonic()
         self.record("start")
         self.process = vnetct_native.Process.spawn(self.argv, "/dev/null", str(self.stderr_log), self.netns)
@@ -221,7 +228,14 @@ class Vm(TraceLog):
         self.agent = vnetct_native.GuestAgentClient.connect(str(self.sockets / "agent.sock"),
                                                             str(self.agent_transcript),
                                                             timeout=max(1.0, deadline - time.monotonic()))
-        self.qmp.execute("cont")
+        if self.incoming:
+            # Events on before listening, so that the target reports every state from setup on.
+            self.qmp.execute("migrate-set-capabilities",
+                             {"capabilities": [{"capability": "events", "state": True}]})
+            self.record("incoming")  # waits for the migration stream; runs when it has arrived
+            self.qmp.execute("migrate-incoming", {"uri": self.migration_uri})
+        else:
+            self.qmp.execute("cont")
 
     def _raise_if_exited(self, when: str) -> None:
         status = self.process.poll() if self.process else None
@@ -273,6 +287,10 @@ class Vm(TraceLog):
         status = self.process.terminate(grace=5.0)
         self.process = None
         return status.describe()
+
+    def connect_agent(self) -> None:
+        """The agent socket is connected at start; after a migration the guest
+        agent talks through the target's socket already."""
 
     @property
     def running(self) -> bool:

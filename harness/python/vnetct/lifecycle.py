@@ -8,6 +8,7 @@ reports anything that lingered."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import select
 import shutil
@@ -74,27 +75,52 @@ class VmFactory:
         self._owned.wires.append(topology)
         return topology
 
-    def vm(self, spec: VmSpec, start: bool = True) -> Vm:
+    def vm(self, spec: VmSpec, start: bool = True, incoming: bool = False, wire=None,
+           taps: Optional[List[str]] = None) -> Vm:
+        """A VM on a wire of its own, or on `wire` with the given `taps`.
+        `incoming`: a migration target waiting for the source's state."""
         if self.run.profile == "reference":
             from .reference import ReferenceVm
 
             vm = ReferenceVm(spec, self.artifacts / spec.name, self.run.mutations,
-                             on_step=lambda text: self.run.step(text))
+                             on_step=lambda text: self.run.step(text), incoming=incoming)
             self._owned.vms.append(vm)
             if start:
                 vm.start()
             return vm
-        taps = sum(1 for nic in spec.nics if nic.tap)
-        wire = self.wire(taps) if taps else None
+        tap_count = sum(1 for nic in spec.nics if nic.tap)
+        if wire is None and tap_count:
+            wire = self.wire(tap_count)
+            taps = wire.taps
         sockets = self.run.socket_root / f"{spec.name}-{self._next()}"
         vm = Vm(spec, self.run.qemu, self.run.accelerator, self.run.image, sockets, self.artifacts / spec.name,
-                netns=wire.netns if wire else "", taps=wire.taps if wire else [],
-                on_step=lambda text: self.run.step(text))
+                netns=wire.netns if wire else "", taps=taps or [],
+                on_step=lambda text: self.run.step(text), incoming=incoming)
         vm.wire = wire
         self._owned.vms.append(vm)
         if start:
             vm.start()
         return vm
+
+    def migration_source(self, spec: VmSpec, timeout: float = 120.0) -> Vm:
+        """A booted VM whose wire has room for its migration target (two TAPs
+        per NIC: the source keeps its TAPs open while the target opens its own);
+        start_target() starts the target."""
+        if self.run.profile == "reference":
+            return self.vm_booted(spec, timeout)
+        tap_count = sum(1 for nic in spec.nics if nic.tap)
+        wire = self.wire(2 * tap_count)
+        source = self.vm(spec, wire=wire, taps=wire.taps[:tap_count])
+        source.spare_taps = wire.taps[tap_count:]
+        source.wait_booted(timeout=timeout)
+        return source
+
+    def start_target(self, source: Vm, name: str) -> Vm:
+        """The migration target of `source`: the same devices, its own name."""
+        target_spec = dataclasses.replace(source.spec, name=name)
+        if self.run.profile == "reference":
+            return self.vm(target_spec, incoming=True)
+        return self.vm(target_spec, incoming=True, wire=source.wire, taps=source.spare_taps)
 
     def vm_booted(self, spec: VmSpec, timeout: float = 120.0) -> Vm:
         vm = self.vm(spec)

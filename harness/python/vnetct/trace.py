@@ -53,6 +53,9 @@ def _standby_bits(vm) -> Dict[str, bool]:
 
 
 def failover_trace(vm) -> dict:
+    # Take in what has arrived (stamped on arrival) before reading the event lists.
+    if vm.qmp is not None and not vm.qmp.closed:
+        vm.qmp.pump(0.05)
     entries = []
     for logged in vm.trace_log:
         entry = {key: value for key, value in logged.items() if key != "t_ns"}
@@ -64,6 +67,7 @@ def failover_trace(vm) -> dict:
     for event in (vm.qmp.events if vm.qmp is not None else []):
         entries.append((event["host_ns"], {"kind": "qmp-event", "name": event["name"], "data": event["data"]}))
     entries.sort(key=lambda pair: pair[0])  # stable: equal times keep the log's order
+    entries = _inferred_inputs(vm, entries)
     end_ns = entries[-1][0] if entries else 0
     # QEMU's stderr has no timestamps: its lines count as seen by the end of the trace.
     if not any(entry["kind"] == "start-error" for _, entry in entries):
@@ -71,7 +75,8 @@ def failover_trace(vm) -> dict:
             if line.strip():
                 entries.append((end_ns, {"kind": "stderr", "text": line}))
     origin = entries[0][0] if entries else 0
-    return {"role": "source", "unplug_timeout_ms": None, "devices": device_specs(vm.spec),
+    role = "target" if getattr(vm, "incoming", False) else "source"
+    return {"role": role, "unplug_timeout_ms": None, "devices": device_specs(vm.spec),
             "entries": [{"t_ms": (t - origin) / 1e6, **entry} for t, entry in entries]}
 
 
@@ -88,3 +93,44 @@ def assert_trace_conformant(case, vm) -> dict:
     if verdict["violation"] is not None:
         raise AssertionError(f"trace checker: {verdict['violation']['message']}")
     return verdict
+
+
+def _inferred_inputs(vm, entries: List[tuple]) -> List[tuple]:
+    """Host inputs a real QEMU does not announce, placed where the observations
+    prove they happened (unless the VM logged them itself, as the reference
+    profile does): transfer-done on a source just before its STOP or
+    MIGRATION device; incoming-loaded on a target just before its first
+    FAILOVER_NEGOTIATED, RESUME or MIGRATION completed."""
+    kinds = {entry["kind"] for _, entry in entries}
+    incoming = getattr(vm, "incoming", False)
+    result = list(entries)
+    if not incoming and "migrate" in kinds and "transfer-done" not in kinds:
+        for position, (t_ns, entry) in enumerate(result):
+            if entry["kind"] == "qmp-event" and (entry["name"] == "STOP" or
+                                                 (entry["name"] == "MIGRATION" and
+                                                  (entry["data"] or {}).get("status") == "device")):
+                if any(e["kind"] == "migrate" for _, e in result[:position]):
+                    result.insert(position, (t_ns, {"kind": "transfer-done"}))
+                    break
+    if incoming and "incoming-loaded" not in kinds:
+        standbys = [standby for standby, acked in _standby_bits(vm).items() if acked]
+        for position, (t_ns, entry) in enumerate(result):
+            if entry["kind"] == "qmp-event" and (entry["name"] in ("FAILOVER_NEGOTIATED", "RESUME") or
+                                                 (entry["name"] == "MIGRATION" and
+                                                  (entry["data"] or {}).get("status") == "completed")):
+                result.insert(position, (t_ns, {"kind": "incoming-loaded", "standbys": standbys}))
+                break
+    return result
+
+
+def record_guest_release(vm, primary_id: str, primary_name: str, from_index: int) -> Optional[dict]:
+    """The guest's evidence that it released the primary: the agent's
+    netdev-removed for the primary's netdev, logged at its arrival time."""
+    if any(e["kind"] == "guest-released" for e in vm.trace_log):
+        return None  # the VM logged it itself (reference profile)
+    vm.agent.pump(0.05)  # take what has arrived (stamped on arrival) into the event list
+    for event in vm.agent.events[from_index:]:
+        if event["name"] == "netdev-removed" and event["data"].get("name") == primary_name:
+            vm.trace_log.append({"t_ns": event["host_ns"], "kind": "guest-released", "primary": primary_id})
+            return event
+    return None
