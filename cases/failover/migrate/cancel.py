@@ -11,7 +11,7 @@ SLOW = {"max-bandwidth": 1 << 20}  # 1 MiB/s: the transfer cannot finish before 
 
 
 @pytest.mark.rule("FO-MIG-SRC-05")
-def test_cancel_while_active_replugs_on_source(vm_factory, case):
+def test_while_active_replugs_on_source(vm_factory, case):
     source = vm_factory.migration_source(failover_spec("cancel-source"))
     negotiation = FailoverGuest(source).negotiate()
     primary_name = negotiation.role("primary")["name"]

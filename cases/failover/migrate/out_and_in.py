@@ -18,7 +18,7 @@ def _seconds(later, earlier):
 
 
 @pytest.mark.rule("FO-MIG-SRC-01", "FO-MIG-SRC-02", "FO-MIG-SRC-03", "FO-MIG-TGT-02")
-def test_out_and_in(vm_factory, case):
+def test_unplug_migrate_replug(vm_factory, case):
     source = vm_factory.migration_source(failover_spec("mig-source"))
     negotiation = FailoverGuest(source).negotiate()
     primary_name = negotiation.role("primary")["name"]
