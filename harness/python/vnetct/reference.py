@@ -8,7 +8,8 @@ real host bugs. The QMP and guest agent clients are covered by their own unit
 tests and by the qemu profile. A ReferenceVm offers the same surface the cases
 use on a real Vm (qmp.execute/events/wait_event, agent requests and events,
 pci_ids, report, load_drivers, ...); what it cannot do (a datapath) it says,
-and the cases skip with that reason."""
+and the cases skip with that reason. Live migration between two ReferenceVms
+(a source and an `incoming` target): reference_migration.py."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any, Dict, List, Optional
 
 from .guest import VmSpec, VmStartError
 from .native import HostError, HostTimeout, vnetct_native
+from .reference_migration import ReferenceMigration
 from .trace import TraceLog, device_specs
 
 PCI_IDS = {"virtio-net-pci": (0x1AF4, 0x1041), "e1000e": (0x8086, 0x10D3), "igb": (0x8086, 0x10C9)}
@@ -26,24 +28,44 @@ NIC_MODULES = {"virtio-net-pci": "virtio_net", "e1000e": "e1000e", "igb": "igb"}
 VIRTIO_NET_F_STANDBY = 62
 BASE_FEATURES = [0, 1, 5, 16, 32]  # a plausible acked set; 62 is added when negotiated
 
+_last_stamp = 0
+
+
+def _stamp() -> int:
+    """A host arrival time, strictly after every earlier one: the simulation
+    does many things within one clock tick, and the trace orders by time."""
+    global _last_stamp
+    _last_stamp = max(time.monotonic_ns(), _last_stamp + 1)
+    return _last_stamp
+
 
 class _EventStore:
     """Events as the real clients keep them, with the same wait semantics;
     the simulation is synchronous, so a wait that finds nothing times out at
-    once with the same kind of message."""
+    once with the same kind of message. Before giving up, a wait lets time
+    pass: a pending migration transfer finishes (`idle`)."""
 
-    def __init__(self, what: str):
+    def __init__(self, what: str, idle=None):
         self.what = what
         self.events: List[dict] = []
+        self.idle = idle or (lambda: False)
 
     def add(self, name: str, data: Any) -> None:
-        self.events.append({"name": name, "data": data, "host_ns": time.monotonic_ns(),
+        self.events.append({"name": name, "data": data, "host_ns": _stamp(),
                             "qemu_timestamp": time.time(), "index": len(self.events)})
 
-    def wait_event(self, name: str, match: Optional[dict] = None, from_index: int = 0, timeout: float = 30.0):
+    def find(self, name: str, match: Optional[dict], from_index: int) -> Optional[dict]:
         for event in self.events[from_index:]:
             if event["name"] == name and all(event["data"].get(k) == v for k, v in (match or {}).items()):
                 return event
+        return None
+
+    def wait_event(self, name: str, match: Optional[dict] = None, from_index: int = 0, timeout: float = 30.0):
+        event = self.find(name, match, from_index)
+        if event is None and self.idle():
+            event = self.find(name, match, from_index)
+        if event is not None:
+            return event
         seen = ", ".join(e["name"] for e in self.events[from_index:]) or "none"
         raise HostTimeout(f"{self.what} event {name} matching {match} not seen (reference model: nothing more "
                           f"will arrive); events since #{from_index}: {seen}")
@@ -54,7 +76,7 @@ class _EventStore:
 
 class SimulatedQmp(_EventStore):
     def __init__(self, vm: "ReferenceVm"):
-        super().__init__("QMP")
+        super().__init__("QMP", idle=vm.finish_transfer)
         self.vm = vm
         self.closed = False
 
@@ -73,6 +95,8 @@ class SimulatedQmp(_EventStore):
             reply = [{"name": d, "type": f"child<{self.vm.nic(d)['driver']}>"} for d in self.vm.model.visible_devices]
         elif command in ("cont", "quit", "qmp_capabilities"):
             reply = {}
+        elif (migration := self.vm.migration_command(command, arguments)) is not NotImplemented:
+            reply = migration
         else:
             raise HostError(f"the command returned an error: {command}: CommandNotFound: the reference model does "
                             f"not implement {command}")
@@ -85,7 +109,7 @@ class SimulatedGuest(_EventStore):
     standby and any NIC with the same MAC, once the standby acked STANDBY."""
 
     def __init__(self, vm: "ReferenceVm"):
-        super().__init__("guest agent")
+        super().__init__("guest agent", idle=vm.finish_transfer)
         self.vm = vm
         self.modules: List[str] = []
         self.netdevs: Dict[str, dict] = {}   # by role key (device id or "master:<id>")
@@ -130,6 +154,44 @@ class SimulatedGuest(_EventStore):
         return {"name": name, "status": "loaded", "ms": 1.0}
 
     def device_plugged(self) -> None:
+        self.rebuild()
+
+    def release_requested(self) -> None:
+        """The guest ejects every primary the host asked it to release. It acts
+        on the host's request itself (the ACPI/PCIe hot-unplug request: the
+        model's primary state unplug-requested), not on the UNPLUG_PRIMARY QMP
+        event, which only tells the management layer; for the correct model the
+        two coincide, a model that asks without the event (NoUnplugPrimaryEvent)
+        still gets its primary released. Each release is logged at the moment
+        the primary's netdev leaves the guest (guest-released, then the model's
+        input; its Unplugged output removes the netdev: netdev-removed)."""
+        if not self.vm.model.guest_running:
+            return
+        visible = self.vm.model.visible_devices
+        for nic in self.vm.devices:
+            if not nic["id"] or not nic["failover_pair_id"] or nic["id"] not in visible:
+                continue
+            try:
+                state = self.vm.model.primary_state(nic["id"])
+            except vnetct_native.ModelError:
+                continue
+            if state == "unplug-requested":
+                self.vm.step(f"the guest releases the primary {nic['id']}")
+                self.vm.record("guest-released", primary=nic["id"])
+                self.vm.model_input("guest_released", nic["id"])
+
+    def adopt(self, source: "SimulatedGuest") -> None:
+        """The guest of a migration target continues the source's guest: its
+        memory (loaded modules, negotiated standbys, netdevs and their names
+        and ifindexes, the kernel log) came with the migration: no link events
+        for what it had. Then it meets the target's buses as they are: for a
+        correct host nothing changes (the primary is still hidden); a primary a
+        broken host plugged before the state arrived joins the guest here."""
+        self.modules = list(source.modules)
+        self.acked = dict(source.acked)
+        self.netdevs = {key: dict(netdev) for key, netdev in source.netdevs.items()}
+        self.kernel_log = list(source.kernel_log)
+        self.next_index = source.next_index
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -198,17 +260,21 @@ class SimulatedGuest(_EventStore):
         return netdevs
 
 
-class ReferenceVm(TraceLog):
-    """The same surface as guest.Vm, over the reference model and a simulated guest."""
+class ReferenceVm(TraceLog, ReferenceMigration):
+    """The same surface as guest.Vm, over the reference model and a simulated guest.
+    `incoming`: a migration target (the model in the target role) that waits,
+    once started, for a source ReferenceVm to `migrate` to its migration_uri."""
 
-    def __init__(self, spec: VmSpec, artifacts: Path, mutations: List[str], on_step=None):
+    def __init__(self, spec: VmSpec, artifacts: Path, mutations: List[str], on_step=None, incoming: bool = False):
         self.spec = spec
         self.name = spec.name
         self.artifacts = artifacts
         artifacts.mkdir(parents=True, exist_ok=True)
         self.init_trace()
+        self.init_migration(incoming)
         self.devices = device_specs(spec)
-        self.model = vnetct_native.FailoverModel("source", None, mutations)
+        self.model = vnetct_native.FailoverModel("target" if incoming else "source", None, mutations)
+        self.refused = False
         self.qmp = SimulatedQmp(self)
         self.agent = SimulatedGuest(self)
         self.wire = None  # no datapath
@@ -242,9 +308,15 @@ class ReferenceVm(TraceLog):
             elif output["kind"] in ("warning", "command-error"):
                 self.stderr_lines.append(f"reference-host: warning: {output['text']} [{output['rule']}]")
             elif output["kind"] == "start-error":
+                self.refused = True
                 self.stderr_lines.append(f"reference-host: {output['text']} [{output['rule']}]")
             elif output["kind"] in ("plugged", "unplugged"):
                 self.agent.device_plugged()
+        self.agent.release_requested()
+
+    def record(self, kind: str, **fields) -> None:
+        """As TraceLog.record, stamped strictly after the events seen so far."""
+        self.trace_log.append({"t_ns": _stamp(), "kind": kind, **fields})
 
     # -- artifacts -----------------------------------------------------------------
     def transcript(self, channel: str, direction: str, message: Any) -> None:
@@ -270,16 +342,18 @@ class ReferenceVm(TraceLog):
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
-        self.step(f"starting the reference host for {self.name}")
+        self.step(f"starting the reference host for {self.name}" + (" (migration target)" if self.incoming else ""))
         for device in self.devices:
             self.model.cold_plug(device)
         self.record("start")
         self.model.start(self.now_ms())
         self.apply_outputs()
-        if self.stderr_lines and not self.model.guest_running:
+        if self.refused:
             self.record("start-error", text=self.stderr_text())
             raise VmStartError(f"{self.name}: the reference host refused to start: {self.stderr_text().strip()}",
                                self.stderr_text(), "refused")
+        if self.incoming:
+            self.listen()
 
     def wait_booted(self, timeout: float = 90.0) -> dict:
         self.hello = self.agent.wait_hello(timeout)
@@ -287,6 +361,7 @@ class ReferenceVm(TraceLog):
         return self.hello
 
     def stop(self) -> Optional[str]:
+        self.unlisten()
         return "reference host stopped"
 
     @property
