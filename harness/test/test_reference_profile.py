@@ -9,15 +9,17 @@ import time
 import pytest
 
 from vnetct import paths
+from vnetct.native import vnetct_native
 
 # mutation -> the rule ids a case must fail with
 CAUGHT = {
     "NegotiatedBeforeAck": {"FO-NEG-01"},
     "PlugPrimaryWithoutStandbyAck": {"FO-NEG-03"},
+    "LeaveWaitUnplugEarly": {"FO-MIG-SRC-03"},
+    "ForgetReplugAfterCancel": {"FO-MIG-SRC-05"},
+    "NoUnplugPrimaryEvent": {"FO-MIG-SRC-01"},
+    "NoReplugOnTarget": {"FO-MIG-TGT-02"},
 }
-# Migration bugs: the migration cases arrive with issue 4. Strict xfail: once a
-# case catches one, this fails and the mutation moves to CAUGHT.
-NOT_YET_CAUGHT = ["LeaveWaitUnplugEarly", "ForgetReplugAfterCancel", "NoUnplugPrimaryEvent", "NoReplugOnTarget"]
 
 
 def _run(tmp_path, *args):
@@ -44,20 +46,17 @@ def test_clean_model_passes_every_failover_case_in_seconds(tmp_path):
     assert results["sut"]["mutations"] == []
 
 
+def test_every_mutation_of_the_model_is_listed():
+    assert set(CAUGHT) == set(vnetct_native.mutation_names())
+
+
 @pytest.mark.parametrize("mutation", sorted(CAUGHT))
-def test_each_negotiation_bug_is_caught_with_its_rule(tmp_path, mutation):
+def test_each_model_bug_is_caught_with_its_rule(tmp_path, mutation):
     result, results, _ = _run(tmp_path, "--mutation", mutation)
     assert result.returncode == 1, result.stdout[-3000:]
     assert results["sut"]["mutations"] == [mutation]
     assert CAUGHT[mutation] <= _failed_rules(results), \
         f"{mutation} should fail a case citing {CAUGHT[mutation]}; failed: {_failed_rules(results)}"
-
-
-@pytest.mark.parametrize("mutation", NOT_YET_CAUGHT)
-@pytest.mark.xfail(strict=True, reason="no migration case yet (issue 4)")
-def test_migration_bugs_await_the_migration_cases(tmp_path, mutation):
-    result, _, _ = _run(tmp_path, "--mutation", mutation)
-    assert result.returncode == 1
 
 
 def test_mutation_needs_the_reference_profile(tmp_path):

@@ -265,6 +265,8 @@ class ReferenceVm(TraceLog, ReferenceMigration):
     `incoming`: a migration target (the model in the target role) that waits,
     once started, for a source ReferenceVm to `migrate` to its migration_uri."""
 
+    simulated = True  # synchronous: a wait that finds nothing will never find it
+
     def __init__(self, spec: VmSpec, artifacts: Path, mutations: List[str], on_step=None, incoming: bool = False):
         self.spec = spec
         self.name = spec.name

@@ -113,13 +113,21 @@ def _inferred_inputs(vm, entries: List[tuple]) -> List[tuple]:
                     result.insert(position, (t_ns, {"kind": "transfer-done"}))
                     break
     if incoming and "incoming-loaded" not in kinds:
-        standbys = [standby for standby, acked in _standby_bits(vm).items() if acked]
-        for position, (t_ns, entry) in enumerate(result):
-            if entry["kind"] == "qmp-event" and (entry["name"] in ("FAILOVER_NEGOTIATED", "RESUME") or
-                                                 (entry["name"] == "MIGRATION" and
-                                                  (entry["data"] or {}).get("status") == "completed")):
-                result.insert(position, (t_ns, {"kind": "incoming-loaded", "standbys": standbys}))
-                break
+        # Only a target that resumed or completed has loaded the state; the load
+        # precedes its first FAILOVER_NEGOTIATED/RESUME/completed after `active`.
+        def status(entry):
+            return (entry.get("data") or {}).get("status") if entry.get("name") == "MIGRATION" else None
+        events = [(i, e) for i, (_, e) in enumerate(result) if e["kind"] == "qmp-event"]
+        loaded = any(e["name"] == "RESUME" or status(e) == "completed" for _, e in events)
+        active_at = next((i for i, e in events if status(e) == "active"), None)
+        if loaded and active_at is not None:
+            standbys = [standby for standby, acked in _standby_bits(vm).items() if acked]
+            for position, entry in events:
+                if position > active_at and (entry["name"] in ("FAILOVER_NEGOTIATED", "RESUME") or
+                                             status(entry) == "completed"):
+                    result.insert(position, (result[position][0], {"kind": "incoming-loaded",
+                                                                   "standbys": standbys}))
+                    break
     return result
 
 
