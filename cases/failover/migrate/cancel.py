@@ -3,29 +3,20 @@ plugs the primary back and the guest re-enslaves it."""
 
 import pytest
 
-from vnetct.failover import PRIMARY_ID, FailoverGuest, failover_formed, failover_spec, wait_for_guest
+from vnetct.failover import PRIMARY_ID, failover_formed, wait_for_guest
+from vnetct.migration import start_migration
 from vnetct.trace import assert_trace_conformant, record_guest_release
 
-EVENTS_ON = {"capabilities": [{"capability": "events", "state": True}]}
 SLOW = {"max-bandwidth": 1 << 20}  # 1 MiB/s: the transfer cannot finish before the cancel
 
 
 @pytest.mark.rule("FO-MIG-SRC-05")
 def test_while_active_replugs_on_source(vm_factory, case):
-    source = vm_factory.migration_source(failover_spec("cancel-source"))
-    negotiation = FailoverGuest(source).negotiate()
-    primary_name = negotiation.role("primary")["name"]
-    target = vm_factory.start_target(source, "cancel-target")
-    case.uses(source, target)
-    source.qmp.execute("migrate-set-capabilities", EVENTS_ON)  # the target set its own at start
-    source.qmp.execute("migrate-set-parameters", SLOW)
-    qmp_mark, agent_mark = len(source.qmp.events), len(source.agent.events)
-
-    source.record("migrate")
-    source.qmp.execute("migrate", {"uri": target.migration_uri})
+    migration = start_migration(vm_factory, case, "cancel", parameters=SLOW)
+    source, qmp_mark = migration.source, migration.qmp_mark
     source.qmp.wait_event("UNPLUG_PRIMARY", {"device-id": PRIMARY_ID}, qmp_mark, timeout=60)
     source.qmp.wait_event("MIGRATION", {"status": "active"}, qmp_mark, timeout=60)
-    record_guest_release(source, PRIMARY_ID, primary_name, agent_mark)
+    record_guest_release(source, PRIMARY_ID, migration.primary_name, migration.agent_mark)
 
     case.step("cancelling the migration while it is active")
     source.record("migrate-cancel")

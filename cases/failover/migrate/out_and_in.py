@@ -6,11 +6,9 @@ import time
 
 import pytest
 
-from vnetct.failover import (MAC, PRIMARY_ID, STANDBY_ID, FailoverGuest, failover_formed, failover_spec,
-                             wait_for_guest)
+from vnetct.failover import MAC, PRIMARY_ID, STANDBY_ID, failover_formed, wait_for_guest
+from vnetct.migration import start_migration
 from vnetct.trace import assert_trace_conformant, record_guest_release
-
-EVENTS_ON = {"capabilities": [{"capability": "events", "state": True}]}
 
 
 def _seconds(later, earlier):
@@ -19,23 +17,15 @@ def _seconds(later, earlier):
 
 @pytest.mark.rule("FO-MIG-SRC-01", "FO-MIG-SRC-02", "FO-MIG-SRC-03", "FO-MIG-TGT-02")
 def test_unplug_migrate_replug(vm_factory, case):
-    source = vm_factory.migration_source(failover_spec("mig-source"))
-    negotiation = FailoverGuest(source).negotiate()
-    primary_name = negotiation.role("primary")["name"]
-    target = vm_factory.start_target(source, "mig-target")
-    case.uses(source, target)
-    source.qmp.execute("migrate-set-capabilities", EVENTS_ON)  # the target set its own at start
-    qmp_mark, agent_mark = len(source.qmp.events), len(source.agent.events)
-
-    case.step("migrating the guest to the target")
-    source.record("migrate")
-    source.qmp.execute("migrate", {"uri": target.migration_uri})
+    migration = start_migration(vm_factory, case, "mig")
+    source, target, qmp_mark = migration.source, migration.target, migration.qmp_mark
+    primary_name = migration.primary_name
     # Source: the primary is requested, and the migration waits until the guest let it go.
     unplug = source.qmp.wait_event("UNPLUG_PRIMARY", {"device-id": PRIMARY_ID}, qmp_mark, timeout=60)
     wait_unplug = source.qmp.wait_event("MIGRATION", {"status": "wait-unplug"}, qmp_mark, timeout=60)
     active = source.qmp.wait_event("MIGRATION", {"status": "active"}, qmp_mark, timeout=60)
     completed = source.qmp.wait_event("MIGRATION", {"status": "completed"}, qmp_mark, timeout=120)
-    record_guest_release(source, PRIMARY_ID, primary_name, agent_mark)
+    record_guest_release(source, PRIMARY_ID, primary_name, migration.agent_mark)
     released = [e for e in source.trace_log if e["kind"] == "guest-released"]
     assert released, f"no evidence that the guest released {primary_name} (agent netdev-removed)"
     assert released[0]["t_ns"] <= active["host_ns"], "the migration went active before the guest released the primary"

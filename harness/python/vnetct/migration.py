@@ -1,0 +1,38 @@
+"""A failover migration as the cases declare it: a negotiated source, a
+target waiting for it on the same wire, and the migration started with
+events on. The steps after that are the case's own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .failover import FailoverGuest, failover_spec
+from .guest import Vm
+
+EVENTS_ON = {"capabilities": [{"capability": "events", "state": True}]}
+
+
+@dataclass
+class Migration:
+    source: Vm
+    target: Vm
+    primary_name: str   # the guest's netdev of the primary on the source
+    qmp_mark: int       # source QMP events before the migration
+    agent_mark: int     # source agent events before the migration
+
+
+def start_migration(factory, case, name: str, parameters: Optional[dict] = None) -> Migration:
+    source = factory.migration_source(failover_spec(f"{name}-source"))
+    negotiation = FailoverGuest(source).negotiate()
+    target = factory.start_target(source, f"{name}-target")
+    case.uses(source, target)
+    source.qmp.execute("migrate-set-capabilities", EVENTS_ON)  # the target set its own at start
+    if parameters:
+        source.qmp.execute("migrate-set-parameters", parameters)
+    migration = Migration(source, target, negotiation.role("primary")["name"], len(source.qmp.events),
+                          len(source.agent.events))
+    case.step(f"migrating {source.name} to {target.name}")
+    source.record("migrate")
+    source.qmp.execute("migrate", {"uri": target.migration_uri})
+    return migration
