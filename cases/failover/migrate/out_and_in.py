@@ -7,7 +7,7 @@ import time
 import pytest
 
 from vnetct.failover import MAC, PRIMARY_ID, STANDBY_ID, failover_formed, wait_for_guest
-from vnetct.migration import start_migration
+from vnetct.migration import NATIVE_PCIEHP, start_migration
 from vnetct.trace import assert_trace_conformant, record_guest_release
 
 
@@ -16,8 +16,11 @@ def _seconds(later, earlier):
 
 
 @pytest.mark.rule("FO-MIG-SRC-01", "FO-MIG-SRC-02", "FO-MIG-SRC-03", "FO-MIG-TGT-02")
-def test_unplug_migrate_replug(vm_factory, case):
-    migration = start_migration(vm_factory, case, "mig")
+@pytest.mark.parametrize("hotplug", ["acpi", "pciehp"])
+def test_unplug_migrate_replug(vm_factory, case, hotplug):
+    # acpi: q35's default; pciehp: native PCIe hotplug, whose eject waits for the attention button.
+    migration = start_migration(vm_factory, case, f"mig-{hotplug}",
+                                extra_args=NATIVE_PCIEHP if hotplug == "pciehp" else [])
     source, target, qmp_mark = migration.source, migration.target, migration.qmp_mark
     primary_name = migration.primary_name
     # Source: the primary is requested, and the migration waits until the guest let it go.

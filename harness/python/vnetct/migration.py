@@ -22,8 +22,15 @@ class Migration:
     agent_mark: int     # source agent events before the migration
 
 
-def start_migration(factory, case, name: str, parameters: Optional[dict] = None) -> Migration:
-    source = factory.migration_source(failover_spec(f"{name}-source"))
+# Native PCIe hotplug (pciehp) instead of q35's default ACPI hotplug.
+NATIVE_PCIEHP = ["-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"]
+
+
+def start_migration(factory, case, name: str, parameters: Optional[dict] = None,
+                    extra_args: Optional[list] = None) -> Migration:
+    spec = failover_spec(f"{name}-source")
+    spec.extra_args += extra_args or []
+    source = factory.migration_source(spec)
     negotiation = FailoverGuest(source).negotiate()
     target = factory.start_target(source, f"{name}-target")
     case.uses(source, target)
