@@ -51,6 +51,7 @@ def test_default_suite_passes_on_real_qemu(full_run):
     result, out, _, _ = full_run
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "passed, 0 failed, 0 errors" in result.stdout
+    assert "vnetct: lane B:" in result.stdout, "the default run should use two lanes on two cores"
 
 
 def test_results_junit_and_artifacts_are_written(full_run):
@@ -67,19 +68,25 @@ def test_results_junit_and_artifacts_are_written(full_run):
         assert case["rules"] and case["outcome"] == "passed", case
         for name, relative in case["artifacts"].items():
             assert (run_dir / relative).exists(), f"{case['id']}: artifact {name} missing at {relative}"
-    pair = run_dir / "vms" / "failover-pair"
-    assert "FAILOVER_NEGOTIATED" in (pair / "qmp-failover-pair.jsonl").read_text()
-    assert "vnetct-init: starting agent" in (pair / "serial-failover-pair.log").read_text()
+    artifacts = {name: path for case in results["cases"] for name, path in case["artifacts"].items()}
+    assert "FAILOVER_NEGOTIATED" in (run_dir / artifacts["qmp-failover-pair"]).read_text()
+    assert "vnetct-init: starting agent" in (run_dir / artifacts["serial-failover-pair"]).read_text()
     assert (run_dir / "junit.xml").read_text().count("<testcase") == results["summary"]["total"]
 
 
 def test_nothing_of_the_run_is_left(full_run):
-    # Only this run's own names count: other runs may be going on beside it.
-    _, out, _, _ = full_run
-    short_id = (out / "latest").resolve().name.rsplit("-", 1)[-1]
-    assert not [n for n in _namespaces() if n.startswith(f"vnetct-{short_id}")]
-    assert not [p for p in _qemu_pids() if f"/tmp/vnetct-{short_id}/" in _cmdline(p)]
-    assert not (Path("/tmp") / f"vnetct-{short_id}").exists()
+    # Only this run's own names count: other runs may be going on beside it. Each
+    # lane has its own short id; the socket dirs name them.
+    result, out, _, _ = full_run
+    run_dir = (out / "latest").resolve()
+    qemu_lines = [line for path in run_dir.rglob("argv-*.txt") for line in path.read_text().splitlines()]
+    short_ids = {word.split("/tmp/vnetct-", 1)[1][:6] for line in qemu_lines for word in line.split()
+                 if "/tmp/vnetct-" in word}
+    assert short_ids, "no QEMU command line recorded"
+    for short_id in short_ids:
+        assert not [n for n in _namespaces() if n.startswith(f"vnetct-{short_id}")]
+        assert not [p for p in _qemu_pids() if f"/tmp/vnetct-{short_id}/" in _cmdline(p)]
+        assert not (Path("/tmp") / f"vnetct-{short_id}").exists()
 
 
 def test_bad_qemu_path_is_a_usage_error(tmp_path):

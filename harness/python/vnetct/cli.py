@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
-from . import bootstrap, paths
+from . import bootstrap, lanes, paths
 from .profiles import PROFILES
 
 EXIT_FAILED = 1
@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", type=Path, default=paths.OUT,
                      help="results root; each run gets <DIR>/<run-id> (default: %(default)s)")
     run.add_argument("--no-setup", action="store_true", help="skip apt/build/image steps (they must be done)")
+    run.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1), metavar="N",
+                     help="run the case files in N parallel lanes (default: %(default)s; 1 = one after another)")
     run.add_argument("--mutation", metavar="NAME", action="append", default=[],
                      help="with --profile reference: break the reference model on purpose, to show which cases "
                           "catch it (repeatable; names: LeaveWaitUnplugEarly, NegotiatedBeforeAck, ...)")
@@ -69,12 +71,13 @@ def _pytest_env() -> dict:
     return env
 
 
-def _case_collection_args(terminal: bool = True) -> List[str]:
+def _case_collection_args(terminal: bool = True, targets: Optional[List[Path]] = None) -> List[str]:
     """How pytest finds the cases: every .py under cases/ (one feature per
     file, no test_ prefix), imported by path so equal file names can coexist."""
     output = ["-q", "--no-header"] if terminal else ["-p", "no:terminal"]
-    return [str(paths.CASES), "-p", "vnetct.plugin", *output, "-p", "no:cacheprovider",
-            "--import-mode=importlib", "-o", "python_files=*.py", "--rootdir", str(paths.REPO)]
+    return [*(str(t) for t in (targets or [paths.CASES])), "-p", "vnetct.plugin", *output,
+            "-p", "no:cacheprovider", "--import-mode=importlib", "-o", "python_files=*.py",
+            "--rootdir", str(paths.REPO)]
 
 
 def _point_latest(out: Path, run_dir: Path) -> None:
@@ -104,9 +107,13 @@ def command_run(args) -> int:
         else:
             bootstrap.prepare(with_image=True, targets=bootstrap.RUN_TARGETS)
     bootstrap.require_root()
+    if args.jobs < 1:
+        print(f"vnetct: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
     short_id = secrets.token_hex(3)
     run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{short_id}"
     out = args.out.resolve()
+    previous = lanes.previous_run(out, args.profile) if out.exists() else None
     run_dir = out / run_id
     run_dir.mkdir(parents=True)
     _point_latest(out, run_dir)
@@ -114,17 +121,45 @@ def command_run(args) -> int:
     under_test = f"QEMU {args.qemu}" if args.profile == "qemu" else "the reference model"
     print(f"vnetct: run {run_id}, profile {args.profile}, {under_test}", flush=True)
     print(f"vnetct: results in {run_dir}", flush=True)
-    pytest_args = [*_case_collection_args(), f"--vnetct-run-dir={run_dir}", f"--vnetct-profile={args.profile}",
-                   f"--vnetct-qemu={args.qemu}", f"--vnetct-command={command_line}",
-                   f"--vnetct-short-id={short_id}"]
-    if args.keyword:
-        pytest_args += ["-k", args.keyword]
-    pytest_args += [f"--vnetct-mutation={mutation}" for mutation in args.mutation]
+
+    def lane_args(lane_dir: Path, lane_id: str, targets: Optional[List[Path]]) -> List[str]:
+        arguments = [*_case_collection_args(targets=targets), f"--vnetct-run-dir={lane_dir}",
+                     f"--vnetct-profile={args.profile}", f"--vnetct-qemu={args.qemu}",
+                     f"--vnetct-command={command_line}", f"--vnetct-short-id={lane_id}"]
+        if args.keyword:
+            arguments += ["-k", args.keyword]
+        return arguments + [f"--vnetct-mutation={mutation}" for mutation in args.mutation]
+
     started = time.monotonic()
-    status = _run_pytest(pytest_args, cwd=paths.REPO)
-    elapsed = time.monotonic() - started
-    leftovers = _final_sweep(short_id)
-    return _summarise(run_dir, status, elapsed, leftovers)
+    lane_plan = lanes.plan(args.jobs, previous) if args.jobs > 1 else []
+    if len(lane_plan) <= 1:
+        status = _run_pytest(lane_args(run_dir, short_id, None), cwd=paths.REPO)
+        leftovers = _final_sweep(short_id)
+    else:
+        lane_ids = [secrets.token_hex(3) for _ in lane_plan]
+        lane_dirs = [run_dir / f"lane-{chr(ord('a') + index)}" for index in range(len(lane_plan))]
+        for lane_dir, files in zip(lane_dirs, lane_plan):
+            names = ", ".join(str(f.relative_to(paths.CASES)) for f in files)
+            print(f"vnetct: lane {lane_dir.name[-1].upper()}: {names}", flush=True)
+        statuses = lanes.run_lanes(
+            [[sys.executable, "-m", "pytest", *lane_args(lane_dir, lane_id, files)]
+             for lane_dir, lane_id, files in zip(lane_dirs, lane_ids, lane_plan)], paths.REPO, _pytest_env())
+        leftovers = [line for lane_id in lane_ids for line in _final_sweep(lane_id)]
+        lanes.merge(run_dir, lane_dirs)
+        status = _combined_status(statuses)
+    return _summarise(run_dir, status, time.monotonic() - started, leftovers)
+
+
+def _combined_status(statuses: List[int]) -> int:
+    """pytest's exit status for the lanes together: 5 (nothing selected) only
+    if no lane ran a case; otherwise the worst of the others."""
+    ran = [status for status in statuses if status != 5]
+    if not ran:
+        return 5
+    for serious in (2, 3, 4):  # interrupted, internal error, usage error
+        if serious in ran:
+            return serious
+    return 1 if 1 in ran else 0
 
 
 def _final_sweep(short_id: str) -> List[str]:
