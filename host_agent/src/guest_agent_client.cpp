@@ -27,26 +27,19 @@ HostResult<nlohmann::json> GuestAgentClient::wait_hello(Deadline deadline) {
 }
 
 HostResult<nlohmann::json> GuestAgentClient::read_one(Deadline deadline) {
-    auto message = m_channel.receive(deadline);
-    if (!message) {
-        return tl::unexpected(message.error());
+    auto received = receive_message(m_channel, deadline);
+    if (!received) {
+        return tl::unexpected(received.error());
     }
-    if (!message->is_object()) {
-        return fail(HostErrc::Protocol, "not a JSON object: " + brief(*message));
-    }
-    const auto event = message->find("event");
-    if (event != message->end()) {
-        if (!event->is_string()) {
-            return fail(HostErrc::Protocol, "event name is not a string: " + brief(*message));
-        }
-        std::string name = event->get<std::string>();
-        m_events.append(AgentEvent{std::move(name), std::move(*message), m_channel.last_arrival_ns(), 0});
+    nlohmann::json& message = received->message;
+    if (received->event) {
+        m_events.append(AgentEvent{*received->event, std::move(message), m_channel.last_arrival_ns(), 0});
         return nlohmann::json();
     }
-    if (!message->contains("id") || !message->contains("ok") || !(*message)["ok"].is_boolean()) {
-        return fail(HostErrc::Protocol, "neither an event nor a reply: " + brief(*message));
+    if (!message.contains("id") || !message.contains("ok") || !message["ok"].is_boolean()) {
+        return fail(HostErrc::Protocol, "neither an event nor a reply: " + brief(message));
     }
-    return std::move(*message);
+    return std::move(message);
 }
 
 HostResult<void> GuestAgentClient::read_event(Deadline deadline) {

@@ -496,4 +496,23 @@ std::string brief(const nlohmann::json& message) {
     return text;
 }
 
+HostResult<ReceivedMessage> receive_message(JsonLineChannel& channel, Deadline deadline) {
+    auto message = channel.receive(deadline);
+    if (!message) {
+        return tl::unexpected(message.error());
+    }
+    if (!message->is_object()) {
+        return fail(HostErrc::Protocol, "not a JSON object: " + brief(*message));
+    }
+    const auto event = message->find("event");
+    if (event == message->end()) {
+        return ReceivedMessage{std::move(*message), std::nullopt};
+    }
+    if (!event->is_string()) {
+        return fail(HostErrc::Protocol, "event name is not a string: " + brief(*message));
+    }
+    std::string name = event->get<std::string>();
+    return ReceivedMessage{std::move(*message), std::move(name)};
+}
+
 }  // namespace vnetct::host_agent

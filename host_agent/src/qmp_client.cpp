@@ -66,26 +66,20 @@ HostResult<QmpClient> QmpClient::connect(const std::string& socket_path, const s
 }
 
 HostResult<nlohmann::json> QmpClient::read_one(Deadline deadline) {
-    auto message = m_channel.receive(deadline);
-    if (!message) {
-        return tl::unexpected(message.error());
+    auto received = receive_message(m_channel, deadline);
+    if (!received) {
+        return tl::unexpected(received.error());
     }
-    if (!message->is_object()) {
-        return fail(HostErrc::Protocol, "not a JSON object: " + brief(*message));
-    }
-    const auto event = message->find("event");
-    if (event != message->end()) {
-        if (!event->is_string()) {
-            return fail(HostErrc::Protocol, "event name is not a string: " + brief(*message));
-        }
-        m_events.append(QmpEvent{event->get<std::string>(), message->value("data", nlohmann::json()),
-                                 qemu_timestamp(*message), m_channel.last_arrival_ns(), 0});
+    nlohmann::json& message = received->message;
+    if (received->event) {
+        m_events.append(QmpEvent{*received->event, message.value("data", nlohmann::json()), qemu_timestamp(message),
+                                 m_channel.last_arrival_ns(), 0});
         return nlohmann::json();
     }
-    if (!is_reply(*message)) {
-        return fail(HostErrc::Protocol, "neither an event nor a reply: " + brief(*message));
+    if (!is_reply(message)) {
+        return fail(HostErrc::Protocol, "neither an event nor a reply: " + brief(message));
     }
-    return std::move(*message);
+    return std::move(message);
 }
 
 HostResult<void> QmpClient::read_event(Deadline deadline) {

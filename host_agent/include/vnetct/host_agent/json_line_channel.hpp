@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -106,6 +107,14 @@ class JsonLineChannel {
 
 // A message shortened to 200 characters for error texts.
 [[nodiscard]] std::string brief(const nlohmann::json& message);
+
+// One message as both clients read it: a JSON object, and, when it is an event
+// ({"event": <string>, ...}), the event's name.
+struct ReceivedMessage {
+    nlohmann::json message;
+    std::optional<std::string> event;
+};
+[[nodiscard]] HostResult<ReceivedMessage> receive_message(JsonLineChannel& channel, Deadline deadline);
 
 // What read_event of both clients does with the message it read: an event (the
 // client returned null) is fine; a late reply to a request that gave up is
