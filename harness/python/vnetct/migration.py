@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .failover import FailoverGuest, failover_spec
-from .guest import Vm
+from .guest import Vm, VmSpec
 
 EVENTS_ON = {"capabilities": [{"capability": "events", "state": True}]}
 
@@ -20,16 +20,34 @@ class Migration:
     primary_name: str   # the guest's netdev of the primary on the source
     qmp_mark: int       # source QMP events before the migration
     agent_mark: int     # source agent events before the migration
+    case: object = None
+    negotiation: object = None
+
+    def begin(self) -> "Migration":
+        """Marks the event streams and sends `migrate` to the source."""
+        source, target = self.source, self.target
+        self.qmp_mark = len(source.qmp.events)
+        self.agent_mark = len(source.agent.events)
+        self.case.step(f"migrating {source.name} to {target.name}")
+        source.record("migrate")
+        source.qmp.execute("migrate", {"uri": target.migration_uri})
+        return self
 
 
 # Native PCIe hotplug (pciehp) instead of q35's default ACPI hotplug.
 NATIVE_PCIEHP = ["-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"]
 
 
-def start_migration(factory, case, name: str, parameters: Optional[dict] = None,
-                    extra_args: Optional[list] = None) -> Migration:
-    spec = failover_spec(f"{name}-source")
+def prepare_migration(factory, case, name: str, parameters: Optional[dict] = None,
+                      extra_args: Optional[list] = None, kernel_args: Optional[list] = None,
+                      spec: Optional[VmSpec] = None) -> Migration:
+    """A negotiated failover source and its waiting target, not migrating yet:
+    the case may start traffic first, then call `begin()`. `spec` replaces the
+    default failover_spec (its name is kept); `extra_args`/`kernel_args` are
+    appended to it."""
+    spec = spec or failover_spec(f"{name}-source")
     spec.extra_args += extra_args or []
+    spec.kernel_args += kernel_args or []
     source = factory.migration_source(spec)
     negotiation = FailoverGuest(source).negotiate()
     target = factory.start_target(source, f"{name}-target")
@@ -37,9 +55,11 @@ def start_migration(factory, case, name: str, parameters: Optional[dict] = None,
     source.qmp.execute("migrate-set-capabilities", EVENTS_ON)  # the target set its own at start
     if parameters:
         source.qmp.execute("migrate-set-parameters", parameters)
-    migration = Migration(source, target, negotiation.role("primary")["name"], len(source.qmp.events),
-                          len(source.agent.events))
-    case.step(f"migrating {source.name} to {target.name}")
-    source.record("migrate")
-    source.qmp.execute("migrate", {"uri": target.migration_uri})
-    return migration
+    return Migration(source, target, negotiation.role("primary")["name"], 0, 0, case, negotiation)
+
+
+def start_migration(factory, case, name: str, parameters: Optional[dict] = None,
+                    extra_args: Optional[list] = None, kernel_args: Optional[list] = None,
+                    spec: Optional[VmSpec] = None) -> Migration:
+    migration = prepare_migration(factory, case, name, parameters, extra_args, kernel_args, spec)
+    return migration.begin()
