@@ -22,6 +22,9 @@ using namespace vnetct::host_agent;
 
 namespace vnetct::harness {
 
+// The paced UDP stream and its analysis (traffic_bindings.cpp).
+void bind_traffic(py::module_& module);
+
 namespace {
 // Deliberately leaked (never destroyed): a static py::object would be released
 // after the interpreter has finalized, which can crash at exit.
@@ -180,4 +183,5 @@ PYBIND11_MODULE(vnetct_native, module) {
 
     bind_clients(module);
     bind_model(module);
+    bind_traffic(module);
 }
