@@ -1,0 +1,180 @@
+"""A failover migration that ends on the source before it could complete:
+cancelled while the source still waits for the guest to release the primary
+(wait-unplug), or failed because the target died while the state was on its
+way. Either way the source plugs the primary back and the guest re-enslaves
+it.
+
+Native PCIe hotplug (pciehp) makes the wait-unplug window wide enough to
+cancel in: the guest's pciehp acts on the attention button only 5 s after the
+press, and a press cannot be withdrawn by the host (QEMU has no "press again"
+on cancel), so the guest still ejects the primary after the cancel. QEMU 10
+therefore sits in "cancelling" until that eject (the guest's pciehp writes
+the slot's power indicator off 1 s after powering the slot off: that write is
+the release), then cancels and plugs the primary back, which the guest sees
+at once (presence and link up; the 5 s timer of the press that comes with the
+plug is overtaken)."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from vnetct.failover import PRIMARY_ID, failover_formed, wait_for_guest
+from vnetct.migration import NATIVE_PCIEHP, start_migration
+from vnetct.native import HostError
+from vnetct.trace import assert_trace_conformant, record_guest_release
+
+SLOW = {"max-bandwidth": 1 << 20}  # 1 MiB/s: a 512 MiB guest is still on its way when the target dies
+# QEMU 10 waits at most 30 s (120 x 250 ms) in cancelling for a guest's pending eject.
+CANCELLING_BOUND = 60.0
+
+
+def _seconds(later_ns, earlier_ns):
+    return round((later_ns - earlier_ns) / 1e9, 3)
+
+
+def _event_log(vm, from_index, origin_ns, client="qmp"):
+    """Events since `from_index`, timed from `origin_ns`: the evidence a case saves."""
+    events = (vm.qmp if client == "qmp" else vm.agent).events[from_index:]
+    return [{"t_s": _seconds(e["host_ns"], origin_ns), "name": e["name"], "data": e["data"]} for e in events]
+
+
+def _statuses(vm, from_index):
+    return [e["data"]["status"] for e in vm.qmp.events[from_index:] if e["name"] == "MIGRATION"]
+
+
+def _guest_hotplug_log(vm):
+    return [line for line in vm.request("kernel-log")["lines"] if "pciehp" in line or "e1000e" in line]
+
+
+def _reenslaved_ns(vm, netdevs, from_index):
+    """When the primary came back enslaved: the arrival of the agent's last
+    netdev-added/-changed for it with a master (wait_for_guest notices a
+    netdev-added only on its next re-read)."""
+    name = next(n["name"] for n in netdevs if n.get("failover_role") == "primary")
+    vm.agent.pump(0.05)
+    back = [e for e in vm.agent.events[from_index:] if e["name"] in ("netdev-added", "netdev-changed") and
+            e["data"].get("name") == name and e["data"].get("master")]
+    return back[-1]["host_ns"] if back else time.monotonic_ns()
+
+
+def _primary_released(vm, primary_name, from_index):
+    vm.agent.pump(0.05)
+    return next((e for e in vm.agent.events[from_index:]
+                 if e["name"] == "netdev-removed" and e["data"].get("name") == primary_name), None)
+
+
+@pytest.mark.rule("FO-MIG-SRC-04")
+def test_wait_unplug(vm_factory, case):
+    if vm_factory.run.profile == "reference":
+        pytest.skip("the simulated guest releases a requested primary at once: no wait-unplug window to cancel in")
+    migration = start_migration(vm_factory, case, "abort-wu", extra_args=NATIVE_PCIEHP)
+    source, target, qmp_mark = migration.source, migration.target, migration.qmp_mark
+    primary_name, agent_mark = migration.primary_name, migration.agent_mark
+    unplug = source.qmp.wait_event("UNPLUG_PRIMARY", {"device-id": PRIMARY_ID}, qmp_mark, timeout=60)
+    wait_unplug = source.qmp.wait_event("MIGRATION", {"status": "wait-unplug"}, qmp_mark, timeout=60)
+    assert _primary_released(source, primary_name, agent_mark) is None, \
+        "the guest released the primary before the cancel: no wait-unplug left to cancel in (premise)"
+
+    case.step("cancelling the migration while the source waits in wait-unplug")
+    source.record("migrate-cancel")
+    target.record("migration-failed")  # the cancel closes the stream under the target
+    cancel_ns = time.monotonic_ns()
+    source.qmp.execute("migrate_cancel")
+    cancelling = source.qmp.wait_event("MIGRATION", {"status": "cancelling"}, qmp_mark, timeout=30)
+    case.step("waiting for cancelled (QEMU waits for the guest's pending eject first)")
+    cancelled = source.qmp.wait_event("MIGRATION", {"status": "cancelled"}, qmp_mark, timeout=CANCELLING_BOUND)
+    released = record_guest_release(source, PRIMARY_ID, primary_name, agent_mark)
+    agent_after_cancel = len(source.agent.events)
+    visible = source.pci_ids()
+    netdevs = wait_for_guest(source, failover_formed, "the primary re-enslaved on the source", 60.0,
+                             agent_after_cancel)
+    formed_ns = _reenslaved_ns(source, netdevs, agent_mark)
+
+    case.save_json("source-events.json", _event_log(source, qmp_mark, unplug["host_ns"]))
+    case.save_json("source-guest-events.json", _event_log(source, agent_mark, unplug["host_ns"], "agent"))
+    case.save_json("source-guest-hotplug-log.json", _guest_hotplug_log(source))
+    case.save_json("source-netdevs-after.json", netdevs)
+    case.metric("wait_unplug_until_cancel", _seconds(cancel_ns, wait_unplug["host_ns"]), "s")
+    case.metric("cancel_to_cancelling", _seconds(cancelling["host_ns"], cancel_ns), "s")
+    case.metric("cancel_to_cancelled", _seconds(cancelled["host_ns"], cancel_ns), "s")
+    if released is not None:
+        case.metric("cancel_to_guest_release", _seconds(released["host_ns"], cancel_ns), "s")
+        case.metric("guest_release_to_cancelled", _seconds(cancelled["host_ns"], released["host_ns"]), "s")
+    case.metric("cancel_to_primary_reenslaved", _seconds(formed_ns, cancel_ns), "s")
+    statuses = _statuses(source, qmp_mark)
+    observed = {"source_statuses": statuses,
+                "guest_released_after_cancel": released is not None and released["host_ns"] > cancel_ns}
+    observed.update(_reap_failed_target(target))
+    case.save_json("observed.json", observed)
+
+    assert statuses[-2:] == ["cancelling", "cancelled"], f"source MIGRATION statuses: {statuses}"
+    assert released is not None and released["host_ns"] <= cancelled["host_ns"], (
+        f"the migration was cancelled {_seconds(cancelled['host_ns'], cancel_ns)} s after migrate_cancel "
+        f"while the guest still held {primary_name} (FO-MIG-SRC-04: cancelled only once released)")
+    assert PRIMARY_ID in visible, f"the primary was not plugged back on the source after cancelled: {visible}"
+    assert source.qmp.execute("query-status")["running"], "the source does not run on after the cancel"
+    assert_trace_conformant(case, source)
+    assert_trace_conformant(case, target)
+
+
+def _reap_failed_target(target) -> dict:
+    """A target whose incoming migration broke reports failed and exits
+    (QEMU's -incoming exits on a failed load): its statuses and exit status."""
+    try:
+        target.qmp.wait_event("MIGRATION", {"status": "failed"}, 0, timeout=30)
+    except HostError:
+        pass  # QEMU may exit before the event reaches us; the trace judges what arrived
+    try:
+        status = target.process.wait(timeout=10.0).describe()
+    except HostError:
+        status = "still running"
+    return {"target_statuses": _statuses(target, 0), "target_exit": status}
+
+
+def _kill_qemu(vm) -> str:
+    """SIGKILL to the VM's QEMU (its process group), reaped here; the
+    factory's teardown then finds an exited process and only cleans up."""
+    os.killpg(vm.process.pgid, signal.SIGKILL)
+    return vm.process.wait(timeout=10.0).describe()
+
+
+@pytest.mark.rule("FO-MIG-SRC-05")
+def test_target_killed(vm_factory, case):
+    if vm_factory.run.profile == "reference":
+        pytest.skip("the reference profile has no target process to kill")
+    migration = start_migration(vm_factory, case, "abort-kill", parameters=SLOW)
+    source, target, qmp_mark = migration.source, migration.target, migration.qmp_mark
+    unplug = source.qmp.wait_event("UNPLUG_PRIMARY", {"device-id": PRIMARY_ID}, qmp_mark, timeout=60)
+    source.qmp.wait_event("MIGRATION", {"status": "active"}, qmp_mark, timeout=60)
+    target.qmp.wait_event("MIGRATION", {"status": "active"}, 0, timeout=60)
+    record_guest_release(source, PRIMARY_ID, migration.primary_name, migration.agent_mark)
+    assert any(e["kind"] == "guest-released" for e in source.trace_log), \
+        "the migration went active without the guest's release of the primary"
+
+    case.step("killing the target QEMU (SIGKILL) while the state is on its way")
+    source.record("migration-failed")  # the stream breaks under the source
+    kill_ns = time.monotonic_ns()
+    exit_status = _kill_qemu(target)
+    failed = source.qmp.wait_event("MIGRATION", {"status": "failed"}, qmp_mark, timeout=60)
+    agent_after_failed = len(source.agent.events)
+    visible = source.pci_ids()
+    netdevs = wait_for_guest(source, failover_formed, "the primary re-enslaved on the source", 60.0,
+                             agent_after_failed)
+    formed_ns = _reenslaved_ns(source, netdevs, migration.agent_mark)
+
+    case.save_json("source-events.json", _event_log(source, qmp_mark, unplug["host_ns"]))
+    case.save_json("source-guest-events.json", _event_log(source, migration.agent_mark, unplug["host_ns"], "agent"))
+    case.save_json("source-netdevs-after.json", netdevs)
+    case.metric("kill_to_failed", _seconds(failed["host_ns"], kill_ns), "s")
+    case.metric("kill_to_primary_reenslaved", _seconds(formed_ns, kill_ns), "s")
+    statuses = _statuses(source, qmp_mark)
+    case.save_json("observed.json", {"source_statuses": statuses, "target_exit": exit_status,
+                                     "source_error": source.qmp.execute("query-migrate").get("error-desc")})
+
+    assert statuses[-1] == "failed" and "cancelled" not in statuses, f"source MIGRATION statuses: {statuses}"
+    assert PRIMARY_ID in visible, f"the primary was not plugged back on the source after failed: {visible}"
+    assert source.qmp.execute("query-status")["running"], "the source does not run on after the failure"
+    assert_trace_conformant(case, source)
+    assert_trace_conformant(case, target)

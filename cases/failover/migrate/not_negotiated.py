@@ -1,0 +1,60 @@
+"""A failover pair whose guest never negotiated: its virtio driver cannot ack
+VIRTIO_NET_F_STANDBY (bit 62), so the primary was never plugged. Migrating
+such a guest asks for no release (no UNPLUG_PRIMARY, no wait-unplug), and the
+target keeps the primary hidden too: the guest goes on with its standby
+alone."""
+
+import pytest
+
+from vnetct.failover import PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_DRIVERS, VIRTIO_NET_F_STANDBY, failover_spec
+from vnetct.migration import EVENTS_ON
+from vnetct.trace import assert_trace_conformant
+
+
+def _virtio_netdevs(netdevs):
+    return [n for n in netdevs if n.get("driver") == "virtio_net"]
+
+
+@pytest.mark.rule("FO-NEG-03", "FO-MIG-SRC-01", "FO-MIG-TGT-02")
+def test_migrates_without_unplug(vm_factory, case):
+    # A transitional standby driven through the legacy interface: 32 feature bits only.
+    source = vm_factory.migration_source(failover_spec("nonneg-source", legacy_guest_driver=True))
+    source.step("loading e1000e, then virtio_net (which cannot ack bit 62)")
+    source.load_drivers(PRIMARY_DRIVERS)
+    source.load_drivers(STANDBY_DRIVERS)
+    netdevs = source.report()
+    standby = _virtio_netdevs(netdevs)
+    assert standby and VIRTIO_NET_F_STANDBY not in (standby[0]["virtio_feature_bits"] or []), \
+        f"the guest acked bit 62: the premise (a guest that cannot negotiate) does not hold: {standby}"
+    assert PRIMARY_ID not in source.pci_ids(), "the primary was plugged although the guest never acked STANDBY"
+    assert not [e for e in source.qmp.events if e["name"] == "FAILOVER_NEGOTIATED"], \
+        "FAILOVER_NEGOTIATED although the guest never acked STANDBY"
+
+    target = vm_factory.start_target(source, "nonneg-target")
+    case.uses(source, target)
+    source.qmp.execute("migrate-set-capabilities", EVENTS_ON)
+    mark = len(source.qmp.events)
+    case.step("migrating nonneg-source to nonneg-target")
+    source.record("migrate")
+    source.qmp.execute("migrate", {"uri": target.migration_uri})
+    source.qmp.wait_event("MIGRATION", {"status": "completed"}, mark, timeout=120)
+    seen = source.qmp.events[mark:]
+    statuses = [e["data"]["status"] for e in seen if e["name"] == "MIGRATION"]
+    case.save_json("source-statuses.json", statuses)
+    # FO-MIG-SRC-01: no negotiated primary, nothing to ask the guest for.
+    assert not [e for e in seen if e["name"] == "UNPLUG_PRIMARY"], "UNPLUG_PRIMARY for a primary never negotiated"
+    assert "wait-unplug" not in statuses, f"wait-unplug without a primary to release: {statuses}"
+
+    # FO-MIG-TGT-02: the loaded guest never acked bit 62, so the target plugs nothing.
+    target.qmp.wait_event("RESUME", None, 0, timeout=60)
+    target.connect_agent()
+    assert PRIMARY_ID not in target.pci_ids(), "the target plugged the primary for a guest that never acked STANDBY"
+    assert not [e for e in target.qmp.events if e["name"] == "FAILOVER_NEGOTIATED"], \
+        "FAILOVER_NEGOTIATED on the target for a guest that never acked STANDBY"
+    netdevs = target.report()
+    case.save_json("target-netdevs.json", netdevs)
+    assert _virtio_netdevs(netdevs), f"the guest lost its standby across the migration: {netdevs}"
+    assert not [n for n in netdevs if n.get("driver") == "e1000e" or n.get("failover_role")], \
+        f"the guest got a primary or a failover master on the target: {netdevs}"
+    assert_trace_conformant(case, source)
+    assert_trace_conformant(case, target)
