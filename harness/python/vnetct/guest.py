@@ -30,6 +30,10 @@ class Nic:
     bus: Optional[str] = None
     properties: Dict[str, str] = field(default_factory=dict)
     tap: bool = True  # backed by a TAP of the VM's wire
+    # Declared but not on the command line: a case adds it at run time with
+    # netdev_add + device_add (vnetct.hotplug). Its pcie-root-port and its TAP
+    # exist from the start, as for any other NIC.
+    hot_plugged: bool = False
 
 
 @dataclass
@@ -97,6 +101,9 @@ def build_argv(spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets
             port += 1
             bus = f"root{index + 1}"
             argv += ["-device", option("pcie-root-port", [("id", bus), ("chassis", str(port)), ("slot", str(port))])]
+        if nic.hot_plugged:
+            tap_index += 1 if nic.tap else 0  # its TAP waits for netdev_add
+            continue
         netdev = f"hn{index}"
         if nic.tap:
             argv += ["-netdev", option("tap", [("id", netdev), ("ifname", taps[tap_index]), ("script", "no"),

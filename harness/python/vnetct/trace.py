@@ -24,27 +24,34 @@ class TraceLog:
         self.trace_log.append({"t_ns": time.monotonic_ns(), "kind": kind, **fields})
 
 
+def device_spec(nic, index: int) -> dict:
+    """The model's view of one declared NIC, the `index`th of its VmSpec."""
+    bus = nic.bus or f"root{index + 1}"
+    return {
+        "id": nic.id or "", "driver": nic.driver, "failover": nic.properties.get("failover") == "on",
+        "failover_pair_id": nic.properties.get("failover_pair_id", ""), "bus": bus,
+        "bus_kind": "RootBus" if bus == "pcie.0" else "RootPortHotplug",
+        "multifunction": nic.driver in MULTIFUNCTION_DRIVERS, "network_class": True,
+    }
+
+
 def device_specs(spec) -> List[dict]:
-    """The model's view of a declared VM: one DeviceSpec per NIC."""
-    devices = []
-    for index, nic in enumerate(spec.nics):
-        bus = nic.bus or f"root{index + 1}"
-        devices.append({
-            "id": nic.id or "", "driver": nic.driver, "failover": nic.properties.get("failover") == "on",
-            "failover_pair_id": nic.properties.get("failover_pair_id", ""), "bus": bus,
-            "bus_kind": "RootBus" if bus == "pcie.0" else "RootPortHotplug",
-            "multifunction": nic.driver in MULTIFUNCTION_DRIVERS, "network_class": True,
-        })
-    return devices
+    """The model's view of a declared VM: one DeviceSpec per NIC on its command
+    line. A hot-plugged NIC enters the trace with its `hot-plug` input."""
+    return [device_spec(nic, index) for index, nic in enumerate(spec.nics)
+            if not getattr(nic, "hot_plugged", False)]
 
 
 def _standby_bits(vm) -> Dict[str, bool]:
     """Whether the guest acked bit 62 on each virtio standby, from the last
     guest report (the virtio_net netdev with the standby's MAC)."""
     acked = {}
+    hot_plugged = {entry["device"].get("id") for entry in vm.trace_log if entry["kind"] == "hot-plug"}
     for nic in vm.spec.nics:
         if nic.driver != "virtio-net-pci" or not nic.id:
             continue
+        if getattr(nic, "hot_plugged", False) and nic.id not in hot_plugged:
+            continue  # not on the guest's bus (yet)
         netdev = next((n for n in (vm.last_report or []) if n.get("driver") == "virtio_net" and
                        n.get("mac") == nic.mac), None)
         bits = (netdev or {}).get("virtio_feature_bits") or []
@@ -59,7 +66,8 @@ def failover_trace(vm) -> dict:
     entries = []
     for logged in vm.trace_log:
         entry = {key: value for key, value in logged.items() if key != "t_ns"}
-        if entry["kind"] == "guest-ack":
+        if entry["kind"] == "guest-ack" and "standby" not in entry:
+            # A bare guest-ack: every standby, with the bit from the last guest report.
             for standby, bit in _standby_bits(vm).items():
                 entries.append((logged["t_ns"], {"kind": "guest-ack", "standby": standby, "standby_bit": bit}))
             continue
@@ -134,8 +142,8 @@ def _inferred_inputs(vm, entries: List[tuple]) -> List[tuple]:
 def record_guest_release(vm, primary_id: str, primary_name: str, from_index: int) -> Optional[dict]:
     """The guest's evidence that it released the primary: the agent's
     netdev-removed for the primary's netdev, logged at its arrival time."""
-    if any(e["kind"] == "guest-released" for e in vm.trace_log):
-        return None  # the VM logged it itself (reference profile)
+    if any(e["kind"] == "guest-released" and e.get("primary") == primary_id for e in vm.trace_log):
+        return None  # logged already (the reference profile's VM logs it itself)
     vm.agent.pump(0.05)  # take what has arrived (stamped on arrival) into the event list
     for event in vm.agent.events[from_index:]:
         if event["name"] == "netdev-removed" and event["data"].get("name") == primary_name:

@@ -1,0 +1,185 @@
+"""Hot-plugging failover NICs into a running guest, as the hot-plug cases
+declare it. A case declares every NIC in its VmSpec; a NIC with
+`hot_plugged=True` is left off the command line, but its pcie-root-port and
+its TAP exist from the start. `hot_plug` adds it later (netdev_add +
+device_add), `device_del` removes a device and waits for DEVICE_DELETED, and
+`load_standby_driver` lets the guest ack its standbys; each logs the model's
+input (hot-plug, device-del, guest-ack) in the VM's trace.
+
+The reference profile's simulated QMP has no device_add: there the reference
+model takes the same inputs directly, and the simulated guest finds the NIC
+in the VM's device catalogue."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Iterable, List
+
+from .failover import STANDBY_DRIVERS, by_role
+from .guest import Vm, VmSpec
+from .migration import EVENTS_ON
+from .native import HostError
+from .trace import device_spec
+
+E1000_FAMILY = ("e1000e", "igb", "e1000")
+BOOLEANS = {"on": True, "off": False}
+# A migration whose stream nobody loads: for cases that judge the source only.
+DISCARD_URI = "exec:cat > /dev/null"
+
+
+def simulated(vm) -> bool:
+    return getattr(vm, "simulated", False)
+
+
+def nic_index(vm, device_id: str) -> int:
+    for index, nic in enumerate(vm.spec.nics):
+        if nic.id == device_id:
+            return index
+    raise KeyError(f"{vm.name}: no NIC with id {device_id} declared in its VmSpec")
+
+
+def boot(factory, spec: VmSpec, target_room: bool = False, timeout: float = 120.0) -> Vm:
+    """A booted VM of `spec`; `target_room`: its wire has TAPs for a migration
+    target too (start_target)."""
+    vm = factory.migration_source(spec, timeout) if target_room else factory.vm_booted(spec, timeout)
+    if simulated(vm):
+        # After start the catalogue serves only the simulated guest (which NIC has
+        # which MAC and driver); it must list the hot-pluggable NICs too, in spec order.
+        vm.devices = [device_spec(nic, index) for index, nic in enumerate(spec.nics)]
+    return vm
+
+
+def hot_plug(vm, device_id: str, timeout: float = 30.0) -> dict:
+    """netdev_add + device_add of the declared NIC `device_id`, as QEMU's
+    command line would have it (own root port, its TAP). Raises HostError
+    when the host refuses the device_add. Returns the DeviceSpec logged."""
+    index = nic_index(vm, device_id)
+    nic = vm.spec.nics[index]
+    if not nic.hot_plugged:
+        raise ValueError(f"{vm.name}: {device_id} is on the command line, not declared hot_plugged")
+    device = device_spec(nic, index)
+    vm.step(f"hot-plugging {nic.driver} {device_id} (bus {device['bus']})")
+    if simulated(vm):
+        vm.record("hot-plug", device=device)
+        vm.model_input("hot_plug", device)
+        if device_id not in vm.model.visible_devices:
+            try:
+                vm.model.primary_state(device_id)  # hidden: accepted
+            except Exception as error:  # noqa: BLE001 - the model refused the device
+                said = (vm.stderr_text().strip().splitlines() or ["refused"])[-1]
+                raise HostError(f"the command returned an error: device_add: GenericError: {said}") from error
+        return device
+    netdev = f"hn{index}"  # as build_argv names the netdevs
+    if nic.tap:
+        tap = vm.taps[sum(1 for other in vm.spec.nics[:index] if other.tap)]
+        vm.qmp.execute("netdev_add", {"type": "tap", "id": netdev, "ifname": tap, "script": "no",
+                                      "downscript": "no", "vnet_hdr": True}, timeout=timeout)
+    else:
+        vm.qmp.execute("netdev_add", {"type": "hubport", "id": netdev, "hubid": index}, timeout=timeout)
+    # QMP device_add takes typed JSON: the command line's on/off are booleans there.
+    properties = {key: BOOLEANS.get(value, value) for key, value in nic.properties.items()}
+    arguments = {"driver": nic.driver, "netdev": netdev, "mac": nic.mac, "bus": device["bus"], **properties}
+    if nic.id is not None:
+        arguments["id"] = nic.id
+    if nic.driver in E1000_FAMILY:
+        arguments["romfile"] = ""
+    vm.record("hot-plug", device=device)
+    vm.qmp.execute("device_add", arguments, timeout=timeout)
+    return device
+
+
+def device_del(vm, device_id: str, timeout: float = 60.0) -> dict:
+    """device_del, then the host's DEVICE_DELETED for it (the guest has to
+    eject the device first: ACPI or PCIe hot-unplug), then netdev_del of its
+    backend, as a management layer does. Returns DEVICE_DELETED."""
+    mark = len(vm.qmp.events)
+    vm.step(f"device_del {device_id}, waiting for DEVICE_DELETED")
+    vm.record("device-del", id=device_id)
+    if simulated(vm):
+        vm.model_input("device_del", device_id)
+        vm.agent.acked.pop(device_id, None)  # the simulated guest's driver lets go of the device
+        return vm.qmp.wait_event("DEVICE_DELETED", {"device": device_id}, mark, timeout=timeout)
+    vm.qmp.execute("device_del", {"id": device_id})
+    deleted = vm.qmp.wait_event("DEVICE_DELETED", {"device": device_id}, mark, timeout=timeout)
+    vm.qmp.execute("netdev_del", {"id": f"hn{nic_index(vm, device_id)}"})  # as build_argv named it
+    return deleted
+
+
+def standbys_on_bus(vm) -> List[str]:
+    """The failover=on standbys the guest has on its bus now: those on the
+    command line and those hot-plugged and not deleted since."""
+    added = {entry["device"]["id"] for entry in vm.trace_log if entry["kind"] == "hot-plug"}
+    deleted = {entry["id"] for entry in vm.trace_log if entry["kind"] == "device-del"}
+    return [nic.id for nic in vm.spec.nics
+            if nic.driver == "virtio-net-pci" and nic.id and nic.properties.get("failover") == "on"
+            and (not nic.hot_plugged or nic.id in added) and nic.id not in deleted]
+
+
+def load_standby_driver(vm, timeout: float = 60.0) -> List[dict]:
+    """Loads failover, net_failover and virtio_net: the driver acks the
+    features of every standby on the bus. Logs one guest-ack per standby at
+    the moment the load starts, with the bit 62 the guest reports once it is
+    loaded (a bare guest-ack would take the bit from the last report of the
+    whole trace, which has no standby any more once one was deleted)."""
+    acks = []
+    for standby in standbys_on_bus(vm):
+        vm.record("guest-ack", standby=standby, standby_bit=False)
+        acks.append(vm.trace_log[-1])
+    modules = vm.request("load-modules", {"names": list(STANDBY_DRIVERS)}, timeout=timeout)["modules"]
+    netdevs = vm.report()
+    for ack in acks:
+        mac = vm.spec.nics[nic_index(vm, ack["standby"])].mac
+        netdev = next((n for n in netdevs if n.get("driver") == "virtio_net" and n.get("mac") == mac), None)
+        ack["standby_bit"] = 62 in ((netdev or {}).get("virtio_feature_bits") or [])
+    return modules
+
+
+def start_target(factory, source, name: str) -> Vm:
+    """The migration target of `source` as it is now: every NIC the source
+    has (hot-plugged ones now on the command line, in declaration order),
+    none it deleted."""
+    added = {entry["device"]["id"] for entry in source.trace_log if entry["kind"] == "hot-plug"}
+    deleted = {entry["id"] for entry in source.trace_log if entry["kind"] == "device-del"}
+    nics = [dataclasses.replace(nic, hot_plugged=False, properties=dict(nic.properties))
+            for nic in source.spec.nics
+            if (not nic.hot_plugged or nic.id in added) and nic.id not in deleted]
+    spec = dataclasses.replace(source.spec, name=name, nics=nics, extra_args=list(source.spec.extra_args),
+                               kernel_args=list(source.spec.kernel_args))
+    if simulated(source):
+        return factory.vm(spec, incoming=True)
+    return factory.vm(spec, incoming=True, wire=source.wire, taps=source.spare_taps)
+
+
+def migrate_source_only(factory, source) -> int:
+    """Starts a migration of `source` with events on, into a stream that is
+    thrown away (QEMU: exec:cat > /dev/null; the reference profile needs a
+    target VM to migrate to, in process). Returns the source's QMP event
+    index before the migration."""
+    uri = DISCARD_URI
+    if simulated(source):
+        uri = start_target(factory, source, f"{source.name}-sink").migration_uri
+    mark = len(source.qmp.events)
+    source.qmp.execute("migrate-set-capabilities", EVENTS_ON)
+    source.step(f"migrating {source.name} (source side only: the stream is discarded)")
+    source.record("migrate")
+    source.qmp.execute("migrate", {"uri": uri})
+    return mark
+
+
+def pairs_by_mac(netdevs: Iterable[dict]) -> Dict[str, Dict[str, dict]]:
+    """The guest's failover netdevs grouped by MAC: {mac: {role: netdev}}."""
+    pairs: Dict[str, Dict[str, dict]] = {}
+    for netdev in netdevs:
+        if netdev.get("failover_role"):
+            pairs.setdefault(netdev["mac"], {})[netdev["failover_role"]] = netdev
+    return pairs
+
+
+def master_with_standby_only(netdevs: List[dict]) -> bool:
+    roles = by_role(netdevs)
+    return {"master", "standby"} <= roles.keys() and "primary" not in roles
+
+
+def netdevs_brief(netdevs: Iterable[dict]) -> List[tuple]:
+    return [(n["name"], n.get("driver"), n.get("mac"), n.get("master"), n.get("failover_role")) for n in netdevs
+            if n.get("driver")]
