@@ -265,6 +265,22 @@ TEST(Transcript_test, UnwritablePathIsIo) {
     EXPECT_EQ(transcript.error().code, HostErrc::Io);
 }
 
+TEST(EventLog_test, EmptyNameFindsAnyEventFromTheIndexOn) {
+    struct Event {
+        std::string name;
+        nlohmann::json data;
+        std::size_t index = 0;
+    };
+    EventLog<Event> log;
+    log.append({"netdev-changed", {{"name", "eth0"}}});
+    log.append({"netdev-added", {{"name", "eth2"}}});
+    ASSERT_NE(log.find("", nullptr, 0), nullptr);
+    EXPECT_EQ(log.find("", nullptr, 1)->name, "netdev-added");
+    EXPECT_EQ(log.find("", nullptr, 2), nullptr);
+    EXPECT_EQ(log.find("netdev-removed", nullptr, 0), nullptr);
+    EXPECT_EQ(log.find("", {{"name", "eth0"}}, 0)->index, 0U);
+}
+
 TEST(JsonMatches_test, EveryKeyOfTheMatchMustBeEqual) {
     const nlohmann::json data{{"device", "net1"}, {"path", "/machine/peripheral/net1"}};
     EXPECT_TRUE(json_matches(data, nullptr));

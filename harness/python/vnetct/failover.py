@@ -38,7 +38,7 @@ def by_role(netdevs: List[dict]) -> Dict[str, dict]:
 
 
 def wait_for_guest(vm: Vm, condition, what: str, timeout: float, from_index: int = 0) -> List[dict]:
-    """Re-reads the guest's netdevs after each link event until `condition`
+    """Re-reads the guest's netdevs after each agent event until `condition`
     holds; bounded by `timeout`. The message says what was seen instead."""
     started = time.monotonic()
     deadline = started + timeout
@@ -53,13 +53,14 @@ def wait_for_guest(vm: Vm, condition, what: str, timeout: float, from_index: int
             raise HostTimeout(f"{vm.name}: waited {time.monotonic() - started:.1f} s (of {timeout:.0f} s) for {what}; "
                               f"guest netdevs (name, driver, master, role): {seen}")
         try:
-            event = vm.agent.wait_event("netdev-changed", None, index, timeout=min(remaining, 2.0))
+            # Any agent event (netdev-added, -removed, -changed) may complete the condition.
+            event = vm.agent.wait_event("", None, index, timeout=min(remaining, 2.0))
             index = event["index"] + 1
         except HostTimeout:
             if getattr(vm, "simulated", False):
                 # A simulated guest changes only when the harness acts: nothing more will come.
                 deadline = time.monotonic()
-            index = len(vm.agent.events)  # netdev-added/removed also wake us via this re-read
+            index = len(vm.agent.events)
 
 
 def failover_formed(netdevs: List[dict]) -> bool:

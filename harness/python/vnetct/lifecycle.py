@@ -14,6 +14,7 @@ import select
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -116,11 +117,17 @@ class VmFactory:
         return source
 
     def start_target(self, source: Vm, name: str) -> Vm:
-        """The migration target of `source`: the same devices, its own name."""
+        """The migration target of `source`: the same devices, its own name.
+        Its TAPs are kept off the wire (link down) until connect_target_ports():
+        a flooding wire would otherwise queue every frame for the guest in the
+        target's TAPs while the target waits, and the target would replay that
+        stale backlog when it resumes."""
         target_spec = dataclasses.replace(source.spec, name=name)
         if self.run.profile == "reference":
             return self.vm(target_spec, incoming=True)
+        set_ports(source.wire, source.spare_taps, up=False)
         return self.vm(target_spec, incoming=True, wire=source.wire, taps=source.spare_taps)
+
 
     def vm_booted(self, spec: VmSpec, timeout: float = 120.0) -> Vm:
         vm = self.vm(spec)
@@ -226,3 +233,22 @@ def sweep_run(run: RunContext) -> List[str]:
         cleaned.append(f"deleted namespace {name}")
     shutil.rmtree(run.socket_root, ignore_errors=True)
     return cleaned
+
+
+def set_ports(wire, taps: List[str], up: bool) -> None:
+    """Brings the wire's bridge ports `taps` up or down (down: the bridge
+    forwards nothing into them)."""
+    for tap in taps:
+        status, output = vnetct_native.run_command(["ip", "-n", wire.netns, "link", "set", tap,
+                                                    "up" if up else "down"], 10.0)
+        if status.code != 0 or status.signal != 0:
+            raise RuntimeError(f"ip -n {wire.netns} link set {tap} {'up' if up else 'down'}: {output.strip()}")
+
+
+def connect_target_ports(target: Vm) -> Optional[int]:
+    """Puts a migration target's TAPs on the wire (call it at the target's
+    RESUME); returns the monotonic time it was done, None without a wire."""
+    if getattr(target, "wire", None) is None:
+        return None
+    set_ports(target.wire, target.taps, up=True)
+    return time.monotonic_ns()

@@ -159,12 +159,12 @@ class EventLog {
         return m_events.back();
     }
 
-    // The first stored event at or after `from_index` with this name whose
-    // data matches `match`, or nullptr.
+    // The first stored event at or after `from_index` with this name (any
+    // name when `name` is empty) whose data matches `match`, or nullptr.
     [[nodiscard]] const Event* find(std::string_view name, const nlohmann::json& match,
                                     std::size_t from_index) const {
         for (std::size_t i = from_index; i < m_events.size(); ++i) {
-            if (m_events[i].name == name && json_matches(m_events[i].data, match)) {
+            if ((name.empty() || m_events[i].name == name) && json_matches(m_events[i].data, match)) {
                 return &m_events[i];
             }
         }
