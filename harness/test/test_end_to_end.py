@@ -47,10 +47,22 @@ def full_run(tmp_path_factory):
     return result, out, None, None
 
 
-def test_default_suite_passes_on_real_qemu(full_run):
+def _results(out: Path) -> dict:
+    return json.loads(((out / "latest").resolve() / "results.json").read_text())
+
+
+def test_default_suite_passes_on_real_qemu_but_its_known_findings(full_run):
+    # A case marked @pytest.mark.finding reports a known QEMU deviation: it must
+    # fail (else the finding is gone and the marker is stale); every other case passes.
     result, out, _, _ = full_run
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "passed, 0 failed, 0 errors" in result.stdout
+    output = result.stdout[-4000:] + result.stderr[-2000:]
+    cases = _results(out)["cases"]
+    findings = {case["id"] for case in cases if case.get("known_finding")}
+    failed = {case["id"] for case in cases if case["outcome"] == "failed"}
+    assert failed == findings, output
+    assert all(case["outcome"] == "passed" for case in cases if case["id"] not in findings), output
+    assert result.returncode == (1 if findings else 0), output
+    assert ", 0 errors" in result.stdout
     assert "vnetct: lane B:" in result.stdout, "the default run should use two lanes on two cores"
 
 
@@ -65,7 +77,7 @@ def test_results_junit_and_artifacts_are_written(full_run):
     assert {"failover/negotiation/primary-hidden-until-ack", "failover/pairing/master-standby-primary-share-mac",
             "failover/datapath/udp-echo-through-master", "failover/config/igb-primary-is-multifunction"} <= ids
     for case in results["cases"]:
-        assert case["rules"] and case["outcome"] == "passed", case
+        assert case["rules"] and (case["outcome"] == "passed" or case.get("known_finding")), case
         for name, relative in case["artifacts"].items():
             assert (run_dir / relative).exists(), f"{case['id']}: artifact {name} missing at {relative}"
     artifacts = {name: path for case in results["cases"] for name, path in case["artifacts"].items()}

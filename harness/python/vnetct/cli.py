@@ -211,7 +211,11 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: Lis
           f"{counts.get('error', 0)} errors, {counts.get('skipped', 0)} skipped in {elapsed:.1f} s")
     for case in results.get("cases", []):
         if case["outcome"] != "passed":
-            print(f"  {case['outcome'].upper():8s} {case['id']}: {case.get('reason')}")
+            reason = str(case.get("reason"))
+            reason = reason if len(reason) <= 400 else reason[:400] + " ... (results.json has it all)"
+            print(f"  {case['outcome'].upper():8s} {case['id']}: {reason}")
+            if case["outcome"] == "failed" and case.get("known_finding"):
+                print(f"           known finding: {case['known_finding']}")
     for problem in results.get("run_problems", []):
         print(f"  PROBLEM  {problem}")
     print(f"vnetct: results.json and junit.xml in {run_dir}")

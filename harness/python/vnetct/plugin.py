@@ -168,6 +168,8 @@ _state: Optional[RunState] = None
 def pytest_configure(config):
     global _state
     config.addinivalue_line("markers", "rule(*ids): the rule ids of the reference table this case checks")
+    config.addinivalue_line("markers", "finding(text): a known deviation of a QEMU release this case reports "
+                                       "(it still runs and still fails while the deviation lasts)")
     if config.getoption("--vnetct-list") or config.getoption("--collect-only"):
         return
     _state = RunState(config)
@@ -268,6 +270,9 @@ def _finish_case(phase: dict) -> None:
     }
     if details:
         case["details"] = details
+    finding = item.get_closest_marker("finding")
+    if finding is not None:
+        case["known_finding"] = finding.args[0]
     if recorder is not None:
         if details:
             (recorder.dir / "failure.txt").write_text(details)
@@ -278,6 +283,8 @@ def _finish_case(phase: dict) -> None:
     _state.results.add_case(case)
     label = {"passed": "PASSED", "failed": "FAILED", "skipped": "SKIPPED", "error": "ERROR"}[outcome]
     suffix = f": {reason}" if reason and outcome != "passed" else ""
+    if outcome == "failed" and "known_finding" in case:
+        suffix += f" [known finding: {case['known_finding']}]"
     _state.progress(f"       {label} in {case['duration_s']:.1f} s{suffix}")
 
 
