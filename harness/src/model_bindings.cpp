@@ -125,10 +125,14 @@ void bind_model(py::module_& module) {
 
     py::class_<FailoverHost>(module, "FailoverModel")
         .def(py::init([](const std::string& role, std::optional<double> unplug_timeout_ms,
-                         const std::vector<std::string>& mutation_names) {
+                         const std::vector<std::string>& mutation_names,
+                         std::optional<double> cancel_unplug_timeout_ms) {
                  ModelOptions options;
                  if (unplug_timeout_ms) {
                      options.unplug_timeout = ms(*unplug_timeout_ms);
+                 }
+                 if (cancel_unplug_timeout_ms) {
+                     options.cancel_unplug_timeout = ms(*cancel_unplug_timeout_ms);
                  }
                  for (const auto& name : mutation_names) {
                      options.mutations.add(by_name<Mutation>(name, kMutationNames, "mutation"));
@@ -139,7 +143,8 @@ void bind_model(py::module_& module) {
                  return FailoverHost(role == "source" ? Role::Source : Role::Target, options);
              }),
              py::arg("role") = "source", py::arg("unplug_timeout_ms") = py::none(),
-             py::arg("mutations") = std::vector<std::string>{})
+             py::arg("mutations") = std::vector<std::string>{},
+             py::arg("cancel_unplug_timeout_ms") = py::none())
         .def("cold_plug", [](FailoverHost& self, const py::dict& spec) { unwrap_model(self.cold_plug(device_spec(spec))); })
         .def("start", [](FailoverHost& self, double now) { unwrap_model(self.start(ms(now))); })
         .def("hot_plug", [](FailoverHost& self, const py::dict& spec, double now) {

@@ -48,7 +48,8 @@ ModelResult<void> FailoverHost::migrate(Milliseconds now) {
     m_migration = MigrationState::WaitUnplug;
     emit_event("MIGRATION", status(m_migration), "FO-MIG-SRC-02");
     if (m_options.unplug_timeout) {
-        m_unplug_deadline = now + *m_options.unplug_timeout;
+        m_unplug_deadline = UnplugDeadline{now + *m_options.unplug_timeout,
+                                           *m_options.unplug_timeout, false};
     }
     if (has(Mutation::LeaveWaitUnplugEarly)) {
         m_migration = MigrationState::Active;
@@ -114,6 +115,14 @@ ModelResult<void> FailoverHost::migrate_cancel(Milliseconds now) {
     if (m_migration == MigrationState::WaitUnplug) {  // FO-MIG-SRC-04: wait for the release
         m_migration = MigrationState::Cancelling;
         emit_event("MIGRATION", status(m_migration), "FO-MIG-SRC-04");
+        // FO-MIG-SRC-07: the host may bound that wait from the cancel; the earlier
+        // deadline wins.
+        if (const auto timeout = m_options.cancel_unplug_timeout) {
+            const Milliseconds at = now + *timeout;
+            if (!m_unplug_deadline || at < m_unplug_deadline->at) {
+                m_unplug_deadline = UnplugDeadline{at, *timeout, true};
+            }
+        }
     } else if (m_migration == MigrationState::Active) {
         emit_event("MIGRATION", status(MigrationState::Cancelling), "");
         end_migration(MigrationState::Cancelled, "FO-MIG-SRC-05");
@@ -162,20 +171,23 @@ ModelResult<void> FailoverHost::transfer_done(Milliseconds now) {
     return {};
 }
 
-// FO-MIG-SRC-07: past the unplug timeout a wait-unplug fails and a cancelling
-// migration is cancelled; primaries still held stay UnplugRequested.
+// FO-MIG-SRC-07: past the host's unplug deadline (unplug_timeout from migrate(),
+// cancel_unplug_timeout from the cancel, whichever ends first) a wait-unplug fails
+// and a cancelling migration is cancelled; primaries still held stay UnplugRequested.
 ModelResult<void> FailoverHost::tick(Milliseconds now) {
     if (auto advanced = advance(now); !advanced) {
         return advanced;
     }
-    if (!m_unplug_deadline || now < *m_unplug_deadline ||
+    if (!m_unplug_deadline || now < m_unplug_deadline->at ||
         (m_migration != MigrationState::WaitUnplug && m_migration != MigrationState::Cancelling)) {
         return {};
     }
+    const UnplugDeadline deadline = *m_unplug_deadline;
     for (const Device* primary : primaries_in(PrimaryState::UnplugRequested)) {
         emit(OutputKind::Warning, primary->spec.id, "FO-MIG-SRC-07",
              "primary '" + primary->spec.id + "' not released by the guest within " +
-                 std::to_string(m_options.unplug_timeout->count()) + " ms");
+                 std::to_string(deadline.timeout.count()) + " ms" +
+                 (deadline.from_cancel ? " of the cancel" : ""));
     }
     end_migration(m_migration == MigrationState::WaitUnplug ? MigrationState::Failed
                                                             : MigrationState::Cancelled,

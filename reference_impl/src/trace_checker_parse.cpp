@@ -193,6 +193,18 @@ TraceEntry entry(const json& value, const std::string& path) {
     return parsed;
 }
 
+// An optional non-negative duration in milliseconds (rounded down), at the top level.
+std::optional<Milliseconds> timeout_field(const json& object, const char* key) {
+    const std::optional<double> timeout = number_field(object, "", key, false);
+    if (!timeout) {
+        return std::nullopt;
+    }
+    if (*timeout < 0) {
+        reject(TraceErrc::WrongType, key, "negative");
+    }
+    return Milliseconds{static_cast<long long>(std::floor(*timeout))};
+}
+
 FailoverTrace trace_of(const json& value) {
     const std::string path;
     if (!value.is_object()) {
@@ -207,12 +219,8 @@ FailoverTrace trace_of(const json& value) {
     } else {
         reject(TraceErrc::UnknownRole, "role", "'" + role + "'");
     }
-    if (auto timeout = number_field(value, path, "unplug_timeout_ms", false)) {
-        if (*timeout < 0) {
-            reject(TraceErrc::WrongType, "unplug_timeout_ms", "negative");
-        }
-        trace.unplug_timeout = Milliseconds{static_cast<long long>(std::floor(*timeout))};
-    }
+    trace.unplug_timeout = timeout_field(value, "unplug_timeout_ms");
+    trace.cancel_unplug_timeout = timeout_field(value, "cancel_unplug_timeout_ms");
     const json* devices = field(value, path, "devices", true);
     if (!devices->is_array()) {
         reject(TraceErrc::WrongType, "devices", "expected an array, got " + type_of(*devices));

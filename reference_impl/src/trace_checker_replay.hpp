@@ -51,7 +51,10 @@ using Step = TraceResult<std::optional<Violation>>;
 class TraceReplay {
   public:
     TraceReplay(const FailoverTrace& trace, const Mutations& mutations)
-        : m_trace(trace), m_model(trace.role, ModelOptions{trace.unplug_timeout, mutations}) {}
+        : m_trace(trace),
+          m_model(trace.role, ModelOptions{.unplug_timeout = trace.unplug_timeout,
+                                           .cancel_unplug_timeout = trace.cancel_unplug_timeout,
+                                           .mutations = mutations}) {}
 
     TraceResult<Verdict> run();
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,14 @@ inline std::vector<std::string> trace(const std::vector<Output>& outputs) {
 }
 
 using Lines = std::vector<std::string>;
+
+// No mutation; the host's unplug timeouts (FO-MIG-SRC-07): from migrate() and from a
+// cancel in wait-unplug.
+inline ModelOptions with_timeouts(std::optional<Milliseconds> unplug,
+                                  std::optional<Milliseconds> after_cancel) {
+    return ModelOptions{.unplug_timeout = unplug, .cancel_unplug_timeout = after_cancel,
+                        .mutations = {}};
+}
 
 class FailoverModel_fixture : public ::testing::Test {
   protected:

@@ -62,7 +62,9 @@ class FailoverMutation_test : public FailoverModel_fixture {
     // The scenario's outputs with these mutations, from a fresh m_sut.
     Lines run(Mutation mutation, Mutations mutations) {
         const Scenario scenario = scenario_for(mutation);
-        m_sut = FailoverHost{scenario.role, ModelOptions{.unplug_timeout = std::nullopt, .mutations = mutations}};
+        m_sut = FailoverHost{scenario.role, ModelOptions{.unplug_timeout = std::nullopt,
+                                                         .cancel_unplug_timeout = std::nullopt,
+                                                         .mutations = mutations}};
         scenario.steps(m_sut);
         return outputs();
     }

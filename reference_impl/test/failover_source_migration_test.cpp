@@ -195,7 +195,7 @@ TEST_F(FailoverSourceMigration_test, FO_MIG_SRC_07_GuestThatNeverReleasesKeepsWa
 }
 
 TEST_F(FailoverSourceMigration_test, FO_MIG_SRC_07_UnplugTimeoutFailsTheMigration) {
-    start_negotiated(2, ModelOptions{.unplug_timeout = Milliseconds{5000}, .mutations = {}});
+    start_negotiated(2, with_timeouts(Milliseconds{5000}, std::nullopt));
     migrate_to_wait_unplug(at(100));
     ASSERT_TRUE(m_sut.guest_released("hostdev1", at(200)).has_value());
     (void)m_sut.take_outputs();
@@ -216,7 +216,7 @@ TEST_F(FailoverSourceMigration_test, FO_MIG_SRC_07_UnplugTimeoutFailsTheMigratio
 }
 
 TEST_F(FailoverSourceMigration_test, FO_MIG_SRC_07_UnplugTimeoutEndsCancellingAsCancelled) {
-    start_negotiated(1, ModelOptions{.unplug_timeout = Milliseconds{5000}, .mutations = {}});
+    start_negotiated(1, with_timeouts(Milliseconds{5000}, std::nullopt));
     migrate_to_wait_unplug(at(100));
     ASSERT_TRUE(m_sut.migrate_cancel(at(200)).has_value());
     (void)m_sut.take_outputs();
@@ -228,7 +228,7 @@ TEST_F(FailoverSourceMigration_test, FO_MIG_SRC_07_UnplugTimeoutEndsCancellingAs
 }
 
 TEST_F(FailoverSourceMigration_test, FO_MIG_SRC_07_TimeoutDoesNotFireAfterTheRelease) {
-    start_negotiated(1, ModelOptions{.unplug_timeout = Milliseconds{5000}, .mutations = {}});
+    start_negotiated(1, with_timeouts(Milliseconds{5000}, std::nullopt));
     migrate_to_wait_unplug(at(100));
     ASSERT_TRUE(m_sut.guest_released("hostdev0", at(200)).has_value());
     (void)m_sut.take_outputs();
@@ -237,6 +237,115 @@ TEST_F(FailoverSourceMigration_test, FO_MIG_SRC_07_TimeoutDoesNotFireAfterTheRel
 
     EXPECT_EQ(outputs(), Lines{});
     EXPECT_EQ(m_sut.migration_state(), MigrationState::Active);
+}
+
+// QEMU 10's host: no unplug timeout, but after a cancel in wait-unplug it waits at
+// most 30 s for the release, then gives up (cancelled, the guest keeps the primary).
+TEST_F(FailoverSourceMigration_test, FO_MIG_SRC_04_07_CancelUnplugTimeoutEndsCancellingAsCancelled) {
+    start_negotiated(1, with_timeouts(std::nullopt, Milliseconds{30'000}));
+    migrate_to_wait_unplug(at(100));
+    ASSERT_TRUE(m_sut.tick(at(600'000)).has_value());  // it runs from the cancel only
+    EXPECT_EQ(outputs(), Lines{});
+    EXPECT_EQ(m_sut.migration_state(), MigrationState::WaitUnplug);
+
+    ASSERT_TRUE(m_sut.migrate_cancel(at(600'000)).has_value());
+    EXPECT_EQ(outputs(), Lines{"MIGRATION cancelling"});
+    ASSERT_TRUE(m_sut.tick(at(629'999)).has_value());
+    EXPECT_EQ(outputs(), Lines{});
+    EXPECT_EQ(m_sut.migration_state(), MigrationState::Cancelling);
+
+    ASSERT_TRUE(m_sut.tick(at(630'000)).has_value());
+    const std::vector<Output> produced = m_sut.take_outputs();
+    EXPECT_EQ(trace(produced), (Lines{"warning hostdev0 FO-MIG-SRC-07", "MIGRATION cancelled"}));
+    EXPECT_EQ(produced.at(0).text,
+              "primary 'hostdev0' not released by the guest within 30000 ms of the cancel");
+    EXPECT_EQ(produced.at(1).rule, "FO-MIG-SRC-07");
+    EXPECT_EQ(m_sut.migration_state(), MigrationState::Cancelled);
+    EXPECT_EQ(state_of("hostdev0"), PrimaryState::UnplugRequested);
+    EXPECT_EQ(m_sut.visible_devices(), (Lines{"net1", "hostdev0"}));
+    ASSERT_TRUE(m_sut.tick(at(700'000)).has_value());
+    EXPECT_EQ(outputs(), Lines{});
+
+    // The late release is answered by plugging the primary back (FO-MIG-SRC-05).
+    ASSERT_TRUE(m_sut.guest_released("hostdev0", at(700'100)).has_value());
+    EXPECT_EQ(outputs(), (Lines{"unplugged hostdev0", "plugged hostdev0"}));
+    EXPECT_EQ(state_of("hostdev0"), PrimaryState::Plugged);
+}
+
+TEST_F(FailoverSourceMigration_test, FO_MIG_SRC_07_CancelUnplugTimeoutWarnsForEveryHeldPrimary) {
+    start_negotiated(2, with_timeouts(std::nullopt, Milliseconds{30'000}));
+    migrate_to_wait_unplug(at(100));
+    ASSERT_TRUE(m_sut.guest_released("hostdev1", at(200)).has_value());
+    ASSERT_TRUE(m_sut.migrate_cancel(at(1000)).has_value());
+    EXPECT_EQ(outputs(), (Lines{"unplugged hostdev1", "MIGRATION cancelling"}));
+
+    ASSERT_TRUE(m_sut.tick(at(31'000)).has_value());
+
+    EXPECT_EQ(outputs(),
+              (Lines{"warning hostdev0 FO-MIG-SRC-07", "MIGRATION cancelled", "plugged hostdev1"}));
+    EXPECT_EQ(state_of("hostdev0"), PrimaryState::UnplugRequested);
+}
+
+TEST_F(FailoverSourceMigration_test, FO_MIG_SRC_04_07_CancelUnplugTimeoutDoesNotFireAfterTheRelease) {
+    start_negotiated(1, with_timeouts(std::nullopt, Milliseconds{30'000}));
+    migrate_to_wait_unplug(at(100));
+    ASSERT_TRUE(m_sut.migrate_cancel(at(1000)).has_value());
+    ASSERT_TRUE(m_sut.guest_released("hostdev0", at(11'000)).has_value());
+    EXPECT_EQ(outputs(), (Lines{"MIGRATION cancelling", "unplugged hostdev0", "MIGRATION cancelled",
+                                "plugged hostdev0"}));
+
+    ASSERT_TRUE(m_sut.tick(at(60'000)).has_value());
+    ASSERT_TRUE(m_sut.migrate(at(60'100)).has_value());  // a new migration: no stale deadline
+    ASSERT_TRUE(m_sut.tick(at(120'000)).has_value());
+
+    EXPECT_EQ(outputs(),
+              (Lines{"MIGRATION setup", "UNPLUG_PRIMARY hostdev0", "MIGRATION wait-unplug"}));
+    EXPECT_EQ(m_sut.migration_state(), MigrationState::WaitUnplug);
+}
+
+// A cancel after the release ends at once (FO-MIG-SRC-05): nothing to wait for.
+TEST_F(FailoverSourceMigration_test, FO_MIG_SRC_05_07_CancelUnplugTimeoutIsIdleWithoutAWait) {
+    start_negotiated(1, with_timeouts(std::nullopt, Milliseconds{0}));
+    migrate_to_wait_unplug(at(100));
+    ASSERT_TRUE(m_sut.guest_released("hostdev0", at(200)).has_value());
+    ASSERT_TRUE(m_sut.migrate_cancel(at(300)).has_value());
+    ASSERT_TRUE(m_sut.tick(at(300)).has_value());
+
+    EXPECT_EQ(outputs(), (Lines{"unplugged hostdev0", "MIGRATION active", "MIGRATION cancelling",
+                                "MIGRATION cancelled", "plugged hostdev0"}));
+}
+
+// Both timeouts: whichever deadline comes first ends the cancelling, and the warning
+// states that one.
+TEST_F(FailoverSourceMigration_test, FO_MIG_SRC_07_WithBothTimeoutsTheEarlierDeadlineWins) {
+    struct Case {
+        const char* name;
+        long long cancel_at;
+        long long fires_at;
+        const char* warning;
+    };
+    // migrate at 100: the unplug timeout (40 s) ends at 40'100; the cancel's (30 s)
+    // at cancel_at + 30'000.
+    for (const Case& c : {Case{"unplug timeout first", 20'000, 40'100,
+                               "primary 'hostdev0' not released by the guest within 40000 ms"},
+                          Case{"cancel timeout first", 5'000, 35'000,
+                               "primary 'hostdev0' not released by the guest within 30000 ms "
+                               "of the cancel"}}) {
+        SCOPED_TRACE(c.name);
+        start_negotiated(1, with_timeouts(Milliseconds{40'000}, Milliseconds{30'000}));
+        migrate_to_wait_unplug(at(100));
+        ASSERT_TRUE(m_sut.migrate_cancel(at(c.cancel_at)).has_value());
+        EXPECT_EQ(outputs(), Lines{"MIGRATION cancelling"});
+
+        ASSERT_TRUE(m_sut.tick(at(c.fires_at - 1)).has_value());
+        EXPECT_EQ(outputs(), Lines{});
+        ASSERT_TRUE(m_sut.tick(at(c.fires_at)).has_value());
+
+        const std::vector<Output> produced = m_sut.take_outputs();
+        EXPECT_EQ(trace(produced), (Lines{"warning hostdev0 FO-MIG-SRC-07", "MIGRATION cancelled"}));
+        EXPECT_EQ(produced.at(0).text, c.warning);
+        EXPECT_EQ(state_of("hostdev0"), PrimaryState::UnplugRequested);
+    }
 }
 
 }  // namespace

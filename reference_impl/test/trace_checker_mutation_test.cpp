@@ -69,7 +69,7 @@ json record(const Scenario& scenario, const Mutations& mutations) {
                   {"devices", {device("net1", "", "root1"), device("hostdev0", "net1", "root2")}},
                   {"entries", json::array()}};
     const FailoverTrace parsed = parse_failover_trace(trace).value();
-    FailoverHost host{parsed.role, ModelOptions{std::nullopt, mutations}};
+    FailoverHost host{parsed.role, ModelOptions{std::nullopt, std::nullopt, mutations}};
     double t_ms = 0;
     auto add = [&trace, &t_ms](json entry) {
         entry["t_ms"] = t_ms;

@@ -39,6 +39,37 @@ TEST_F(TraceCheckerSchema_test, MinimalTraceParses) {
     EXPECT_EQ(parsed->entries.at(1).kind, TraceEntryKind::Pci);
     EXPECT_EQ(parsed->entries.at(1).ids, std::vector<std::string>{"net1"});
     EXPECT_FALSE(parsed->unplug_timeout.has_value());
+    EXPECT_FALSE(parsed->cancel_unplug_timeout.has_value());  // absent
+}
+
+TEST_F(TraceCheckerSchema_test, HostUnplugTimeouts) {
+    json trace = minimal_trace(json::array());
+    trace["unplug_timeout_ms"] = 5000;
+    trace["cancel_unplug_timeout_ms"] = 30000.9;
+    auto parsed = parse_failover_trace(trace);
+    ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+    EXPECT_EQ(parsed->unplug_timeout, Milliseconds{5000});
+    EXPECT_EQ(parsed->cancel_unplug_timeout, Milliseconds{30000});  // rounded down
+
+    trace["cancel_unplug_timeout_ms"] = nullptr;
+    parsed = parse_failover_trace(trace);
+    ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+    EXPECT_FALSE(parsed->cancel_unplug_timeout.has_value());
+}
+
+TEST_F(TraceCheckerSchema_test, NegativeOrNonNumericTimeout) {
+    json trace = minimal_trace(json::array());
+    trace["cancel_unplug_timeout_ms"] = -1;
+    expect_error(trace, TraceErrc::WrongType,
+                 "a field has the wrong JSON type: cancel_unplug_timeout_ms: negative");
+    trace["cancel_unplug_timeout_ms"] = "30s";
+    expect_error(trace, TraceErrc::WrongType,
+                 "a field has the wrong JSON type: cancel_unplug_timeout_ms: expected a finite "
+                 "number, got string");
+    trace = minimal_trace(json::array());
+    trace["unplug_timeout_ms"] = -0.5;
+    expect_error(trace, TraceErrc::WrongType,
+                 "a field has the wrong JSON type: unplug_timeout_ms: negative");
 }
 
 TEST_F(TraceCheckerSchema_test, NotAnObject) {

@@ -36,6 +36,10 @@ class Trace {
         m_trace["unplug_timeout_ms"] = ms;
         return *this;
     }
+    Trace& cancel_unplug_timeout(json ms) {
+        m_trace["cancel_unplug_timeout_ms"] = std::move(ms);
+        return *this;
+    }
     Trace& at(double t_ms) {
         m_t = t_ms;
         return *this;
@@ -199,6 +203,62 @@ TEST_F(TraceChecker_test, FO_MIG_SRC_07_UnplugTimeoutFailsTheMigration) {
         .migration("failed")
         .pci({"net1", "hostdev0"});
     expect_conformant(trace);
+}
+
+// QEMU 10 (cases/failover/migrate/unreleased.py): a guest that never ejects the
+// primary; after migrate_cancel in wait-unplug QEMU waits 30 s, then ends the
+// migration as cancelled and prints a warning that does not name the primary.
+constexpr const char* kQemuPartialUnplugWarning =
+    "qemu-system-x86_64: warning: migration: partially unplugged device on failure";
+
+// Up to the cancel of a migration the guest holds up; the cancel at t=20000 ms.
+void cancel_while_held(Trace& trace) {
+    trace.negotiated().waiting_for_unplug().at(20000).input("migrate-cancel").migration(
+        "cancelling");
+}
+
+TEST_F(TraceChecker_test, FO_MIG_SRC_04_07_CancelUnplugTimeoutEndsCancellingAsCancelled) {
+    Trace trace{{standby(), primary()}};
+    trace.cancel_unplug_timeout(30000);
+    cancel_while_held(trace);
+    trace.at(20000 + 30200)
+        .migration("cancelled")
+        .pci({"net1", "hostdev0"})  // the guest still holds it
+        .stderr_line(kQemuPartialUnplugWarning);
+    expect_conformant(trace);
+}
+
+TEST_F(TraceChecker_test, FO_MIG_SRC_04_CancelledBeforeTheCancelUnplugTimeout) {
+    Trace trace{{standby(), primary()}};
+    trace.cancel_unplug_timeout(30000);
+    cancel_while_held(trace);
+    trace.at(20000 + 10000).migration("cancelled");
+    const std::size_t cancelled = trace.last();
+    trace.pci({"net1", "hostdev0"}).stderr_line(kQemuPartialUnplugWarning);
+    const Violation violation = expect_violation(trace, "FO-MIG-SRC-04", cancelled);
+    EXPECT_EQ(violation.expected, "no judged event was pending");
+}
+
+TEST_F(TraceChecker_test, FO_MIG_SRC_04_CancelledWithoutReleaseOrHostTimeout) {
+    Trace trace{{standby(), primary()}};  // cancel_unplug_timeout_ms absent
+    cancel_while_held(trace);
+    trace.at(20000 + 30200).migration("cancelled");
+    const std::size_t cancelled = trace.last();
+    trace.pci({"net1", "hostdev0"}).stderr_line(kQemuPartialUnplugWarning);
+    expect_violation(trace, "FO-MIG-SRC-04", cancelled);
+    trace.cancel_unplug_timeout(nullptr);  // null: the same
+    expect_violation(trace, "FO-MIG-SRC-04", cancelled);
+}
+
+TEST_F(TraceChecker_test, FO_MIG_SRC_07_CancelUnplugTimeoutWithoutAWarning) {
+    Trace trace{{standby(), primary()}};
+    trace.cancel_unplug_timeout(30000);
+    cancel_while_held(trace);
+    trace.at(20000 + 30200).migration("cancelled");
+    const std::size_t fired = trace.last();  // the model's timeout fires before this entry
+    trace.pci({"net1", "hostdev0"});
+    const Violation violation = expect_violation(trace, "FO-MIG-SRC-07", fired);
+    EXPECT_TRUE(violation.at_end_of_trace);
 }
 
 TEST_F(TraceChecker_test, FO_MIG_TGT_01_02_TargetPlugsAfterTheStateIsLoaded) {

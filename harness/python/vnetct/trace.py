@@ -84,7 +84,9 @@ def failover_trace(vm) -> dict:
                 entries.append((end_ns, {"kind": "stderr", "text": line}))
     origin = entries[0][0] if entries else 0
     role = "target" if getattr(vm, "incoming", False) else "source"
-    return {"role": role, "unplug_timeout_ms": None, "devices": device_specs(vm.spec),
+    return {"role": role, "unplug_timeout_ms": None,
+            "cancel_unplug_timeout_ms": getattr(vm, "cancel_unplug_timeout_ms", None),
+            "devices": device_specs(vm.spec),
             "entries": [{"t_ms": (t - origin) / 1e6, **entry} for t, entry in entries]}
 
 

@@ -13,13 +13,25 @@
 //   migration), and the standby's negotiation neither plugs it again nor warns.
 // - A guest reset hides every paired primary again (Unplugged output) until the next
 //   ack of VIRTIO_NET_F_STANDBY.
-// - The unplug timeout runs from migrate(); in wait-unplug it ends the migration as
-//   failed, in cancelling as cancelled; primaries the guest still holds stay
-//   UnplugRequested and are plugged back when the guest finally releases them.
+// - A host unplug timeout (FO-MIG-SRC-07, ModelOptions) that passes emits one warning
+//   per primary still UnplugRequested, stating the timeout that fired; primaries the
+//   guest still holds stay UnplugRequested and are plugged back when the guest finally
+//   releases them.
 // - A primary refused after the negotiation (FO-CFG-03/06/07) stays Refused; later
 //   negotiations do not retry it.
 // - Removing a standby unpairs its primary (which keeps its state); a standby with the
 //   same id added later pairs with it again.
+//
+// Host unplug timeouts (FO-MIG-SRC-07), both optional, fired by tick():
+// - unplug_timeout runs from migrate(): it ends wait-unplug as failed and cancelling
+//   as cancelled.
+// - cancel_unplug_timeout runs from a migrate_cancel() in wait-unplug: it ends
+//   cancelling as cancelled.
+// With both, the earlier deadline wins (on a tie, unplug_timeout). QEMU 10 (measured)
+// has no unplug_timeout (wait-unplug waits for the guest forever) and a
+// cancel_unplug_timeout of 30 s (120 polls of 250 ms in qemu_savevm_wait_unplug); its
+// warning, "migration: partially unplugged device on failure", is printed once and
+// does not name the primary (the model's warnings do: see trace_checker.hpp, rule 3).
 #pragma once
 
 #include <bitset>
@@ -95,8 +107,13 @@ class Mutations {
 // Every mutation, in list order.
 [[nodiscard]] std::span<const Mutation> all_mutations();
 
+// Host unplug timeouts (FO-MIG-SRC-07): see the header comment.
 struct ModelOptions {
-    std::optional<Milliseconds> unplug_timeout;  // none: wait for the guest forever
+    // From migrate(); none: wait-unplug waits for the guest forever.
+    std::optional<Milliseconds> unplug_timeout;
+    // From a migrate_cancel() in wait-unplug; none: cancelling waits for the guest
+    // forever (unless unplug_timeout ends it). QEMU 10: 30000 ms.
+    std::optional<Milliseconds> cancel_unplug_timeout;
     Mutations mutations;
 };
 
@@ -212,6 +229,12 @@ class FailoverHost {
         std::string rule;
         std::string text;
     };
+    // When the host stops waiting for the guest's release (FO-MIG-SRC-07), and why.
+    struct UnplugDeadline {
+        Milliseconds at;
+        Milliseconds timeout;  // the timeout that set it, stated in the warning
+        bool from_cancel;      // cancel_unplug_timeout (else unplug_timeout)
+    };
 
     // failover_model.cpp: bookkeeping
     ModelResult<void> advance(Milliseconds now);
@@ -249,7 +272,7 @@ class FailoverHost {
     bool m_refused = false;
     bool m_guest_running = false;
     MigrationState m_migration = MigrationState::None;
-    std::optional<Milliseconds> m_unplug_deadline;
+    std::optional<UnplugDeadline> m_unplug_deadline;  // the earliest one that applies
     Milliseconds m_now{0};
     std::vector<Output> m_outputs;
 };
