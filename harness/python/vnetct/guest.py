@@ -140,6 +140,11 @@ def flatten_pci(buses: Iterable[dict]) -> List[dict]:
 class Vm(TraceLog):
     """One QEMU process, with its QMP and guest agent clients and artifacts."""
 
+    # The host's bound on the wait for the guest's release after a cancel in
+    # wait-unplug: QEMU's qemu_savevm_wait_unplug polls 120 times every 250 ms
+    # once the migration is cancelling (there is no bound in wait-unplug itself).
+    cancel_unplug_timeout_ms = 30_000
+
     def __init__(self, spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets: Path, artifacts: Path,
                  netns: str = "", taps: Optional[List[str]] = None, on_step=None, incoming: bool = False):
         self.init_trace()
