@@ -15,11 +15,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Iterable, List
 
-from .failover import STANDBY_DRIVERS, by_role
-from .guest import Vm, VmSpec
+from .failover import (MAC, PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_DRIVERS, STANDBY_ID, by_role, failover_formed,
+                       wait_for_guest)
+from .guest import Nic, Vm, VmSpec
 from .migration import EVENTS_ON
 from .native import HostError
-from .trace import device_spec
+from .trace import assert_trace_conformant, device_spec
 
 E1000_FAMILY = ("e1000e", "igb", "e1000")
 BOOLEANS = {"on": True, "off": False}
@@ -183,3 +184,47 @@ def master_with_standby_only(netdevs: List[dict]) -> bool:
 def netdevs_brief(netdevs: Iterable[dict]) -> List[tuple]:
     return [(n["name"], n.get("driver"), n.get("mac"), n.get("master"), n.get("failover_role")) for n in netdevs
             if n.get("driver")]
+
+
+# -- shared by the hot-plug and removal cases ---------------------------------
+
+def standby_nic(hot: bool = False) -> Nic:
+    return Nic("virtio-net-pci", MAC, id=STANDBY_ID, properties={"failover": "on"}, hot_plugged=hot)
+
+
+def primary_nic(hot: bool = False, device_id: str = PRIMARY_ID) -> Nic:
+    return Nic("e1000e", MAC, id=device_id, properties={"failover_pair_id": STANDBY_ID}, hot_plugged=hot)
+
+
+def seconds(later_ns, earlier_ns):
+    return round((later_ns - earlier_ns) / 1e9, 3)
+
+
+def events_named(vm, name, mark):
+    return [e for e in vm.qmp.events[mark:] if e["name"] == name]
+
+
+def e1000e_netdevs(netdevs):
+    return [n for n in netdevs if n.get("driver") == "e1000e"]
+
+
+def verdicts(case, *vms) -> str:
+    """The trace checker's word on each VM, for a case that fails on its own
+    assertion: the traces and verdicts are saved either way."""
+    words = []
+    for vm in vms:
+        try:
+            assert_trace_conformant(case, vm)
+            words.append(f"{vm.name} conformant")
+        except AssertionError as violation:
+            words.append(f"{vm.name}: {violation}")
+    return "; ".join(words)
+
+
+def negotiate(vm) -> list:
+    """The guest loads every NIC driver, acks STANDBY, forms the failover master."""
+    vm.load_drivers(PRIMARY_DRIVERS)
+    qmp_mark = len(vm.qmp.events)
+    load_standby_driver(vm)
+    vm.qmp.wait_event("FAILOVER_NEGOTIATED", {"device-id": STANDBY_ID}, qmp_mark, timeout=60)
+    return wait_for_guest(vm, failover_formed, "a failover master with standby and primary", 60.0)
