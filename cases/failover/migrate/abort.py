@@ -20,10 +20,11 @@ import time
 
 import pytest
 
-from vnetct.failover import PRIMARY_ID, failover_formed, wait_for_guest
+from vnetct.failover import MAC, PRIMARY_ID, failover_formed, wait_for_guest
 from vnetct.migration import NATIVE_PCIEHP, start_migration
 from vnetct.native import HostError
 from vnetct.trace import assert_trace_conformant, record_guest_release
+from vnetct.traffic import assert_carried_by
 
 SLOW = {"max-bandwidth": 1 << 20}  # 1 MiB/s: a 512 MiB guest is still on its way when the target dies
 # QEMU 10 waits at most 30 s (120 x 250 ms) in cancelling for a guest's pending eject.
@@ -115,6 +116,8 @@ def test_wait_unplug(vm_factory, case):
         f"while the guest still held {primary_name} (FO-MIG-SRC-04: cancelled only once released)")
     assert PRIMARY_ID in visible, f"the primary was not plugged back on the source after cancelled: {visible}"
     assert source.qmp.execute("query-status")["running"], "the source does not run on after the cancel"
+    case.step("traffic through the re-plugged primary")
+    assert_carried_by(source, case, MAC)
     assert_trace_conformant(case, source)
     assert_trace_conformant(case, target)
 
@@ -176,5 +179,7 @@ def test_target_killed(vm_factory, case):
     assert statuses[-1] == "failed" and "cancelled" not in statuses, f"source MIGRATION statuses: {statuses}"
     assert PRIMARY_ID in visible, f"the primary was not plugged back on the source after failed: {visible}"
     assert source.qmp.execute("query-status")["running"], "the source does not run on after the failure"
+    case.step("traffic through the re-plugged primary")
+    assert_carried_by(source, case, MAC)
     assert_trace_conformant(case, source)
     assert_trace_conformant(case, target)

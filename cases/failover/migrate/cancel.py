@@ -1,11 +1,13 @@
 """A migration cancelled after the guest released the primary: the source
-plugs the primary back and the guest re-enslaves it."""
+plugs the primary back, the guest re-enslaves it, and traffic flows through
+it again."""
 
 import pytest
 
-from vnetct.failover import PRIMARY_ID, failover_formed, wait_for_guest
+from vnetct.failover import MAC, PRIMARY_ID, failover_formed, wait_for_guest
 from vnetct.migration import start_migration
 from vnetct.trace import assert_trace_conformant, record_guest_release
+from vnetct.traffic import assert_carried_by
 
 SLOW = {"max-bandwidth": 1 << 20}  # 1 MiB/s: the transfer cannot finish before the cancel
 
@@ -25,4 +27,7 @@ def test_while_active_replugs_on_source(vm_factory, case):
     agent_after_cancel = len(source.agent.events)
     assert PRIMARY_ID in source.pci_ids(), "the primary was not plugged back on the source after the cancel"
     wait_for_guest(source, failover_formed, "the primary re-enslaved on the source", 60.0, agent_after_cancel)
+    if source.wire is not None:
+        case.step("traffic through the re-plugged primary")
+        assert_carried_by(source, case, MAC)
     assert_trace_conformant(case, source)

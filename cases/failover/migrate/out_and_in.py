@@ -18,7 +18,7 @@ from vnetct.failover import MAC, PRIMARY_ID, STANDBY_ID, failover_formed, wait_f
 from vnetct.migration import NATIVE_PCIEHP, prepare_migration
 from vnetct.native import HostTimeout
 from vnetct.trace import assert_trace_conformant, record_guest_release
-from vnetct.traffic import EchoStream, counters_by_mac, describe_losses, phase, snapshot
+from vnetct.traffic import EchoStream, describe_losses, phase, snapshot
 
 # How long the stream runs on each side of the migration: one second of steady
 # traffic through the primary before, and through the re-plugged primary after.

@@ -168,3 +168,29 @@ def describe_losses(phase_report: dict) -> str:
     more = f" and {len(windows) - 5} more windows" if len(windows) > 5 else ""
     return (f"{phase_report['lost']} of {phase_report['sent']} lost in phase {phase_report['name']}"
             f"{': ' + spans if spans else ''}{more}")
+
+
+def assert_carried_by(vm, case, mac: str, role: str = "primary", echoes: int = DEFAULT_RATE_PPS) -> dict:
+    """Traffic flows again, through `role`: a stream of `echoes` datagrams
+    (one second) comes back whole, and the guest's `role` slave sent at least
+    as many frames as came back while the other slave sent none."""
+    master = counters_by_mac(vm.report(), mac)["master"]["name"]
+    stream = EchoStream(vm, case, master).start()
+    try:
+        stream.wait_clean(1.0, 30)
+        first = snapshot(vm, f"{role}-carrying-start", mac)
+        stream.wait_echoes(echoes, 30)
+        last = snapshot(vm, f"{role}-carrying-end", mac)
+        came_back = stream.echoes_between(first.answered_ns, last.asked_ns)
+    finally:
+        stream.close()
+    other = "standby" if role == "primary" else "primary"
+    carried = last.counters[role]["tx_packets"] - first.counters[role]["tx_packets"]
+    leaked = last.counters.get(other, {}).get("tx_packets", 0) - first.counters.get(other, {}).get("tx_packets", 0)
+    case.save_json(f"carried-by-{role}.json", {"echoes": came_back, "tx": {role: carried, other: leaked},
+                                               "snapshots": [first.to_json(), last.to_json()]})
+    case.metric(f"echoes_through_{role}", came_back)
+    assert came_back > 0, f"no echo came back through the failover master {master}"
+    assert carried >= came_back and leaked == 0, \
+        f"{came_back} echoes came back; the {role} sent {carried} frames, the {other} {leaked}"
+    return {"echoes": came_back, role: carried, other: leaked}
