@@ -69,6 +69,7 @@ def test_unplug_migrate_replug(vm_factory, case, hotplug):
     stream = None
     if source.wire is not None:
         stream = EchoStream(source, case, migration.negotiation.role("master")["name"]).start()
+        migration.traffic = stream  # its phases, loss windows and RTTs go into the case's timeline
         steady = int(STEADY_S * stream.rate_pps)
         clean_ns = stream.wait_clean(STEADY_S, 30)
         before_0 = snapshot(source, "before-start", MAC)

@@ -4,11 +4,13 @@ events on. The steps after that are the case's own."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Optional
 
 from .failover import FailoverGuest, failover_spec
 from .guest import Vm, VmSpec
+from .timeline import migration_timeline, traffic_series
 
 EVENTS_ON = {"capabilities": [{"capability": "events", "state": True}]}
 
@@ -22,16 +24,30 @@ class Migration:
     agent_mark: int     # source agent events before the migration
     case: object = None
     negotiation: object = None
+    traffic: object = None  # the case's vnetct.traffic.EchoStream, if it runs one
+    begin_ns: int = 0
 
     def begin(self) -> "Migration":
-        """Marks the event streams and sends `migrate` to the source."""
+        """Marks the event streams and sends `migrate` to the source. When the
+        case ends, its timeline (and traffic series) go to results.json."""
         source, target = self.source, self.target
         self.qmp_mark = len(source.qmp.events)
         self.agent_mark = len(source.agent.events)
+        self.begin_ns = time.monotonic_ns()
+        self.case.at_finish(self.record_timeline)
         self.case.step(f"migrating {source.name} to {target.name}")
         source.record("migrate")
         source.qmp.execute("migrate", {"uri": target.migration_uri})
         return self
+
+    def record_timeline(self) -> None:
+        stream = self.traffic
+        report = getattr(stream, "report", None)
+        self.case.timeline(migration_timeline(self.begin_ns, self.source, self.target, self.qmp_mark,
+                                              self.agent_mark, report))
+        if report is not None:
+            self.case.series("traffic", traffic_series(stream.stream.sent_times(), stream.stream.arrivals(),
+                                                       self.begin_ns))
 
 
 # Native PCIe hotplug (pciehp) instead of q35's default ACPI hotplug.

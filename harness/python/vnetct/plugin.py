@@ -54,6 +54,8 @@ class CaseRecorder:
         self.steps: List[dict] = []
         self.metrics: Dict[str, dict] = {}
         self.artifacts: Dict[str, Path] = {}
+        self.extra: Dict[str, Any] = {}  # timeline, series: pictures for the report
+        self.finishers: List[Any] = []  # called when the case ends, pass or fail
 
     def step(self, text: str) -> None:
         elapsed = time.monotonic() - self.started
@@ -62,6 +64,20 @@ class CaseRecorder:
 
     def metric(self, name: str, value: Any, unit: str = "") -> None:
         self.metrics[name] = {"value": value, "unit": unit}
+
+    def timeline(self, data: dict) -> None:
+        """Events on named tracks, phases and windows, in ms from one origin
+        (reports/RESULTS.md: case.timeline)."""
+        self.extra["timeline"] = data
+
+    def at_finish(self, finisher) -> None:
+        """`finisher()` runs when the case has ended (also after a failure),
+        before its results are written: for records that sum up the case."""
+        self.finishers.append(finisher)
+
+    def series(self, name: str, data: dict) -> None:
+        """Parallel lists to chart (reports/RESULTS.md: case.series)."""
+        self.extra.setdefault("series", {})[name] = data
 
     def artifact(self, name: str, path: Path) -> None:
         self.artifacts[name] = Path(path)
@@ -274,12 +290,18 @@ def _finish_case(phase: dict) -> None:
     if finding is not None:
         case["known_finding"] = finding.args[0]
     if recorder is not None:
+        for finisher in recorder.finishers:
+            try:
+                finisher()
+            except Exception as error:  # noqa: BLE001 - a summary must not change the outcome
+                recorder.extra.setdefault("record_problems", []).append(f"{type(error).__name__}: {error}")
         if details:
             (recorder.dir / "failure.txt").write_text(details)
             recorder.artifact("failure", recorder.dir / "failure.txt")
         case["artifacts"] = {name: os.path.relpath(path, run_dir) for name, path in recorder.artifacts.items()}
         case["metrics"] = recorder.metrics
         case["steps"] = recorder.steps
+        case.update(recorder.extra)
     _state.results.add_case(case)
     label = {"passed": "PASSED", "failed": "FAILED", "skipped": "SKIPPED", "error": "ERROR"}[outcome]
     suffix = f": {reason}" if reason and outcome != "passed" else ""
