@@ -121,12 +121,14 @@ PYBIND11_MODULE(vnetct_native, module) {
     py::class_<Process>(module, "Process")
         .def_static(
             "spawn",
-            [](std::vector<std::string> argv, std::string stdout_path, std::string stderr_path, std::string netns) {
+            [](std::vector<std::string> argv, std::string stdout_path, std::string stderr_path, std::string netns,
+               std::vector<int> pass_fds) {
                 return unwrap(Process::spawn(SpawnOptions{std::move(argv), std::move(stdout_path),
-                                                          std::move(stderr_path), std::move(netns)}));
+                                                          std::move(stderr_path), std::move(netns),
+                                                          std::move(pass_fds)}));
             },
             py::arg("argv"), py::arg("stdout_path") = "/dev/null", py::arg("stderr_path") = "/dev/null",
-            py::arg("netns") = "")
+            py::arg("netns") = "", py::arg("pass_fds") = std::vector<int>{})
         .def_property_readonly("pid", &Process::pid)
         .def_property_readonly("pgid", &Process::pgid)
         .def("poll", &Process::poll)
@@ -180,6 +182,10 @@ PYBIND11_MODULE(vnetct_native, module) {
             return unwrap(open_socket_in_netns(netns, domain, type, protocol));
         },
         py::arg("netns"), py::arg("domain"), py::arg("type"), py::arg("protocol") = 0);
+    module.def(
+        "open_tap_in_netns",
+        [](const std::string& netns, const std::string& name) { return unwrap(open_tap_in_netns(netns, name)); },
+        py::arg("netns"), py::arg("name"), py::call_guard<py::gil_scoped_release>());
 
     bind_clients(module);
     bind_model(module);

@@ -37,6 +37,7 @@ struct ChildPlan {
     const char* stdout_path;
     const char* stderr_path;
     bool same_output;
+    std::vector<int> pass_fds;
 };
 
 // In the child, after fork: report "<step> <what>: errno N" and exit (the
@@ -90,6 +91,29 @@ struct ChildPlan {
             close(fd);
         }
     }
+    // pass_fds[i] -> fd 3 + i: first lift every source (and the report pipe)
+    // above that range, so that no dup2 overwrites a source not yet moved.
+    const int passed = static_cast<int>(plan.pass_fds.size());
+    if (passed > 0) {
+        const int first_free = STDERR_FILENO + 1 + passed;
+        report_fd = fcntl(report_fd, F_DUPFD_CLOEXEC, first_free);
+        int lifted[64];
+        if (passed > 64 || report_fd < 0) {
+            child_fail(report_fd < 0 ? STDERR_FILENO : report_fd, "pass", "fds");
+        }
+        for (int i = 0; i < passed; ++i) {
+            lifted[i] = fcntl(plan.pass_fds[static_cast<size_t>(i)], F_DUPFD_CLOEXEC, first_free);
+            if (lifted[i] < 0) {
+                child_fail(report_fd, "pass", "fd");
+            }
+        }
+        for (int i = 0; i < passed; ++i) {
+            if (dup2(lifted[i], STDERR_FILENO + 1 + i) < 0) {  // the copy is not close-on-exec
+                child_fail(report_fd, "pass", "fd");
+            }
+            close(lifted[i]);
+        }
+    }
     execvp(plan.argv[0], plan.argv.data());
     child_fail(report_fd, "exec", plan.argv[0]);
 }
@@ -109,7 +133,15 @@ HostResult<Process> Process::spawn(const SpawnOptions& options) {
     }
     ChildPlan plan{{}, options.netns.empty() ? std::string() : "/run/netns/" + options.netns,
                    options.stdout_path.c_str(), options.stderr_path.c_str(),
-                   options.stderr_path == options.stdout_path};
+                   options.stderr_path == options.stdout_path, options.pass_fds};
+    if (options.pass_fds.size() > 64) {
+        return fail(HostErrc::InvalidArgument, "at most 64 fds can be passed");
+    }
+    for (const int fd : options.pass_fds) {
+        if (fcntl(fd, F_GETFD) < 0) {
+            return fail(HostErrc::InvalidArgument, "fd " + std::to_string(fd) + " to pass is not open");
+        }
+    }
     for (const auto& argument : options.argv) {
         plan.argv.push_back(const_cast<char*>(argument.c_str()));
     }
@@ -247,7 +279,7 @@ HostResult<CommandOutput> run_command(const std::vector<std::string>& argv, Dead
     // The child inherits pipe_fds[1] only through the /dev/fd path opened
     // before exec, so clear CLOEXEC on it for the duration of the spawn.
     fcntl(pipe_fds[1], F_SETFD, 0);
-    auto process = Process::spawn(SpawnOptions{argv, output_path, output_path, {}});
+    auto process = Process::spawn(SpawnOptions{argv, output_path, output_path, {}, {}});
     close(pipe_fds[1]);
     if (!process) {
         close(pipe_fds[0]);

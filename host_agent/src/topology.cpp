@@ -3,6 +3,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <net/if.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -176,9 +179,13 @@ HostResult<std::vector<std::string>> sweep_netns(const std::string& prefix) {
     return deleted;
 }
 
-HostResult<int> open_socket_in_netns(const std::string& netns, int domain, int type, int protocol) {
+namespace {
+
+// Runs `make_fd` on a throwaway thread moved into the namespace (setns()
+// moves only the calling thread), returning its fd.
+template <typename MakeFd>
+HostResult<int> fd_in_netns(const std::string& netns, MakeFd&& make_fd) {
     HostResult<int> result = fail(HostErrc::TopologyFailed, "not run");
-    // setns() moves only the calling thread: do it on a throwaway thread.
     std::thread worker([&] {
         const std::string path = "/run/netns/" + netns;
         const int ns = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -192,15 +199,47 @@ HostResult<int> open_socket_in_netns(const std::string& netns, int domain, int t
             return;
         }
         close(ns);
-        const int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
-        if (fd < 0) {
-            result = fail(HostErrc::TopologyFailed, std::string("socket: ") + strerror(errno));
-            return;
-        }
-        result = fd;
+        result = make_fd();
     });
     worker.join();
     return result;
+}
+
+}  // namespace
+
+HostResult<int> open_socket_in_netns(const std::string& netns, int domain, int type, int protocol) {
+    return fd_in_netns(netns, [&]() -> HostResult<int> {
+        const int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+        if (fd < 0) {
+            return fail(HostErrc::TopologyFailed, std::string("socket: ") + strerror(errno));
+        }
+        return fd;
+    });
+}
+
+HostResult<int> open_tap_in_netns(const std::string& netns, const std::string& name) {
+    if (name.empty() || name.size() >= IFNAMSIZ) {
+        return fail(HostErrc::InvalidArgument, "TAP name '" + name + "': 1 to 15 characters expected");
+    }
+    return fd_in_netns(netns, [&]() -> HostResult<int> {
+        // TUNSETIFF would create a missing TAP: attach only to one that exists.
+        if (if_nametoindex(name.c_str()) == 0) {
+            return fail(HostErrc::TopologyFailed, "no TAP named " + name + " in " + netns);
+        }
+        const int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            return fail(HostErrc::TopologyFailed, std::string("open /dev/net/tun: ") + strerror(errno));
+        }
+        ifreq request{};
+        std::memcpy(request.ifr_name, name.c_str(), name.size());
+        request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+        if (ioctl(fd, TUNSETIFF, &request) != 0) {
+            const int error = errno;
+            close(fd);
+            return fail(HostErrc::TopologyFailed, "TUNSETIFF " + name + " in " + netns + ": " + strerror(error));
+        }
+        return fd;
+    });
 }
 
 }  // namespace vnetct::host_agent

@@ -1,6 +1,7 @@
 #include "vnetct/host_agent/process.hpp"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -25,7 +26,7 @@ std::string read_file(const std::string& path) {
 TEST(Process_test, ReportsExitCodeAndKeepsStderr) {
     const std::string err_path = testing::TempDir() + "/process_test_stderr.txt";
     unlink(err_path.c_str());
-    auto m_sut = Process::spawn({{"sh", "-c", "echo oops >&2; exit 3"}, "/dev/null", err_path, {}});
+    auto m_sut = Process::spawn({{"sh", "-c", "echo oops >&2; exit 3"}, "/dev/null", err_path, {}, {}});
     ASSERT_TRUE(m_sut.has_value()) << m_sut.error().message();
     auto status = m_sut->wait(in(10s));
     ASSERT_TRUE(status.has_value());
@@ -35,21 +36,21 @@ TEST(Process_test, ReportsExitCodeAndKeepsStderr) {
 }
 
 TEST(Process_test, MissingBinaryIsSpawnFailedNamingIt) {
-    auto m_sut = Process::spawn({{"/nonexistent/qemu-system-x86_64"}, "/dev/null", "/dev/null", {}});
+    auto m_sut = Process::spawn({{"/nonexistent/qemu-system-x86_64"}, "/dev/null", "/dev/null", {}, {}});
     ASSERT_FALSE(m_sut.has_value());
     EXPECT_EQ(m_sut.error().code, HostErrc::SpawnFailed);
     EXPECT_NE(m_sut.error().detail.find("/nonexistent/qemu-system-x86_64"), std::string::npos);
 }
 
 TEST(Process_test, RunsInItsOwnProcessGroup) {
-    auto m_sut = Process::spawn({{"sleep", "30"}, "/dev/null", "/dev/null", {}});
+    auto m_sut = Process::spawn({{"sleep", "30"}, "/dev/null", "/dev/null", {}, {}});
     ASSERT_TRUE(m_sut.has_value());
     EXPECT_EQ(getpgid(m_sut->pid()), m_sut->pid());
     EXPECT_NE(getpgid(m_sut->pid()), getpgrp());
 }
 
 TEST(Process_test, WaitTimesOutWithinDeadline) {
-    auto m_sut = Process::spawn({{"sleep", "30"}, "/dev/null", "/dev/null", {}});
+    auto m_sut = Process::spawn({{"sleep", "30"}, "/dev/null", "/dev/null", {}, {}});
     ASSERT_TRUE(m_sut.has_value());
     const auto start = std::chrono::steady_clock::now();
     auto status = m_sut->wait(in(200ms));
@@ -63,7 +64,7 @@ TEST(Process_test, TerminateKillsTheWholeGroup) {
     const std::string pid_path = testing::TempDir() + "/process_test_grandchild.txt";
     unlink(pid_path.c_str());
     auto m_sut = Process::spawn(
-        {{"sh", "-c", "trap '' TERM; sleep 60 & echo $! > " + pid_path + "; wait"}, "/dev/null", "/dev/null", {}});
+        {{"sh", "-c", "trap '' TERM; sleep 60 & echo $! > " + pid_path + "; wait"}, "/dev/null", "/dev/null", {}, {}});
     ASSERT_TRUE(m_sut.has_value());
     pid_t grandchild = 0;
     const auto deadline = in(10s);
@@ -83,7 +84,7 @@ TEST(Process_test, TerminateKillsTheWholeGroup) {
         const std::string state = read_file("/proc/" + std::to_string(grandchild) + "/stat");
         gone = state.empty() || state.find(") Z") != std::string::npos;
         if (!gone) {
-            Process::spawn({{"true"}, "/dev/null", "/dev/null", {}})->wait(in(1s));
+            Process::spawn({{"true"}, "/dev/null", "/dev/null", {}, {}})->wait(in(1s));
         }
     }
     EXPECT_TRUE(gone) << "grandchild " << grandchild << " survived terminate()";
@@ -102,4 +103,35 @@ TEST(Process_test, RunCommandCollectsOutputAndChecksStatus) {
     auto slow = run_command({"sleep", "30"}, in(200ms));
     ASSERT_FALSE(slow.has_value());
     EXPECT_EQ(slow.error().code, HostErrc::Timeout);
+}
+
+TEST(Process_test, PassedFdsBecomeThreeFourInTheChild) {
+    // Two pipes: the child writes to its fd 3 and fd 4, which must be our write ends.
+    int first[2];
+    int second[2];
+    ASSERT_EQ(pipe2(first, O_CLOEXEC), 0);
+    ASSERT_EQ(pipe2(second, O_CLOEXEC), 0);
+    auto m_sut = Process::spawn({{"sh", "-c", "echo three >&3; echo four >&4"}, "/dev/null", "/dev/null", {},
+                                 {first[1], second[1]}});
+    ASSERT_TRUE(m_sut.has_value()) << m_sut.error().message();
+    close(first[1]);
+    close(second[1]);
+    auto status = m_sut->wait(in(10s));
+    ASSERT_TRUE(status.has_value());
+    EXPECT_EQ(status->code, 0);
+    char buffer[16] = {};
+    EXPECT_EQ(read(first[0], buffer, sizeof buffer), 6);
+    EXPECT_STREQ(buffer, "three\n");
+    char other[16] = {};
+    EXPECT_EQ(read(second[0], other, sizeof other), 5);
+    EXPECT_STREQ(other, "four\n");
+    close(first[0]);
+    close(second[0]);
+}
+
+TEST(Process_test, AClosedFdToPassIsRefusedBeforeSpawning) {
+    auto m_sut = Process::spawn({{"true"}, "/dev/null", "/dev/null", {}, {987}});
+    ASSERT_FALSE(m_sut.has_value());
+    EXPECT_EQ(m_sut.error().code, HostErrc::InvalidArgument);
+    EXPECT_NE(m_sut.error().message().find("987"), std::string::npos) << m_sut.error().message();
 }

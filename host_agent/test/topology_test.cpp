@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <net/if.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 
 using namespace vnetct::host_agent;
@@ -71,4 +74,30 @@ TEST_F(Topology_test, SweepDeletesOnlyMatchingNamespaces) {
     EXPECT_EQ(swept->size(), 1U);
     EXPECT_FALSE(netns_exists(m_name + "-a"));
     EXPECT_FALSE(sweep_netns("vn").has_value()) << "a too short prefix must be refused";
+}
+
+TEST_F(Topology_test, TapFdIsAQueueOfTheWiresTap) {
+    auto wire = Topology::create({m_name, "vut", 1, "198.18.0.1/24"});
+    ASSERT_TRUE(wire.has_value()) << wire.error().message();
+    auto fd = open_tap_in_netns(m_name, wire->taps().at(0));
+    ASSERT_TRUE(fd.has_value()) << fd.error().message();
+    ifreq request{};
+    ASSERT_EQ(ioctl(*fd, TUNGETIFF, &request), 0);
+    EXPECT_EQ(std::string(request.ifr_name), wire->taps().at(0));
+    EXPECT_TRUE(request.ifr_flags & IFF_VNET_HDR);
+    // A single-queue TAP has one queue: a second attach is refused while we hold it.
+    auto second = open_tap_in_netns(m_name, wire->taps().at(0));
+    EXPECT_FALSE(second.has_value());
+    close(*fd);
+}
+
+TEST_F(Topology_test, TapFdOfAMissingTapIsAnErrorNotANewTap) {
+    auto wire = Topology::create({m_name, "vut", 1, "198.18.0.1/24"});
+    ASSERT_TRUE(wire.has_value()) << wire.error().message();
+    auto missing = open_tap_in_netns(m_name, "vutnosuch");
+    ASSERT_FALSE(missing.has_value());
+    EXPECT_NE(missing.error().message().find("vutnosuch"), std::string::npos) << missing.error().message();
+    auto bad = open_tap_in_netns(m_name, "much-too-long-tap-name");
+    ASSERT_FALSE(bad.has_value());
+    EXPECT_EQ(bad.error().code, HostErrc::InvalidArgument);
 }

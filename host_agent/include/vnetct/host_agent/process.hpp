@@ -23,6 +23,9 @@ struct SpawnOptions {
     std::string stdout_path = "/dev/null";
     std::string stderr_path = "/dev/null";
     std::string netns;  // name under /run/netns; empty: the caller's namespace
+    // Open fds the child inherits: pass_fds[i] becomes the child's fd 3 + i
+    // (e.g. a TAP queue for `-netdev tap,fd=3`). The caller keeps its own.
+    std::vector<int> pass_fds;
 };
 
 // How a process ended: exit code, or the signal that killed it.

@@ -67,4 +67,9 @@ HostResult<std::vector<std::string>> sweep_netns(const std::string& prefix);
 // A socket created inside the namespace (the calling thread is not moved).
 HostResult<int> open_socket_in_netns(const std::string& netns, int domain, int type, int protocol);
 
+// A queue fd of the existing TAP `name` in the namespace (IFF_TAP | IFF_NO_PI |
+// IFF_VNET_HDR), close-on-exec: what QEMU takes as `-netdev tap,fd=N`. Whoever
+// holds a dup of it holds the same queue (the same open file description).
+HostResult<int> open_tap_in_netns(const std::string& netns, const std::string& name);
+
 }  // namespace vnetct::host_agent
