@@ -1,0 +1,341 @@
+#include "vnetct/livetap/tap_state.hpp"
+
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <linux/kcmp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+namespace vnetct::livetap {
+namespace {
+
+std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+// What each queue fd tells about its device.
+struct QueueView {
+    std::string name;
+    std::uint32_t tun_flags = 0;
+    std::int32_t vnet_hdr_size = 0;
+    bool vnet_le = false;
+    std::int32_t sndbuf = 0;
+};
+
+LivetapResult<QueueView> read_queue(int fd, std::size_t index) {
+    const std::string queue = "queue " + std::to_string(index) + " (fd " + std::to_string(fd) + ")";
+    ifreq request{};
+    if (ioctl(fd, TUNGETIFF, &request) != 0) {
+        // EBADFD: a detached queue or an fd never attached; ENOTTY/EINVAL: not a TAP.
+        return fail(LivetapErrc::StateMismatch, errno_text(queue + ": TUNGETIFF"));
+    }
+    QueueView view;
+    view.name = request.ifr_name;
+    view.tun_flags = static_cast<std::uint16_t>(request.ifr_flags);
+    int value = 0;
+    if (ioctl(fd, TUNGETVNETHDRSZ, &value) != 0) {
+        return fail(LivetapErrc::Io, errno_text(queue + ": TUNGETVNETHDRSZ"));
+    }
+    view.vnet_hdr_size = value;
+    if (ioctl(fd, TUNGETVNETLE, &value) != 0) {
+        return fail(LivetapErrc::Io, errno_text(queue + ": TUNGETVNETLE"));
+    }
+    view.vnet_le = value != 0;
+    if (ioctl(fd, TUNGETSNDBUF, &value) != 0) {
+        return fail(LivetapErrc::Io, errno_text(queue + ": TUNGETSNDBUF"));
+    }
+    view.sndbuf = value;
+    return view;
+}
+
+struct DeviceIdentity {
+    std::int32_t ifindex = 0;
+    std::uint64_t netns_inode = 0;  // 0: not readable without CAP_NET_ADMIN
+};
+
+LivetapResult<std::int32_t> ifindex_in_current_netns(const std::string& name) {
+    const int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) {
+        return fail(LivetapErrc::Io, errno_text("socket"));
+    }
+    ifreq request{};
+    std::strncpy(request.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    const int rc = ioctl(sock, SIOCGIFINDEX, &request);
+    const int saved = errno;
+    close(sock);
+    if (rc != 0) {
+        errno = saved;
+        return fail(LivetapErrc::StateMismatch, errno_text("SIOCGIFINDEX " + name));
+    }
+    return request.ifr_ifindex;
+}
+
+// The device's ifindex, looked up in its own namespace (TUNGETDEVNETNS, then
+// a throwaway thread that enters it). Without CAP_NET_ADMIN TUNGETDEVNETNS is
+// refused: then the device is assumed to be in the caller's namespace and the
+// namespace is reported unknown (0).
+LivetapResult<DeviceIdentity> read_identity(int fd, const std::string& name) {
+    const int ns = ioctl(fd, TUNGETDEVNETNS);
+    if (ns < 0) {
+        if (errno != EPERM) {
+            return fail(LivetapErrc::Io, errno_text("TUNGETDEVNETNS"));
+        }
+        auto ifindex = ifindex_in_current_netns(name);
+        if (!ifindex) {
+            return tl::unexpected(ifindex.error());
+        }
+        return DeviceIdentity{*ifindex, 0};
+    }
+    UniqueFd ns_fd(ns);
+    struct stat info {};
+    if (fstat(ns, &info) != 0) {
+        return fail(LivetapErrc::Io, errno_text("fstat netns"));
+    }
+    struct stat own {};
+    if (stat("/proc/thread-self/ns/net", &own) == 0 && own.st_ino == info.st_ino) {
+        auto ifindex = ifindex_in_current_netns(name);
+        if (!ifindex) {
+            return tl::unexpected(ifindex.error());
+        }
+        return DeviceIdentity{*ifindex, info.st_ino};
+    }
+    LivetapResult<std::int32_t> ifindex = fail(LivetapErrc::Io, "not run");
+    std::thread worker([&] {
+        if (setns(ns, CLONE_NEWNET) != 0) {
+            ifindex = fail(LivetapErrc::Io, errno_text("setns into the device's namespace"));
+            return;
+        }
+        ifindex = ifindex_in_current_netns(name);
+    });
+    worker.join();
+    if (!ifindex) {
+        return tl::unexpected(ifindex.error());
+    }
+    return DeviceIdentity{*ifindex, info.st_ino};
+}
+
+// Whether two fds refer to the same open file (the same queue); none when
+// kcmp is not available.
+std::optional<bool> same_file(int first, int second) {
+    const pid_t self = getpid();
+    const long rc = syscall(SYS_kcmp, self, self, KCMP_FILE, first, second);
+    if (rc < 0) {
+        return std::nullopt;
+    }
+    return rc == 0;
+}
+
+LivetapResult<void> check_distinct(std::span<const int> fds) {
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+        for (std::size_t j = i + 1; j < fds.size(); ++j) {
+            if (same_file(fds[i], fds[j]).value_or(false)) {
+                return fail(LivetapErrc::StateMismatch, "queues " + std::to_string(i) + " and " + std::to_string(j) +
+                                                            " are the same open queue, not two queues");
+            }
+        }
+    }
+    return {};
+}
+
+template <typename T>
+std::string field_mismatch(const std::string& field, const T& stated, const T& actual, const std::string& where) {
+    std::ostringstream text;
+    text << field << ": the state says " << stated << ", " << where << " says " << actual;
+    return text.str();
+}
+
+std::string hex(std::uint32_t value) {
+    char text[16];
+    std::snprintf(text, sizeof text, "0x%x", value);
+    return text;
+}
+
+}  // namespace
+
+std::string describe(const TapState& state) {
+    std::ostringstream text;
+    text << "name=" << state.name << " flags=" << hex(state.tun_flags) << " ifindex=" << state.ifindex
+         << " netns=" << state.netns_inode << " vnet_hdr_size=" << state.vnet_hdr_size
+         << " vnet_le=" << (state.vnet_le ? 1 : 0) << " sndbuf=" << state.sndbuf << " offloads=" << hex(state.offloads)
+         << " queues=" << state.queue_count;
+    return text.str();
+}
+
+LivetapResult<TapState> capture_tap_state(std::span<const int> queue_fds, std::uint32_t offloads) {
+    if (queue_fds.empty() || queue_fds.size() > max_queues) {
+        return fail(LivetapErrc::InvalidArgument,
+                    std::to_string(queue_fds.size()) + " queue fds, need 1.." + std::to_string(max_queues));
+    }
+    auto first = read_queue(queue_fds[0], 0);
+    if (!first) {
+        return tl::unexpected(first.error());
+    }
+    for (std::size_t index = 1; index < queue_fds.size(); ++index) {
+        auto view = read_queue(queue_fds[index], index);
+        if (!view) {
+            return tl::unexpected(view.error());
+        }
+        if (view->name != first->name) {
+            return fail(LivetapErrc::StateMismatch, "queue " + std::to_string(index) + " belongs to " + view->name +
+                                                        ", queue 0 to " + first->name);
+        }
+    }
+    if (auto distinct = check_distinct(queue_fds); !distinct) {
+        return tl::unexpected(distinct.error());
+    }
+    auto identity = read_identity(queue_fds[0], first->name);
+    if (!identity) {
+        return tl::unexpected(identity.error());
+    }
+    TapState state;
+    state.name = first->name;
+    state.tun_flags = first->tun_flags;
+    state.ifindex = identity->ifindex;
+    state.netns_inode = identity->netns_inode;
+    state.vnet_hdr_size = first->vnet_hdr_size;
+    state.vnet_le = first->vnet_le;
+    state.sndbuf = first->sndbuf;
+    state.offloads = offloads;
+    state.queue_count = static_cast<std::uint16_t>(queue_fds.size());
+    return state;
+}
+
+LivetapResult<void> validate_tap_state(const TapState& state, std::span<const int> queue_fds) {
+    if (queue_fds.size() != state.queue_count) {
+        return fail(LivetapErrc::FdCountMismatch, "the state has " + std::to_string(state.queue_count) +
+                                                      " queues, " + std::to_string(queue_fds.size()) +
+                                                      " fds arrived");
+    }
+    if (state.queue_count > 1 && (state.tun_flags & IFF_MULTI_QUEUE) == 0) {
+        return fail(LivetapErrc::StateMismatch,
+                    std::to_string(state.queue_count) + " queues without IFF_MULTI_QUEUE in the state's flags");
+    }
+    for (std::size_t index = 0; index < queue_fds.size(); ++index) {
+        auto view = read_queue(queue_fds[index], index);
+        if (!view) {
+            return tl::unexpected(view.error());
+        }
+        const std::string where = "queue " + std::to_string(index);
+        if (view->name != state.name) {
+            return fail(LivetapErrc::StateMismatch, field_mismatch("name", state.name, view->name, where));
+        }
+        if (view->tun_flags != state.tun_flags) {
+            return fail(LivetapErrc::StateMismatch,
+                        field_mismatch("tun_flags", hex(state.tun_flags), hex(view->tun_flags), where));
+        }
+        if (view->vnet_hdr_size != state.vnet_hdr_size) {
+            return fail(LivetapErrc::StateMismatch,
+                        field_mismatch("vnet_hdr_size", state.vnet_hdr_size, view->vnet_hdr_size, where));
+        }
+        if (view->vnet_le != state.vnet_le) {
+            return fail(LivetapErrc::StateMismatch, field_mismatch("vnet_le", state.vnet_le, view->vnet_le, where));
+        }
+        if (view->sndbuf != state.sndbuf) {
+            return fail(LivetapErrc::StateMismatch, field_mismatch("sndbuf", state.sndbuf, view->sndbuf, where));
+        }
+    }
+    if (auto distinct = check_distinct(queue_fds); !distinct) {
+        return distinct;
+    }
+    auto identity = read_identity(queue_fds[0], state.name);
+    if (!identity) {
+        return tl::unexpected(identity.error());
+    }
+    if (identity->ifindex != state.ifindex) {
+        return fail(LivetapErrc::StateMismatch, field_mismatch("ifindex", state.ifindex, identity->ifindex, "the device"));
+    }
+    if (identity->netns_inode != 0 && state.netns_inode != 0 && identity->netns_inode != state.netns_inode) {
+        return fail(LivetapErrc::StateMismatch,
+                    field_mismatch("netns", state.netns_inode, identity->netns_inode, "the device"));
+    }
+    return {};
+}
+
+LivetapResult<OpenedTap> open_tap(const TapSpec& spec) {
+    if (spec.name.empty() || spec.name.size() >= IFNAMSIZ) {
+        return fail(LivetapErrc::InvalidArgument, "interface name '" + spec.name + "' must be 1..15 bytes");
+    }
+    if (spec.queues < 1 || spec.queues > static_cast<int>(max_queues)) {
+        return fail(LivetapErrc::InvalidArgument, "queues " + std::to_string(spec.queues) + " must be 1.." + std::to_string(max_queues));
+    }
+    if (spec.vnet_hdr && spec.vnet_hdr_size != 10 && spec.vnet_hdr_size != 12) {
+        return fail(LivetapErrc::InvalidArgument,
+                    "vnet header size " + std::to_string(spec.vnet_hdr_size) + " must be 10 or 12");
+    }
+    LivetapResult<std::vector<UniqueFd>> opened = fail(LivetapErrc::Io, "not run");
+    // /dev/net/tun binds a queue to the namespace of the thread that opens it.
+    std::thread worker([&] {
+        if (!spec.netns.empty()) {
+            const std::string path = "/run/netns/" + spec.netns;
+            UniqueFd ns(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+            if (!ns.valid() || setns(ns.get(), CLONE_NEWNET) != 0) {
+                opened = fail(LivetapErrc::Io, errno_text("enter " + path));
+                return;
+            }
+        }
+        std::vector<UniqueFd> queues;
+        for (int index = 0; index < spec.queues; ++index) {
+            UniqueFd fd(open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+            if (!fd.valid()) {
+                opened = fail(LivetapErrc::Io, errno_text("open /dev/net/tun"));
+                return;
+            }
+            ifreq request{};
+            std::strncpy(request.ifr_name, spec.name.c_str(), IFNAMSIZ - 1);
+            request.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | (spec.vnet_hdr ? IFF_VNET_HDR : 0) |
+                                                   (spec.queues > 1 ? IFF_MULTI_QUEUE : 0));
+            if (ioctl(fd.get(), TUNSETIFF, &request) != 0) {
+                opened = fail(LivetapErrc::Io, errno_text("TUNSETIFF " + spec.name));
+                return;
+            }
+            queues.push_back(std::move(fd));
+        }
+        opened = std::move(queues);
+    });
+    worker.join();
+    if (!opened) {
+        return tl::unexpected(opened.error());
+    }
+    const int first = opened->front().get();
+    if (spec.vnet_hdr) {
+        int size = spec.vnet_hdr_size;
+        if (ioctl(first, TUNSETVNETHDRSZ, &size) != 0) {
+            return fail(LivetapErrc::Io, errno_text("TUNSETVNETHDRSZ"));
+        }
+    }
+    if (ioctl(first, TUNSETOFFLOAD, static_cast<unsigned long>(spec.offloads)) != 0) {
+        return fail(LivetapErrc::Io, errno_text("TUNSETOFFLOAD " + hex(spec.offloads)));
+    }
+    if (spec.sndbuf != 0) {
+        int sndbuf = spec.sndbuf;
+        if (ioctl(first, TUNSETSNDBUF, &sndbuf) != 0) {
+            return fail(LivetapErrc::Io, errno_text("TUNSETSNDBUF"));
+        }
+    }
+    const auto fds = raw_fds(*opened);
+    auto state = capture_tap_state(fds, spec.offloads);
+    if (!state) {
+        return tl::unexpected(state.error());
+    }
+    return OpenedTap{std::move(*opened), std::move(*state)};
+}
+
+std::vector<int> raw_fds(const std::vector<UniqueFd>& fds) {
+    std::vector<int> raw;
+    raw.reserve(fds.size());
+    for (const auto& fd : fds) {
+        raw.push_back(fd.get());
+    }
+    return raw;
+}
+
+}  // namespace vnetct::livetap
