@@ -1,0 +1,76 @@
+// The far end of the TAP as a guest NIC would be: it reads every frame from
+// the queues, answers ARP for its address and sends every UDP datagram to its
+// address back (addresses and ports swapped), so traffic meets a real endpoint
+// across a hand-off. The source runs one on its queues, stops it before it
+// offers them (LT-XFER-02) and the target starts one on the fds it received.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "vnetct/livetap/errors.hpp"
+#include "vnetct/livetap/unique_fd.hpp"
+
+namespace vnetct::livetap {
+
+struct GuestIdentity {
+    std::array<std::uint8_t, 6> mac{0x52, 0x54, 0x00, 0x6c, 0x74, 0x01};
+    std::uint32_t ipv4 = 0xC6120002;  // 198.18.0.2, host byte order
+};
+
+// The reply to one Ethernet frame (no vnet header): an ARP reply to a request
+// for the guest's address, the echo of a UDP datagram to the guest's address;
+// none for anything else (IPv4 options are kept, fragments ignored).
+[[nodiscard]] std::optional<std::vector<std::uint8_t>> guest_reply(std::span<const std::uint8_t> frame,
+                                                                   const GuestIdentity& identity);
+
+// The sequence number of a host_agent UdpStream datagram (magic "VNCT" first
+// in the UDP payload, seq at byte 12, network order) carried by `frame`.
+[[nodiscard]] std::optional<std::uint32_t> stream_seq(std::span<const std::uint8_t> frame);
+
+struct GuestNicCounters {
+    std::uint64_t frames = 0;       // read from the queues
+    std::uint64_t udp_echoed = 0;   // UDP datagrams sent back
+    std::uint64_t arp_replies = 0;  // ARP requests answered
+    std::uint64_t write_errors = 0;
+    std::optional<std::uint32_t> first_stream_seq;  // first and last stream datagram read
+    std::optional<std::uint32_t> last_stream_seq;
+};
+
+class GuestNic {
+  public:
+    // Starts a reader thread on `queue_fds` (borrowed: the caller keeps them
+    // open while the NIC runs). Frames carry a vnet header of
+    // `vnet_hdr_size` bytes (0: none); replies go out with a zeroed one.
+    [[nodiscard]] static LivetapResult<std::unique_ptr<GuestNic>> start(std::span<const int> queue_fds,
+                                                                        int vnet_hdr_size, GuestIdentity identity);
+    ~GuestNic();
+    GuestNic(const GuestNic&) = delete;
+    GuestNic& operator=(const GuestNic&) = delete;
+
+    // Stops reading; when it returns the thread is joined and no frame will
+    // be read again. Idempotent.
+    void stop();
+    // A consistent snapshot (taken under the counters' lock).
+    [[nodiscard]] GuestNicCounters counters() const;
+
+  private:
+    GuestNic(std::vector<int> fds, int vnet_hdr_size, GuestIdentity identity, UniqueFd wake);
+    void run();
+
+    std::vector<int> m_fds;
+    int m_vnet_hdr_size;
+    GuestIdentity m_identity;
+    UniqueFd m_wake;  // eventfd: stop()
+    struct Shared;
+    std::unique_ptr<Shared> m_shared;
+    std::thread m_thread;
+};
+
+}  // namespace vnetct::livetap
