@@ -1,0 +1,204 @@
+// The reference backend as two processes: a source that owns the TAP and a
+// target started with nothing but a socket to listen on, in a mount namespace
+// where /dev/net/tun is /dev/null (LT-XFER-03: had it opened the device or
+// tried TUNSETIFF, it would fail). The hand-off happens mid-stream at 10k pps
+// and loses nothing (LT-DATA-01).
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sys/syscall.h>
+
+#include <cstdio>
+
+#include "netns_fixture.hpp"
+#include "vnetct/host_agent/stream_analysis.hpp"
+#include "vnetct/host_agent/topology.hpp"
+#include "vnetct/host_agent/udp_stream.hpp"
+#include "vnetct/livetap/unique_fd.hpp"
+
+using namespace vnetct::livetap;
+using namespace std::chrono_literals;
+using vnetct::livetap::test_support::TestNetns;
+namespace host = vnetct::host_agent;
+
+namespace {
+
+// A child process with its stdin and stdout on pipes; killed and reaped when
+// the object goes.
+class Child {
+  public:
+    Child(const std::vector<std::string>& args, bool hide_dev_net_tun) {
+        int in[2];
+        int out[2];
+        if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
+            ADD_FAILURE() << "pipe";
+            return;
+        }
+        std::vector<std::string> argv_storage{LIVETAP_BACKEND_PATH};
+        argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+        std::vector<char*> argv;
+        for (auto& arg : argv_storage) {
+            argv.push_back(arg.data());
+        }
+        argv.push_back(nullptr);
+        m_pid = fork();
+        if (m_pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            dup2(in[0], 0);
+            dup2(out[1], 1);
+            if (hide_dev_net_tun &&
+                (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+                 mount("/dev/null", "/dev/net/tun", nullptr, MS_BIND, nullptr) != 0)) {
+                std::perror("hide /dev/net/tun");
+                _exit(127);
+            }
+            execv(argv[0], argv.data());
+            _exit(127);
+        }
+        close(in[0]);
+        close(out[1]);
+        m_in.reset(in[1]);
+        m_out.reset(out[0]);
+    }
+    ~Child() {
+        if (m_pid > 0) {
+            kill(m_pid, SIGKILL);
+            waitpid(m_pid, nullptr, 0);
+        }
+    }
+
+    void send(const std::string& line) {
+        const std::string text = line + "\n";
+        ASSERT_EQ(write(m_in.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    }
+    void close_input() { m_in.reset(); }
+
+    // The next line the child prints, within `timeout`; "<timeout>" or "<eof>" otherwise.
+    std::string line(std::chrono::milliseconds timeout = 5s) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        for (;;) {
+            if (auto end = m_buffer.find('\n'); end != std::string::npos) {
+                std::string line = m_buffer.substr(0, end);
+                m_buffer.erase(0, end + 1);
+                return line;
+            }
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            pollfd entry{m_out.get(), POLLIN, 0};
+            if (left.count() <= 0 || poll(&entry, 1, static_cast<int>(left.count())) <= 0) {
+                return "<timeout> after '" + m_buffer + "'";
+            }
+            char chunk[512];
+            const ssize_t got = read(m_out.get(), chunk, sizeof chunk);
+            if (got <= 0) {
+                return "<eof> after '" + m_buffer + "'";
+            }
+            m_buffer.append(chunk, static_cast<std::size_t>(got));
+        }
+    }
+
+    // The exit code, waiting at most `timeout` (-1 on a timeout or a signal).
+    int exit_code(std::chrono::milliseconds timeout = 5s) {
+        pollfd entry{};
+        const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, m_pid, 0));
+        entry = {pidfd, POLLIN, 0};
+        const bool ended = poll(&entry, 1, static_cast<int>(timeout.count())) == 1;
+        close(pidfd);
+        if (!ended) {
+            return -1;
+        }
+        int status = 0;
+        waitpid(m_pid, &status, 0);
+        m_pid = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+
+  private:
+    pid_t m_pid = -1;
+    UniqueFd m_in;
+    UniqueFd m_out;
+    std::string m_buffer;
+};
+
+bool starts_with(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
+
+}  // namespace
+
+TEST(BackendProcess_test, LT_XFER_03_LT_DATA_01_TwoProcessesHandOffMidStreamWithZeroLoss) {
+    TestNetns netns;
+    ASSERT_TRUE(netns.created());
+    const std::string socket_path = "/tmp/" + netns.name() + ".sock";
+
+    Child source({"source", "--netns", netns.name(), "--tap", "lt0", "--queues", "2", "--offloads",
+                  std::to_string(TUN_F_CSUM)},
+                 false);
+    const std::string ready = source.line();
+    ASSERT_TRUE(starts_with(ready, "ready name=lt0")) << ready;
+    bool ok = false;
+    netns.ip({"addr", "add", "198.18.0.1/24", "dev", "lt0"}, &ok);
+    ASSERT_TRUE(ok);
+    netns.ip({"link", "set", "lt0", "up"}, &ok);
+    ASSERT_TRUE(ok);
+    const int ifindex = netns.ifindex("lt0");
+
+    Child target({"target", "--listen", socket_path}, true);
+    const std::string listening = target.line();
+    ASSERT_EQ(listening, "listening " + socket_path);
+
+    auto socket = host::open_socket_in_netns(netns.name(), AF_INET, SOCK_DGRAM, 0);
+    ASSERT_TRUE(socket.has_value());
+    host::UdpStreamSpec spec;
+    spec.address = "198.18.0.2";
+    spec.port = 7;
+    spec.rate_pps = 10000;
+    spec.count = 6000;
+    auto stream = host::UdpStream::create(*socket, spec);
+    ASSERT_TRUE(stream.has_value());
+    ASSERT_TRUE(stream->start().has_value());
+    ASSERT_TRUE(stream->wait_received(2000, std::chrono::steady_clock::now() + 5s));
+
+    source.send("handoff " + socket_path);
+    EXPECT_EQ(source.line(), "committed");
+    const std::string serving = target.line();
+    EXPECT_EQ(serving, "serving " + ready.substr(std::string("ready ").size()))
+        << "the target must serve exactly the state the source had";
+    EXPECT_EQ(source.exit_code(), 0);
+
+    ASSERT_TRUE(stream->wait_sending_done(std::chrono::steady_clock::now() + 5s));
+    EXPECT_TRUE(stream->wait_received(6000, std::chrono::steady_clock::now() + 2s))
+        << "echoed " << stream->received() << " of " << stream->sent();
+    ASSERT_TRUE(stream->stop().has_value());
+    auto report = host::analyze_stream(stream->sent_times(), stream->arrivals(), {}, INT64_MAX, spec.rate_pps);
+    ASSERT_TRUE(report.has_value());
+    EXPECT_EQ(report->overall.lost, 0U);
+    EXPECT_EQ(report->overall.duplicates, 0U);
+    EXPECT_EQ(netns.ifindex("lt0"), ifindex) << "the device outlived its source process";
+
+    target.close_input();
+    const std::string stopped = target.line();
+    EXPECT_TRUE(starts_with(stopped, "stopped frames=")) << stopped;
+    EXPECT_EQ(target.exit_code(), 0);
+    EXPECT_EQ(netns.ifindex("lt0"), 0) << "the last fd closed: the non-persistent TAP is gone";
+}
+
+TEST(BackendProcess_test, LT_XFER_04_SourceResumesWhenNoTargetListens) {
+    TestNetns netns;
+    ASSERT_TRUE(netns.created());
+    Child source({"source", "--netns", netns.name(), "--tap", "lt0"}, false);
+    ASSERT_TRUE(starts_with(source.line(), "ready ")) ;
+    source.send("handoff /tmp/" + netns.name() + "-nobody.sock");
+    const std::string resumed = source.line();
+    EXPECT_TRUE(starts_with(resumed, "resumed the peer closed the hand-off channel: connect")) << resumed;
+    EXPECT_GT(netns.ifindex("lt0"), 0);
+    source.close_input();
+    EXPECT_EQ(source.exit_code(), 0);
+}
