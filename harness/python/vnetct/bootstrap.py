@@ -35,6 +35,11 @@ PACKAGES: Dict[str, str] = {
     "pybind11-dev": "the Python binding of the native core",
     "python3-dev": "the Python binding of the native core",
     "python3-pytest": "the case runner",
+    "python3-jinja2": "the HTML report's templates",
+}
+# Only `vnetct test` needs these (kept out of `vnetct run`'s install).
+TEST_PACKAGES: Dict[str, str] = {
+    "chromium": "the report's browser test (headless: loads report.html, checks the console, keeps a screenshot)",
 }
 MIN_QEMU_MAJOR = 10
 
@@ -93,8 +98,8 @@ def _backports_configured() -> bool:
     return False
 
 
-def ensure_packages() -> None:
-    wanted = list(PACKAGES)
+def ensure_packages(for_tests: bool = False) -> None:
+    wanted = list(PACKAGES) + (list(TEST_PACKAGES) if for_tests else [])
     versions = _installed_versions(wanted)
     missing = [name for name in wanted if name not in versions]
     qemu_old = "qemu-system-x86" in versions and _qemu_major(versions["qemu-system-x86"]) < MIN_QEMU_MAJOR
@@ -165,9 +170,10 @@ def build_guest_image() -> dict:
     return image
 
 
-def prepare(with_image: bool = True, targets=None) -> Optional[dict]:
-    """Everything `run` and `test` need before any case runs."""
-    ensure_packages()
+def prepare(with_image: bool = True, targets=None, for_tests: bool = False) -> Optional[dict]:
+    """Everything `run` and `test` need before any case runs (`for_tests`: also
+    what only the tests need)."""
+    ensure_packages(for_tests=for_tests)
     build_native(targets=targets)
     return build_guest_image() if with_image else None
 

@@ -9,6 +9,7 @@ Commands:
           the pytest suites of the harness itself. CI runs exactly this.
   list    print every case id and the rule it checks.
   setup   only the set-up steps.
+  report  write report.html (self-contained HTML) for results directories.
 """
 
 from __future__ import annotations
@@ -63,6 +64,20 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("list", help="print case ids and the rule each checks")
     commands.add_parser("setup", help="install packages, build, and build the guest image")
+
+    report = commands.add_parser(
+        "report", help="write report.html for a run (and compare it with other runs)",
+        description="Write a self-contained report.html from results.json: into the first RESULTS_DIR "
+                    "(default: out/latest), comparing it with the other RESULTS_DIRs given.")
+    report.add_argument("results_dirs", nargs="*", type=Path, metavar="RESULTS_DIR",
+                        help="run directories holding results.json (default: %s)" % (paths.OUT / "latest"))
+    report.add_argument("-o", "--output", type=Path, metavar="FILE",
+                        help="where to write the report (default: <first RESULTS_DIR>/report.html); "
+                             "artifact links are made relative to it")
+    report.add_argument("--thresholds", type=Path, metavar="FILE",
+                        help="JSON object of certification limits, e.g. {\"unplug_latency\": 0.5} "
+                             "(figures: unplug_latency s, replug_latency s, downtime ms, switchover_loss "
+                             "datagrams, longest_loss_window ms)")
     return parser
 
 
@@ -132,24 +147,30 @@ def command_run(args) -> int:
             arguments += ["-k", args.keyword]
         return arguments + [f"--vnetct-mutation={mutation}" for mutation in args.mutation]
 
-    started = time.monotonic()
-    lane_plan = lanes.plan(args.jobs, previous) if args.jobs > 1 else []
-    if len(lane_plan) <= 1:
-        status = _run_pytest(lane_args(run_dir, short_id, None), cwd=paths.REPO)
-        leftovers = _final_sweep(short_id)
-    else:
-        lane_ids = [secrets.token_hex(3) for _ in lane_plan]
-        lane_dirs = [run_dir / f"lane-{chr(ord('a') + index)}" for index in range(len(lane_plan))]
-        for lane_dir, files in zip(lane_dirs, lane_plan):
-            names = ", ".join(str(f.relative_to(paths.CASES)) for f in files)
-            print(f"vnetct: lane {lane_dir.name[-1].upper()}: {names}", flush=True)
-        statuses = lanes.run_lanes(
-            [[sys.executable, "-m", "pytest", *lane_args(lane_dir, lane_id, files)]
-             for lane_dir, lane_id, files in zip(lane_dirs, lane_ids, lane_plan)], paths.REPO, _pytest_env())
-        leftovers = [line for lane_id in lane_ids for line in _final_sweep(lane_id)]
-        lanes.merge(run_dir, lane_dirs)
-        status = _combined_status(statuses)
-    return _summarise(run_dir, status, time.monotonic() - started, leftovers)
+    try:
+        started = time.monotonic()
+        lane_plan = lanes.plan(args.jobs, previous) if args.jobs > 1 else []
+        if len(lane_plan) <= 1:
+            status = _run_pytest(lane_args(run_dir, short_id, None), cwd=paths.REPO)
+            leftovers = _final_sweep(short_id)
+        else:
+            lane_ids = [secrets.token_hex(3) for _ in lane_plan]
+            lane_dirs = [run_dir / f"lane-{chr(ord('a') + index)}" for index in range(len(lane_plan))]
+            for lane_dir, files in zip(lane_dirs, lane_plan):
+                names = ", ".join(str(f.relative_to(paths.CASES)) for f in files)
+                print(f"vnetct: lane {lane_dir.name[-1].upper()}: {names}", flush=True)
+            statuses = lanes.run_lanes(
+                [[sys.executable, "-m", "pytest", *lane_args(lane_dir, lane_id, files)]
+                 for lane_dir, lane_id, files in zip(lane_dirs, lane_ids, lane_plan)], paths.REPO, _pytest_env())
+            leftovers = [line for lane_id in lane_ids for line in _final_sweep(lane_id)]
+            lanes.merge(run_dir, lane_dirs)
+            status = _combined_status(statuses)
+        return _summarise(run_dir, status, time.monotonic() - started, leftovers)
+    except BaseException:
+        # Ctrl-C or a crash after the cases ran (merge, sweep): the finished cases still get their report.
+        if _write_report(run_dir):
+            print(f"vnetct: report.html in {run_dir}", file=sys.stderr)
+        raise
 
 
 def _combined_status(statuses: List[int]) -> int:
@@ -220,7 +241,8 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: Lis
                 print(f"           known finding: {case['known_finding']}")
     for problem in results.get("run_problems", []):
         print(f"  PROBLEM  {problem}")
-    print(f"vnetct: results.json and junit.xml in {run_dir}")
+    report = _write_report(run_dir)
+    print(f"vnetct: results.json, junit.xml{' and report.html' if report else ''} in {run_dir}")
     if leftovers:
         return EXIT_FAILED
     if results.get("interrupted"):
@@ -236,6 +258,33 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: Lis
     return 0 if ok else EXIT_FAILED
 
 
+def _write_report(run_dir: Path) -> Optional[Path]:
+    """report.html beside results.json; a report problem never changes the
+    run's exit status, it is only said."""
+    if not (run_dir / "results.json").exists():
+        return None
+    try:
+        from .report import write_report
+
+        return write_report(run_dir)
+    except Exception as error:  # noqa: BLE001 - the run's verdict stands without its report
+        print(f"vnetct: could not write report.html: {type(error).__name__}: {error}", file=sys.stderr)
+        return None
+
+
+def command_report(args) -> int:
+    from .report import ResultsError, ThresholdError, write_report
+
+    dirs = args.results_dirs or [paths.OUT / "latest"]
+    try:
+        path = write_report(dirs[0], dirs[1:], output=args.output, thresholds=args.thresholds)
+    except (ResultsError, ThresholdError) as error:
+        print(f"vnetct report: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"vnetct: report {path} ({path.stat().st_size // 1024} KiB)")
+    return 0
+
+
 def command_list(_args) -> int:
     bootstrap.ensure_packages()
     bootstrap.build_native(targets=("vnetct_native",))
@@ -245,7 +294,7 @@ def command_list(_args) -> int:
 
 
 def command_test(args) -> int:
-    bootstrap.prepare(with_image=True)
+    bootstrap.prepare(with_image=True, for_tests=True)
     bootstrap.require_root()
     started = time.monotonic()
     print("vnetct: unit tests (ctest)", flush=True)
@@ -269,6 +318,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return command_test(args)
         if args.command == "list":
             return command_list(args)
+        if args.command == "report":
+            return command_report(args)
         if args.command == "setup":
             bootstrap.prepare(with_image=True)
             return 0

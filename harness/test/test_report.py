@@ -1,0 +1,258 @@
+"""The HTML report (vnetct.report): rendered from synthetic results.json files
+(with and without the optional timeline, series and known_finding), and
+loaded in a real headless Chromium. No VM needed."""
+
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from vnetct import cli, paths
+from vnetct.report import ResultsError, ThresholdError, render, write_report
+
+RULE = {"id": "FO-MIG-SRC-01", "sentence": "When a migration starts, the source emits UNPLUG_PRIMARY."}
+SUT = {"qemu_binary": "/usr/bin/qemu-system-x86_64", "qemu_version": "10.0.2 (Debian 1:10.0.2+ds-2)",
+       "accelerator": {"name": "tcg", "reason": "KVM boot failed", "cpu": "max"}, "machine": "q35",
+       "guest_kernel": "6.12.117+deb12-amd64", "guest_image_digest": "3d0d17", "host_kernel": "6.18.44"}
+
+
+def _timeline():
+    return {"origin": "migrate command",
+            "tracks": [{"name": "source QMP", "events": [{"t_ms": 1.9, "label": "MIGRATION setup"},
+                                                         {"t_ms": 2.9, "label": "UNPLUG_PRIMARY hostdev0"},
+                                                         {"t_ms": 256.9, "label": "MIGRATION active"},
+                                                         {"t_ms": 1125.9, "label": "MIGRATION completed"}]},
+                       {"name": "target QMP", "events": [{"t_ms": 1142.6, "label": "FAILOVER_NEGOTIATED net1"},
+                                                         {"t_ms": 1146.9, "label": "RESUME"}]},
+                       {"name": "guest on source", "events": [{"t_ms": 117.9, "label": "netdev-removed eth2"}]},
+                       {"name": "guest on target", "events": [{"t_ms": 2015.7, "label": "netdev-added eth2"}]}],
+            "phases": [{"name": "before", "start_ms": -1000.0, "end_ms": 2.9},
+                       {"name": "wait-unplug", "start_ms": 2.9, "end_ms": 256.9},
+                       {"name": "migration", "start_ms": 256.9, "end_ms": 1146.9},
+                       {"name": "re-plug", "start_ms": 1146.9, "end_ms": 2699.0},
+                       {"name": "after", "start_ms": 2699.0, "end_ms": 3000.0}],
+            "windows": [{"track": "traffic", "start_ms": 25.4, "end_ms": 115.6, "label": "18 lost (seq 437-454)"},
+                        {"track": "traffic", "start_ms": 2135.2, "end_ms": 2635.3, "label": "100 lost (seq 859-958)"}]}
+
+
+def _series():
+    sent = [-1000.0 + 5.0 * index for index in range(801)]
+    rtt = [None if 25 <= s <= 115 or 2135 <= s <= 2635 else 2.0 + (index % 7) for index, s in enumerate(sent)]
+    return {"traffic": {"sent_ms": sent, "rtt_ms": rtt}}
+
+
+def _case(case_id, outcome, **extra):
+    case = {"id": case_id, "nodeid": f"cases/{case_id}.py::test_x", "rules": [RULE], "outcome": outcome,
+            "reason": None, "duration_s": 12.5, "started": "2026-11-22T04:44:10.000+00:00", "artifacts": {},
+            "metrics": {}, "steps": [{"t": 0.1, "text": "starting QEMU for mig-source"}]}
+    case.update(extra)
+    return case
+
+
+def make_run(root: Path, name: str = "20261122-044407-8c00e9", finished=True, cases=None, **header) -> Path:
+    run_dir = root / name
+    (run_dir / "lane-a" / "vms" / "mig-source").mkdir(parents=True)
+    (run_dir / "lane-a" / "vms" / "mig-source" / "qmp-mig-source.jsonl").write_text("{}\n")
+    if cases is None:
+        cases = [
+            _case("failover/migrate/out-and-in/unplug-migrate-replug/acpi", "passed", lane="lane-a",
+                  artifacts={"qmp-mig-source": "lane-a/vms/mig-source/qmp-mig-source.jsonl",
+                             "traffic.json": "lane-a/cases/gone/traffic.json"},
+                  metrics={"unplug_latency": {"value": 0.115, "unit": "s"},
+                           "replug_latency": {"value": 1.552, "unit": "s"},
+                           "qemu_downtime": {"value": 107, "unit": "ms"},
+                           "traffic_lost": {"value": 118, "unit": ""},
+                           "longest_loss_window": {"value": 500.1, "unit": "ms"}},
+                  timeline=_timeline(), series=_series()),
+            _case("failover/removal/replacement-primary-after-device-del", "failed",
+                  reason="AssertionError: the host refused a new primary <hostdev1> & more",
+                  details="Traceback ...\nE   AssertionError: refused\n",
+                  known_finding="QEMU 10.0: after device_del the standby still names the old primary",
+                  violations=[{"vm": "hp-replace", "rule": "FO-NEG-02", "observed": "not shown by query-pci",
+                               "expected": "hostdev1 visible in query-pci", "at_end_of_trace": True,
+                               "entry": {"kind": "hot-plug", "t_ms": 6664.4}}],
+                  log_tails={"serial-hp-replace": "[    6.1] e1000e: probe failed\n"}),
+            _case("livetap/handoff/zero-loss", "skipped", reason="QEMU lacks backend-transfer"),
+        ]
+    results = {"schema": "vnetct-results/1", "run_id": name, "profile": "qemu",
+               "command": "./vnetct run -k 'config and not igb'", "sut": SUT, "lanes": ["lane-a"],
+               "started": "2026-11-22T04:44:07.120+00:00",
+               "finished": "2026-11-22T04:46:13.620+00:00" if finished else None,
+               "interrupted": False, "run_problems": [], "cases": cases, **header}
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    return run_dir
+
+
+class _Page(HTMLParser):
+    """Tags with their attributes, and the text, of a rendered report."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.tags = []
+        self.text = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+    def all(self, tag, css_class=None):
+        return [attrs for name, attrs in self.tags
+                if name == tag and (css_class is None or css_class in (attrs.get("class") or "").split())]
+
+
+def test_report_shows_summary_sut_cases_and_pictures(tmp_path):
+    run_dir = make_run(tmp_path)
+    path = write_report(run_dir)
+    assert path == run_dir / "report.html"
+    html = path.read_text()
+    page = _Page(html)
+    text = " ".join(page.text)
+    for expected in ("failed", "10.0.2 (Debian 1:10.0.2+ds-2)", "tcg (cpu max)", "q35", "6.12.117+deb12-amd64",
+                     "./vnetct run -k 'config and not igb'", "FO-MIG-SRC-01", RULE["sentence"],
+                     "QEMU 10.0: after device_del the standby still names the old primary",
+                     "QEMU lacks backend-transfer", "2 min 6 s"):
+        assert expected in text, expected
+    # The timeline: a row per track plus the traffic loss row, one mark per event, one bar per loss window.
+    assert len(page.all("svg", "timeline")) == 1
+    assert len(page.all("g", "mark")) == 8
+    assert len(page.all("g", "loss")) == 2
+    assert len(page.all("rect", "phase")) >= 5
+    # The traffic chart: the RTT line and the loss bins.
+    assert len(page.all("svg", "series")) == 1
+    assert page.all("path", "rtt")[0]["d"].count("M") == 3  # interrupted by the two loss windows
+    assert page.all("rect", "lost")
+    # The violation from the trace checker and the log tail of the failed case.
+    assert "hostdev1 visible in query-pci" in text and "e1000e: probe failed" in text
+
+
+def test_report_is_self_contained_with_relative_artifact_links(tmp_path):
+    run_dir = make_run(tmp_path)
+    html = write_report(run_dir).read_text()
+    page = _Page(html)
+    assert not page.all("link") and not [a for a in page.all("script") if "src" in a] and not page.all("img")
+    hrefs = [attrs["href"] for attrs in page.all("a")]
+    assert not [h for h in hrefs if "://" in h or h.startswith("/")], "links must be relative"
+    artifact = "lane-a/vms/mig-source/qmp-mig-source.jsonl"
+    assert artifact in hrefs and (run_dir / unquote(artifact)).is_file()
+    assert "results.json" in hrefs
+    assert "missing: lane-a/cases/gone/traffic.json" in " ".join(page.text)
+    # Written elsewhere, the links still lead into the run directory.
+    elsewhere = tmp_path / "reports" / "r.html"
+    elsewhere.parent.mkdir()
+    write_report(run_dir, output=elsewhere)
+    assert f"../{run_dir.name}/{artifact}" in [a["href"] for a in _Page(elsewhere.read_text()).all("a")]
+
+
+def test_text_from_results_is_escaped(tmp_path):
+    html = write_report(make_run(tmp_path)).read_text()
+    assert "<hostdev1>" not in html and "&lt;hostdev1&gt; &amp; more" in html
+
+
+def test_an_older_or_unfinished_run_without_pictures_still_reports(tmp_path):
+    run_dir = make_run(tmp_path, finished=False, sut={}, cases=[
+        {"id": "failover/config/primary-without-id", "nodeid": "n", "rules": [], "outcome": "passed",
+         "reason": None, "duration_s": 0.4, "started": "t", "artifacts": {}, "metrics": {}, "steps": []}])
+    page = _Page(write_report(run_dir).read_text())
+    assert "incomplete" in " ".join(page.text)
+    assert not page.all("svg", "timeline") and not page.all("svg", "series")
+
+
+def test_a_malformed_timeline_is_a_record_problem_not_a_crash(tmp_path):
+    run_dir = make_run(tmp_path, cases=[_case("a/b/c", "passed", timeline={"tracks": [{"name": "x", "events": [
+        {"label": "no time"}]}], "phases": [], "windows": []})])
+    text = " ".join(_Page(write_report(run_dir).read_text()).text)
+    assert "could not draw this case's timeline" in text
+
+
+def test_certification_checks_figures_against_thresholds(tmp_path):
+    run_dir = make_run(tmp_path)
+    page = _Page(write_report(run_dir).read_text())
+    assert [b for b in page.all("span", "badge") if "within" in b["class"]]
+    assert not [b for b in page.all("span", "badge") if "exceeded" in b["class"]]
+    strict = tmp_path / "strict.json"
+    strict.write_text(json.dumps({"downtime": 50, "unplug_latency": 0.1}))
+    html = render(run_dir, thresholds=strict)
+    assert html.count('class="badge exceeded">exceeded<') == 2  # the two figures' verdicts
+    assert "sha256:" in html and "strict.json" in html
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"downtime_ms": 5}))
+    with pytest.raises(ThresholdError, match="unknown figure 'downtime_ms'"):
+        render(run_dir, thresholds=bad)
+
+
+def test_several_runs_are_compared(tmp_path):
+    newer = make_run(tmp_path, "20261122-050000-aaaaaa")
+    older = make_run(tmp_path, "20261121-050000-bbbbbb", cases=[
+        _case("failover/migrate/out-and-in/unplug-migrate-replug/acpi", "failed",
+              metrics={"qemu_downtime": {"value": 0.2, "unit": "s"}})])
+    page = _Page(write_report(newer, [older]).read_text())
+    text = " ".join(page.text)
+    assert "Comparison of 2 runs" in text and "20261121-050000-bbbbbb" in text
+    assert page.all("tr", "changed"), "a case whose outcome changed is marked"
+    assert "200 ms" in text  # the older run's downtime, converted from s to the figure's unit
+
+
+def test_vnetct_report_command(tmp_path, capsys):
+    run_dir = make_run(tmp_path)
+    assert cli.main(["report", str(run_dir)]) == 0
+    assert (run_dir / "report.html").is_file() and "report.html" in capsys.readouterr().out
+    assert cli.main(["report", str(tmp_path / "nowhere")]) == cli.EXIT_USAGE
+    assert "cannot read" in capsys.readouterr().err
+    with pytest.raises(ResultsError):
+        write_report(tmp_path / "nowhere")
+
+
+# --- a real browser ----------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
+                                                             "(./vnetct test installs it)")
+
+
+def _chromium(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / "chromium-profile"
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           "--no-first-run", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+                           *args, url], capture_output=True, text=True, timeout=60, check=False)
+
+
+def _console_lines(stderr: str):
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
+
+
+@needs_chromium
+def test_chromium_catches_a_broken_page(tmp_path):
+    """The browser check below is only worth something if it sees errors."""
+    page = tmp_path / "broken.html"
+    page.write_text("<!DOCTYPE html><html><body><script>undefined_function();</script></body></html>")
+    result = _chromium(tmp_path, page.as_uri(), "--dump-dom")
+    assert any("undefined_function" in line for line in _console_lines(result.stderr)), result.stderr[-2000:]
+
+
+@needs_chromium
+def test_report_in_headless_chromium(tmp_path):
+    run_dir = make_run(tmp_path)
+    report = write_report(run_dir)
+    loaded = _chromium(tmp_path, report.as_uri(), "--dump-dom")
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert _console_lines(loaded.stderr) == [], "console messages while loading the report"
+    dom = loaded.stdout
+    root = dom[dom.index("<html"):dom.index(">", dom.index("<html"))]
+    assert 'data-rendered="1"' in root, "the report's script ran and found one timeline"
+    assert "data-errors" not in root, root
+    assert dom.count('<g class="mark">') == 8 and '<svg class="series"' in dom
+    screenshot = tmp_path / "report.png"
+    shot = _chromium(tmp_path, report.as_uri(), f"--screenshot={screenshot}", "--window-size=1280,2200")
+    assert shot.returncode == 0 and screenshot.stat().st_size > 20_000, shot.stderr[-2000:]
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    kept = paths.OUT / "report-test"
+    kept.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(screenshot, kept / "report.png")
+    shutil.copyfile(report, kept / "report.html")
