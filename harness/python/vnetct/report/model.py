@@ -136,9 +136,12 @@ def case_view(case: dict, run_dir: Path, output_dir: Path) -> dict:
     for name, relative in (case.get("artifacts") or {}).items():
         artifacts.append({"name": name, "path": relative, "href": _href(run_dir, relative, output_dir),
                           "exists": (run_dir / relative).exists()})
-    metrics = [{"name": name, "value": _number(m.get("value") if isinstance(m, dict) else m),
-                "unit": m.get("unit", "") if isinstance(m, dict) else ""}
-               for name, m in (case.get("metrics") or {}).items()]
+    metrics = []
+    for name, measured in (case.get("metrics") or {}).items():
+        value = measured.get("value") if isinstance(measured, dict) else measured
+        metrics.append({"name": name, "value": _number(value), "unit": (measured.get("unit", "")
+                                                                        if isinstance(measured, dict) else ""),
+                        "numeric": isinstance(value, (int, float)) and not isinstance(value, bool)})
     details = case.get("details") or ""
     timeline = case.get("timeline") if isinstance(case.get("timeline"), dict) else None
     series = case.get("series") if isinstance(case.get("series"), dict) else None

@@ -14,5 +14,7 @@ document.addEventListener("DOMContentLoaded", function () {
       buttons.forEach(function (other) { other.classList.toggle("on", other === button); });
     });
   });
+  // Tracebacks and log tails end with what matters: show their last lines.
+  document.querySelectorAll("pre.tail").forEach(function (pre) { pre.scrollTop = pre.scrollHeight; });
   document.documentElement.dataset.rendered = String(document.querySelectorAll("svg.timeline").length);
 });
