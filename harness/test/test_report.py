@@ -204,7 +204,7 @@ def test_vnetct_report_command(tmp_path, capsys):
     assert cli.main(["report", str(run_dir)]) == 0
     assert (run_dir / "report.html").is_file() and "report.html" in capsys.readouterr().out
     assert cli.main(["report", str(tmp_path / "nowhere")]) == cli.EXIT_USAGE
-    assert "cannot read" in capsys.readouterr().err
+    assert "no such file" in capsys.readouterr().err
     with pytest.raises(ResultsError):
         write_report(tmp_path / "nowhere")
 
@@ -256,3 +256,14 @@ def test_report_in_headless_chromium(tmp_path):
     kept.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(screenshot, kept / "report.png")
     shutil.copyfile(report, kept / "report.html")
+
+
+def test_the_run_writes_its_report_but_a_report_problem_never_fails_it(tmp_path, capsys):
+    run_dir = make_run(tmp_path)
+    assert cli._write_report(run_dir) == run_dir / "report.html"
+    assert cli._write_report(tmp_path / "empty") is None  # no results.json: nothing to report on
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "results.json").write_text("{ not json")
+    assert cli._write_report(broken) is None
+    assert "could not write report.html" in capsys.readouterr().err

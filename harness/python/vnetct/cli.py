@@ -273,6 +273,12 @@ def _write_report(run_dir: Path) -> Optional[Path]:
 
 
 def command_report(args) -> int:
+    try:
+        import jinja2  # noqa: F401  # Debian: python3-jinja2
+    except ImportError:
+        print("vnetct report: python3-jinja2 is missing: ./vnetct setup installs it "
+              "(or apt-get install python3-jinja2)", file=sys.stderr)
+        return EXIT_SETUP
     from .report import ResultsError, ThresholdError, write_report
 
     dirs = args.results_dirs or [paths.OUT / "latest"]

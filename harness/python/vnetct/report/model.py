@@ -39,6 +39,8 @@ class Run:
 def load_run(run_dir: Path) -> Run:
     run_dir = Path(run_dir)
     path = run_dir / "results.json" if run_dir.is_dir() else run_dir
+    if not path.exists():
+        raise ResultsError(f"{path}: no such file (give a run directory holding results.json)")
     try:
         results = json.loads(path.read_text())
     except OSError as error:
