@@ -8,11 +8,13 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <span>
 #include <string>
 
 #include "vnetct/host_agent/process.hpp"
 #include "vnetct/host_agent/qemu_command.hpp"
 #include "vnetct/host_agent/topology.hpp"
+#include "vnetct/livetap/rules.hpp"
 #include "vnetct/reference_impl/rules.hpp"
 #include "json_bridge.hpp"
 #include "qmp_bindings.hpp"
@@ -92,9 +94,9 @@ PYBIND11_MODULE(vnetct_native, module) {
     register_errors(module);
 
     // --- rules (reference_impl) -------------------------------------------
-    module.def("failover_rules", [] {
+    const auto rule_list = [](std::span<const vnetct::reference_impl::Rule> table) {
         py::list rules;
-        for (const auto& rule : vnetct::reference_impl::failover_rules()) {
+        for (const auto& rule : table) {
             py::dict entry;
             entry["id"] = std::string(rule.id);
             entry["area"] = std::string(rule.area);
@@ -102,7 +104,9 @@ PYBIND11_MODULE(vnetct_native, module) {
             rules.append(entry);
         }
         return rules;
-    });
+    };
+    module.def("failover_rules", [rule_list] { return rule_list(vnetct::reference_impl::failover_rules()); });
+    module.def("livetap_rules", [rule_list] { return rule_list(vnetct::livetap::livetap_rules()); });
 
     // --- argv building ------------------------------------------------------
     module.def("escape_option_value", &escape_option_value);

@@ -6,6 +6,7 @@ has one owner that always reaps it."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -73,10 +74,12 @@ class Accelerator:
 
 
 def build_argv(spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets: Path, artifacts: Path,
-               taps: List[str], incoming: Optional[str] = None) -> List[str]:
+               taps: List[str], incoming: Optional[str] = None, tap_fds: bool = False) -> List[str]:
     """The QEMU command line for `spec`. Every property list goes through the
     native argv builder, which escapes commas. `incoming`: a migration target
-    listening on that URI (it runs, without -S, once the state has arrived)."""
+    listening on that URI (it runs, without -S, once the state has arrived).
+    `tap_fds`: the TAPs come as open fds 3, 4, ... (`-netdev tap,fd=N`), in
+    NIC order, instead of being opened by name."""
     option = vnetct_native.option_list
     argv = [qemu, "-name", spec.name, *([] if incoming else ["-S"]), "-no-user-config", "-nodefaults",
             "-display", "none",
@@ -106,8 +109,10 @@ def build_argv(spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets
             continue
         netdev = f"hn{index}"
         if nic.tap:
-            argv += ["-netdev", option("tap", [("id", netdev), ("ifname", taps[tap_index]), ("script", "no"),
-                                               ("downscript", "no"), ("vnet_hdr", "on")])]
+            # With fd= QEMU takes the queue as it is (it reads IFF_VNET_HDR from it): no vnet_hdr option.
+            source = [("fd", str(3 + tap_index))] if tap_fds else [("ifname", taps[tap_index]), ("script", "no"),
+                                                                   ("downscript", "no"), ("vnet_hdr", "on")]
+            argv += ["-netdev", option("tap", [("id", netdev), *source])]
             tap_index += 1
         else:
             argv += ["-netdev", option("hubport", [("id", netdev), ("hubid", str(index))])]
@@ -146,7 +151,8 @@ class Vm(TraceLog):
     cancel_unplug_timeout_ms = 30_000
 
     def __init__(self, spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets: Path, artifacts: Path,
-                 netns: str = "", taps: Optional[List[str]] = None, on_step=None, incoming: bool = False):
+                 netns: str = "", taps: Optional[List[str]] = None, on_step=None, incoming: bool = False,
+                 tap_fds: Optional[List[int]] = None):
         self.init_trace()
         self.spec = spec
         self.name = spec.name
@@ -168,8 +174,10 @@ class Vm(TraceLog):
         self.migration_uri = f"unix:{sockets / 'migrate.sock'}"
         sockets.mkdir(parents=True, exist_ok=True)
         artifacts.mkdir(parents=True, exist_ok=True)
+        # Open TAP queues handed to QEMU (`fd=`): this Vm owns these copies and closes them at stop.
+        self.tap_fds: List[int] = list(tap_fds or [])
         self.argv = build_argv(spec, qemu, accel, image, sockets, artifacts, self.taps,
-                               incoming="defer" if incoming else None)
+                               incoming="defer" if incoming else None, tap_fds=bool(self.tap_fds))
 
     # -- artifacts ---------------------------------------------------------
     @property
@@ -218,7 +226,8 @@ class Vm(TraceLog):
         self.step(f"starting QEMU for {self.name}" + (" (migration target)" if self.incoming else ""))
         self.started_at = time.monotonic()
         self.record("start")
-        self.process = vnetct_native.Process.spawn(self.argv, "/dev/null", str(self.stderr_log), self.netns)
+        self.process = vnetct_native.Process.spawn(self.argv, "/dev/null", str(self.stderr_log), self.netns,
+                                                   self.tap_fds)
         deadline = time.monotonic() + timeout
         while self.qmp is None:
             self._raise_if_exited("before QMP answered")
@@ -288,7 +297,11 @@ class Vm(TraceLog):
         return self.hello
 
     def stop(self) -> Optional[str]:
-        """Quit QEMU (QMP quit, then SIGTERM/SIGKILL to its group); always reaps."""
+        """Quit QEMU (QMP quit, then SIGTERM/SIGKILL to its group); always reaps.
+        Closes the harness's copies of the TAP queues handed to it."""
+        for fd in self.tap_fds:
+            os.close(fd)
+        self.tap_fds = []
         if self.process is None:
             return None
         if self.qmp is not None and self.process.poll() is None:

@@ -77,7 +77,7 @@ class VmFactory:
         return topology
 
     def vm(self, spec: VmSpec, start: bool = True, incoming: bool = False, wire=None,
-           taps: Optional[List[str]] = None) -> Vm:
+           taps: Optional[List[str]] = None, tap_fds: Optional[List[int]] = None) -> Vm:
         """A VM on a wire of its own, or on `wire` with the given `taps`.
         `incoming`: a migration target waiting for the source's state."""
         if self.run.profile == "reference":
@@ -96,20 +96,29 @@ class VmFactory:
         sockets = self.run.socket_root / f"{spec.name}-{self._next()}"
         vm = Vm(spec, self.run.qemu, self.run.accelerator, self.run.image, sockets, self.artifacts / spec.name,
                 netns=wire.netns if wire else "", taps=taps or [],
-                on_step=lambda text: self.run.step(text), incoming=incoming)
+                on_step=lambda text: self.run.step(text), incoming=incoming, tap_fds=tap_fds)
         vm.wire = wire
         self._owned.vms.append(vm)
         if start:
             vm.start()
         return vm
 
-    def migration_source(self, spec: VmSpec, timeout: float = 120.0) -> Vm:
+    def migration_source(self, spec: VmSpec, timeout: float = 120.0, hand_over_taps: bool = False) -> Vm:
         """A booted VM whose wire has room for its migration target (two TAPs
         per NIC: the source keeps its TAPs open while the target opens its own);
-        start_target() starts the target."""
+        start_target() starts the target. `hand_over_taps`: the harness opens
+        the TAP queues and gives them to QEMU as fds, and the target gets the
+        same queues (one TAP per NIC, shared by both processes)."""
         if self.run.profile == "reference":
             return self.vm_booted(spec, timeout)
         tap_count = sum(1 for nic in spec.nics if nic.tap)
+        if hand_over_taps:
+            wire = self.wire(tap_count)
+            fds = [vnetct_native.open_tap_in_netns(wire.netns, tap) for tap in wire.taps]
+            source = self.vm(spec, wire=wire, taps=wire.taps, tap_fds=fds)
+            source.spare_taps = []
+            source.wait_booted(timeout=timeout)
+            return source
         wire = self.wire(2 * tap_count)
         source = self.vm(spec, wire=wire, taps=wire.taps[:tap_count])
         source.spare_taps = wire.taps[tap_count:]
@@ -121,10 +130,14 @@ class VmFactory:
         Its TAPs are kept off the wire (link down) until connect_target_ports():
         a flooding wire would otherwise queue every frame for the guest in the
         target's TAPs while the target waits, and the target would replay that
-        stale backlog when it resumes."""
+        stale backlog when it resumes. A source that handed its TAPs over as
+        fds gives the target the same queues instead."""
         target_spec = dataclasses.replace(source.spec, name=name)
         if self.run.profile == "reference":
             return self.vm(target_spec, incoming=True)
+        if source.tap_fds:  # the same TAP queues as the source (migration_source(hand_over_taps=True))
+            return self.vm(target_spec, incoming=True, wire=source.wire, taps=source.taps,
+                           tap_fds=[os.dup(fd) for fd in source.tap_fds])
         set_ports(source.wire, source.spare_taps, up=False)
         return self.vm(target_spec, incoming=True, wire=source.wire, taps=source.spare_taps)
 
@@ -247,8 +260,9 @@ def set_ports(wire, taps: List[str], up: bool) -> None:
 
 def connect_target_ports(target: Vm) -> Optional[int]:
     """Puts a migration target's TAPs on the wire (call it at the target's
-    RESUME); returns the monotonic time it was done, None without a wire."""
-    if getattr(target, "wire", None) is None:
+    RESUME); returns the monotonic time it was done, None without a wire or
+    when the target shares the source's TAPs (already on it)."""
+    if getattr(target, "wire", None) is None or target.tap_fds:
         return None
     set_ports(target.wire, target.taps, up=True)
     return time.monotonic_ns()
