@@ -1,4 +1,4 @@
-// Any script error or failed resource load is recorded on <html data-errors>,
+// Any script error or failed resource load is recorded in the root element's data-errors attribute,
 // so a headless browser test can see it in the DOM as well as on the console.
 window.addEventListener("error", function (event) {
   var root = document.documentElement;
