@@ -135,7 +135,10 @@ def merge(run_dir: Path, lane_dirs: List[Path]) -> Optional[dict]:
     ordered = []
     for lane_dir, part in parts:
         if part.get("sut"):
-            merged.data["sut"] = part["sut"]
+            models = merged.data.get("sut", {}).get("nic_models", [])
+            merged.data["sut"] = dict(part["sut"])
+            merged.data["sut"]["nic_models"] = models + [m for m in part["sut"].get("nic_models", [])
+                                                         if m not in models]
         for index, case in enumerate(part.get("cases", [])):
             case = dict(case)
             case["artifacts"] = {name: f"{lane_dir.name}/{path}" for name, path in case["artifacts"].items()}

@@ -89,7 +89,11 @@ class CaseRecorder:
         return path
 
     def uses(self, *vms: Vm) -> None:
+        models = self._state.results.data.setdefault("sut", {}).setdefault("nic_models", [])
         for vm in vms:
+            for nic in vm.spec.nics:
+                if nic.driver not in models:
+                    models.append(nic.driver)
             for name, path in vm.artifact_paths().items():
                 self.artifact(name, path)
             if vm.boot_seconds is not None:
@@ -264,6 +268,22 @@ def _reason(report) -> str:
     return str(report.longrepr or "")[:2000]
 
 
+LOG_TAIL_LINES = 30
+
+
+def _log_tails(artifacts: Dict[str, Path]) -> Dict[str, str]:
+    """The last lines of each VM's console and QEMU stderr, for a failed case."""
+    tails = {}
+    for name, path in artifacts.items():
+        if name.startswith(("serial-", "qemu-")):
+            try:
+                lines = Path(path).read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            tails[name] = "\n".join(lines[-LOG_TAIL_LINES:])
+    return tails
+
+
 def _finish_case(phase: dict) -> None:
     item = phase["item"]
     outcome, reason, details = "passed", None, ""
@@ -295,6 +315,8 @@ def _finish_case(phase: dict) -> None:
                 finisher()
             except Exception as error:  # noqa: BLE001 - a summary must not change the outcome
                 recorder.extra.setdefault("record_problems", []).append(f"{type(error).__name__}: {error}")
+        if outcome in ("failed", "error"):
+            case["log_tails"] = _log_tails(recorder.artifacts)
         if details:
             (recorder.dir / "failure.txt").write_text(details)
             recorder.artifact("failure", recorder.dir / "failure.txt")

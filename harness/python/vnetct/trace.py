@@ -101,7 +101,10 @@ def assert_trace_conformant(case, vm) -> dict:
     case.save_json(f"verdict-{vm.name}.json", verdict)
     case.metric(f"trace_entries_{vm.name}", len(trace["entries"]))
     if verdict["violation"] is not None:
-        raise AssertionError(f"trace checker: {verdict['violation']['message']}")
+        violation = verdict["violation"]
+        if hasattr(case, "extra"):  # into results.json for the report
+            case.extra.setdefault("violations", []).append({"vm": vm.name, **violation})
+        raise AssertionError(f"trace checker: {violation['message']}")
     return verdict
 
 
