@@ -193,7 +193,10 @@ TraceEntry entry(const json& value, const std::string& path) {
     return parsed;
 }
 
-// An optional non-negative duration in milliseconds (rounded down), at the top level.
+constexpr double kMaxTimeoutMs = 365.0 * 24 * 3600 * 1000;
+
+// An optional non-negative duration in milliseconds (rounded down), at most a
+// year, at the top level.
 std::optional<Milliseconds> timeout_field(const json& object, const char* key) {
     const std::optional<double> timeout = number_field(object, "", key, false);
     if (!timeout) {
@@ -201,6 +204,9 @@ std::optional<Milliseconds> timeout_field(const json& object, const char* key) {
     }
     if (*timeout < 0) {
         reject(TraceErrc::WrongType, key, "negative");
+    }
+    if (*timeout > kMaxTimeoutMs) {  // beyond it the conversion to an integer count would overflow
+        reject(TraceErrc::WrongType, key, "larger than a year (" + std::to_string(static_cast<long long>(kMaxTimeoutMs)) + " ms)");
     }
     return Milliseconds{static_cast<long long>(std::floor(*timeout))};
 }

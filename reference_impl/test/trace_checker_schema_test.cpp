@@ -72,6 +72,18 @@ TEST_F(TraceCheckerSchema_test, NegativeOrNonNumericTimeout) {
                  "a field has the wrong JSON type: unplug_timeout_ms: negative");
 }
 
+TEST_F(TraceCheckerSchema_test, TimeoutOfMoreThanAYearIsRefusedNotOverflowed) {
+    json trace = minimal_trace(json::array());
+    trace["unplug_timeout_ms"] = 1e19;
+    expect_error(trace, TraceErrc::WrongType,
+                 "a field has the wrong JSON type: unplug_timeout_ms: larger than a year (31536000000 ms)");
+    trace = minimal_trace(json::array());
+    trace["cancel_unplug_timeout_ms"] = 31536000000.0;
+    auto parsed = parse_failover_trace(trace);
+    ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+    EXPECT_EQ(parsed->cancel_unplug_timeout, Milliseconds{31536000000LL});
+}
+
 TEST_F(TraceCheckerSchema_test, NotAnObject) {
     expect_error(json::array(), TraceErrc::WrongType,
                  "a field has the wrong JSON type: trace: expected an object, got array");
