@@ -1,12 +1,19 @@
 #include "vnetct/livetap/backend.hpp"
 
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <memory>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "vnetct/livetap/channel.hpp"
@@ -64,46 +71,217 @@ LivetapResult<UniqueFd> connect_to(const std::string& path) {
 
 std::string seq_text(const std::optional<std::uint32_t>& seq) { return seq ? std::to_string(*seq) : "-"; }
 
+std::int64_t monotonic_ns() {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
+
+std::string times(std::int64_t stopped_ns, std::int64_t resumed_ns, const char* resumed_name = "resumed_reading_ns") {
+    return " stopped_reading_ns=" + std::to_string(stopped_ns) + " " + resumed_name + "=" + std::to_string(resumed_ns);
+}
+
+std::optional<int> milliseconds_argument(const std::string& text) {
+    try {
+        std::size_t used = 0;
+        const int value = std::stoi(text, &used);
+        if (used == text.size() && value >= 0 && value <= 60000) {
+            return value;
+        }
+    } catch (const std::exception&) {
+    }
+    return std::nullopt;
+}
+
+// The queues a backend owns (opened as the source, or received as the
+// target) and the reader on them, with the counters of every reader that ran
+// on them before the current one.
+class ServedTap {
+  public:
+    ServedTap(GuestIdentity guest, std::optional<TapSpec> spec) : m_guest(guest), m_spec(std::move(spec)) {}
+
+    // Only the source opens (LT-XFER-03: a target has no spec).
+    LivetapResult<void> open() {
+        if (!m_spec) {
+            return fail(LivetapErrc::InvalidArgument, "a target never opens /dev/net/tun (LT-XFER-03)");
+        }
+        auto tap = open_tap(*m_spec);
+        if (!tap) {
+            return tl::unexpected(tap.error());
+        }
+        m_tap = std::move(*tap);
+        return start_reading();
+    }
+    LivetapResult<void> take(IncomingBackend incoming) {
+        m_tap = OpenedTap{std::move(incoming.queues), incoming.state};
+        return start_reading();
+    }
+    LivetapResult<void> start_reading() {
+        auto nic = GuestNic::start(raw_fds(m_tap.queues), m_tap.state.vnet_hdr_size, m_guest);
+        if (!nic) {
+            return tl::unexpected(nic.error());
+        }
+        m_nic = std::move(*nic);
+        return {};
+    }
+    // Not one read after this returns (LT-XFER-02); the time it returned.
+    std::int64_t stop_reading() {
+        if (m_nic) {
+            m_nic->stop();
+            m_before = merge(m_before, m_nic->counters());
+            m_nic.reset();
+        }
+        return monotonic_ns();
+    }
+    GuestNicCounters counters() const { return m_nic ? merge(m_before, m_nic->counters()) : m_before; }
+    OpenedTap& tap() { return m_tap; }
+
+    // TUNSETQUEUE on every queue: detach them all (the kernel purges what
+    // they hold), then attach them again.
+    LivetapResult<void> detach_and_attach() {
+        for (const char* step : {"detach", "attach"}) {
+            for (const auto& queue : m_tap.queues) {
+                ifreq request{};
+                request.ifr_flags = static_cast<short>(std::string(step) == "detach" ? IFF_DETACH_QUEUE : IFF_ATTACH_QUEUE);
+                if (ioctl(queue.get(), TUNSETQUEUE, &request) != 0) {
+                    return fail(LivetapErrc::Io, std::string("TUNSETQUEUE ") + step + ": " + std::strerror(errno));
+                }
+            }
+        }
+        return {};
+    }
+
+  private:
+    GuestIdentity m_guest;
+    std::optional<TapSpec> m_spec;
+    OpenedTap m_tap;
+    std::unique_ptr<GuestNic> m_nic;
+    GuestNicCounters m_before;
+};
+
+}  // namespace
+
+std::string describe(const GuestNicCounters& counters) {
+    std::string queues;
+    for (const auto frames : counters.frames_per_queue) {
+        queues += (queues.empty() ? "" : ",") + std::to_string(frames);
+    }
+    std::string streams;
+    for (const auto& [id, seen] : counters.streams) {
+        char text[96];
+        std::snprintf(text, sizeof text, "%s%016llx:%u-%u:%llu", streams.empty() ? "" : ";",
+                      static_cast<unsigned long long>(id), seen.first_seq, seen.last_seq,
+                      static_cast<unsigned long long>(seen.frames));
+        streams += text;
+    }
+    return "frames=" + std::to_string(counters.frames) + " echoed=" + std::to_string(counters.udp_echoed) +
+           " first_seq=" + seq_text(counters.first_stream_seq) + " last_seq=" + seq_text(counters.last_stream_seq) +
+           " arp=" + std::to_string(counters.arp_replies) + " write_errors=" + std::to_string(counters.write_errors) +
+           " queue_frames=" + (queues.empty() ? "-" : queues) + " streams=" + (streams.empty() ? "-" : streams);
+}
+
+GuestNicCounters merge(const GuestNicCounters& total, const GuestNicCounters& later) {
+    GuestNicCounters merged = total;
+    merged.frames += later.frames;
+    merged.udp_echoed += later.udp_echoed;
+    merged.arp_replies += later.arp_replies;
+    merged.write_errors += later.write_errors;
+    if (!merged.first_stream_seq) {
+        merged.first_stream_seq = later.first_stream_seq;
+    }
+    if (later.last_stream_seq) {
+        merged.last_stream_seq = later.last_stream_seq;
+    }
+    for (const auto& [id, seen] : later.streams) {
+        auto [entry, added] = merged.streams.try_emplace(id, seen);
+        if (!added) {
+            entry->second.last_seq = seen.last_seq;
+            entry->second.frames += seen.frames;
+        }
+    }
+    if (merged.frames_per_queue.size() < later.frames_per_queue.size()) {
+        merged.frames_per_queue.resize(later.frames_per_queue.size(), 0);
+    }
+    for (std::size_t queue = 0; queue < later.frames_per_queue.size(); ++queue) {
+        merged.frames_per_queue[queue] += later.frames_per_queue[queue];
+    }
+    return merged;
+}
+
+namespace {
+
+// The command loop of a backend that serves its queues (the source from the
+// start, a target once it took them): see backend.hpp. Returns the exit code.
+int serve_commands(ServedTap& side, int control_in, int control_out, const std::string& stopped_suffix) {
+    while (auto line = read_line(control_in)) {
+        const auto space = line->find(' ');
+        const std::string command = line->substr(0, space);
+        const std::string argument = space == std::string::npos ? "" : line->substr(space + 1);
+        if (command == "handoff" && !argument.empty()) {
+            const std::int64_t stopped_ns = side.stop_reading();  // LT-XFER-02: not one read after this
+            const auto fds = raw_fds(side.tap().queues);
+            auto channel = connect_to(argument);
+            LivetapResult<void> offered = channel ? offer_backend(channel->get(), side.tap().state, fds,
+                                                                  std::chrono::steady_clock::now() + kHandOffBound)
+                                                  : tl::unexpected(channel.error());
+            if (offered) {
+                const std::int64_t committed_ns = monotonic_ns();
+                side.tap().queues.clear();
+                say(control_out, "committed " + describe(side.counters()) + times(stopped_ns, committed_ns, "committed_ns"));
+                return 0;
+            }
+            // LT-XFER-04: the queues are still ours; serve them again.
+            if (auto resumed = side.start_reading(); !resumed) {
+                say(control_out, "failed " + resumed.error().message());
+                return 1;
+            }
+            say(control_out, "resumed " + offered.error().message());
+        } else if ((command == "pause" || command == "detach") && milliseconds_argument(argument)) {
+            const std::int64_t stopped_ns = side.stop_reading();
+            std::this_thread::sleep_for(std::chrono::milliseconds(*milliseconds_argument(argument)));
+            auto detached = command == "detach" ? side.detach_and_attach() : LivetapResult<void>{};
+            if (auto resumed = side.start_reading(); !resumed) {
+                say(control_out, "failed " + resumed.error().message());
+                return 1;
+            }
+            const std::int64_t resumed_ns = monotonic_ns();
+            if (!detached) {
+                say(control_out, "error " + detached.error().message());
+            } else if (command == "detach") {
+                say(control_out, "reattached queues=" + std::to_string(side.tap().queues.size()) + times(stopped_ns, resumed_ns));
+            } else {
+                say(control_out, "unpaused" + times(stopped_ns, resumed_ns));
+            }
+        } else if (command == "reopen" && (argument.empty() || milliseconds_argument(argument))) {
+            const std::int64_t stopped_ns = side.stop_reading();
+            std::this_thread::sleep_for(std::chrono::milliseconds(milliseconds_argument(argument).value_or(0)));
+            side.tap().queues.clear();  // the close: queued frames are purged, uncounted
+            if (auto opened = side.open(); !opened) {
+                say(control_out, "failed " + opened.error().message());
+                return 1;
+            }
+            say(control_out, "reopened " + describe(side.tap().state) + times(stopped_ns, monotonic_ns()));
+        } else if (command == "counters" && argument.empty()) {
+            say(control_out, "counters " + describe(side.counters()));
+        } else {
+            say(control_out, "error unknown command '" + *line + "'");
+        }
+    }
+    side.stop_reading();
+    say(control_out, "stopped " + describe(side.counters()) + stopped_suffix);
+    return 0;
+}
+
 }  // namespace
 
 int run_source(const SourceOptions& options, int control_in, int control_out) {
-    auto tap = open_tap(options.tap);
-    if (!tap) {
-        say(control_out, "failed " + tap.error().message());
+    ServedTap side(options.guest, options.tap);
+    if (auto opened = side.open(); !opened) {
+        say(control_out, "failed " + opened.error().message());
         return 1;
     }
-    const auto fds = raw_fds(tap->queues);
-    auto nic = GuestNic::start(fds, tap->state.vnet_hdr_size, options.guest);
-    if (!nic) {
-        say(control_out, "failed " + nic.error().message());
-        return 1;
-    }
-    say(control_out, "ready " + describe(tap->state));
-    while (auto line = read_line(control_in)) {
-        const std::string command = "handoff ";
-        if (line->rfind(command, 0) != 0) {
-            say(control_out, "unknown command '" + *line + "'");
-            continue;
-        }
-        (*nic)->stop();  // LT-XFER-02: not one read after this
-        auto channel = connect_to(line->substr(command.size()));
-        LivetapResult<void> offered = channel ? offer_backend(channel->get(), tap->state, fds,
-                                                              std::chrono::steady_clock::now() + kHandOffBound)
-                                              : tl::unexpected(channel.error());
-        if (offered) {
-            tap->queues.clear();
-            say(control_out, "committed");
-            return 0;
-        }
-        // LT-XFER-04: the queues are still ours; serve them again.
-        nic = GuestNic::start(fds, tap->state.vnet_hdr_size, options.guest);
-        if (!nic) {
-            say(control_out, "failed " + nic.error().message());
-            return 1;
-        }
-        say(control_out, "resumed " + offered.error().message());
-    }
-    return 0;
+    say(control_out, "ready " + describe(side.tap().state));
+    return serve_commands(side, control_in, control_out, "");
 }
 
 int run_target(const TargetOptions& options, int control_in, int control_out) {
@@ -127,31 +305,41 @@ int run_target(const TargetOptions& options, int control_in, int control_out) {
         say(control_out, std::string("failed accept: ") + std::strerror(errno));
         return 1;
     }
-    auto incoming = receive_backend(channel.get(), std::chrono::steady_clock::now() + kHandOffBound);
+    auto incoming = receive_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound);
     if (!incoming) {
         say(control_out, "failed " + incoming.error().message());
         return 1;
     }
-    auto nic = GuestNic::start(raw_fds(incoming->queues), incoming->state.vnet_hdr_size, options.guest);
-    if (!nic) {
-        say(control_out, "failed " + nic.error().message());
+    if (options.hold_offer_ms > 0) {
+        say(control_out, "offered " + describe(incoming->state));
+        std::this_thread::sleep_for(std::chrono::milliseconds(options.hold_offer_ms));
+    }
+    if (auto accepted = accept_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound); !accepted) {
+        say(control_out, "failed " + accepted.error().message());
         return 1;
     }
-    say(control_out, "serving " + describe(incoming->state));
-    while (read_line(control_in)) {
+    if (options.serve_delay_ms > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(options.serve_delay_ms));
     }
-    (*nic)->stop();
-    const auto counters = (*nic)->counters();
-    say(control_out, "stopped frames=" + std::to_string(counters.frames) + " echoed=" +
-                         std::to_string(counters.udp_echoed) + " first_seq=" + seq_text(counters.first_stream_seq));
-    return 0;
+    const std::string state = describe(incoming->state);
+    ServedTap side(options.guest, std::nullopt);
+    if (auto served = side.take(std::move(*incoming)); !served) {
+        say(control_out, "failed " + served.error().message());
+        return 1;
+    }
+    const std::int64_t serving_ns = monotonic_ns();
+    say(control_out, "serving " + state + " serving_ns=" + std::to_string(serving_ns));
+    // It serves as the source did, and may hand the queues on in turn.
+    return serve_commands(side, control_in, control_out, " serving_ns=" + std::to_string(serving_ns));
 }
 
 int backend_main(int argc, char** argv) {
     const std::vector<std::string> args(argv, argv + argc);
     auto usage = [] {
-        say(2, "usage: livetap_backend source --netns NS --tap NAME [--queues N] [--vnet-hdr-size 10|12] "
-               "[--offloads BITS]\n       livetap_backend target --listen PATH");
+        say(2, "usage: livetap_backend source --netns NS --tap NAME [--queues N] [--multi-queue 0|1] "
+               "[--vnet-hdr-size 10|12] [--offloads BITS] [--sndbuf BYTES] [--label TEXT]\n"
+               "       livetap_backend target --listen PATH [--hold-offer-ms MS] [--serve-delay-ms MS] "
+               "[--label TEXT]");
         return 2;
     };
     if (args.empty() || args.size() % 2 == 0) {
@@ -173,8 +361,18 @@ int backend_main(int argc, char** argv) {
                 source.tap.vnet_hdr_size = std::stoi(value);
             } else if (key == "--offloads") {
                 source.tap.offloads = static_cast<std::uint32_t>(std::stoul(value, nullptr, 0));
+            } else if (key == "--sndbuf") {
+                source.tap.sndbuf = std::stoi(value);
+            } else if (key == "--multi-queue") {
+                source.tap.multi_queue = std::stoi(value) != 0;
             } else if (key == "--listen") {
                 target.listen_path = value;
+            } else if (key == "--hold-offer-ms") {
+                target.hold_offer_ms = std::stoi(value);
+            } else if (key == "--serve-delay-ms") {
+                target.serve_delay_ms = std::stoi(value);
+            } else if (key == "--label") {
+                // a tag for whoever looks for the process by its command line
             } else {
                 return usage();
             }

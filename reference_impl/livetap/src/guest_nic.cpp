@@ -1,5 +1,6 @@
 #include "vnetct/livetap/guest_nic.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@ constexpr std::uint16_t kEtherTypeIpv4 = 0x0800;
 constexpr std::uint16_t kEtherTypeArp = 0x0806;
 constexpr std::uint8_t kProtocolUdp = 17;
 constexpr std::uint32_t kStreamMagic = 0x564e4354;  // host_agent's stream_magic, "VNCT"
+constexpr int kBatch = 64;  // frames read per queue and wake-up
 
 std::uint16_t be16(std::span<const std::uint8_t> bytes, std::size_t at) {
     return static_cast<std::uint16_t>(bytes[at] << 8 | bytes[at + 1]);
@@ -120,12 +122,18 @@ std::optional<std::vector<std::uint8_t>> guest_reply(std::span<const std::uint8_
     return reply;
 }
 
-std::optional<std::uint32_t> stream_seq(std::span<const std::uint8_t> frame) {
+std::optional<StreamDatagram> stream_datagram(std::span<const std::uint8_t> frame) {
     const auto udp = udp_offset(frame, std::nullopt);
     if (!udp || frame.size() < *udp + 8 + 16 || be32(frame, *udp + 8) != kStreamMagic) {
         return std::nullopt;
     }
-    return be32(frame, *udp + 8 + 12);
+    const std::uint64_t id = static_cast<std::uint64_t>(be32(frame, *udp + 8 + 4)) << 32 | be32(frame, *udp + 8 + 8);
+    return StreamDatagram{id, be32(frame, *udp + 8 + 12)};
+}
+
+std::optional<std::uint32_t> stream_seq(std::span<const std::uint8_t> frame) {
+    const auto datagram = stream_datagram(frame);
+    return datagram ? std::optional(datagram->seq) : std::nullopt;
 }
 
 struct GuestNic::Shared {
@@ -154,7 +162,9 @@ GuestNic::GuestNic(std::vector<int> fds, int vnet_hdr_size, GuestIdentity identi
       m_vnet_hdr_size(vnet_hdr_size),
       m_identity(identity),
       m_wake(std::move(wake)),
-      m_shared(std::make_unique<Shared>()) {}
+      m_shared(std::make_unique<Shared>()) {
+    m_shared->counters.frames_per_queue.assign(m_fds.size(), 0);
+}
 
 GuestNic::~GuestNic() { stop(); }
 
@@ -174,6 +184,12 @@ GuestNicCounters GuestNic::counters() const {
 void GuestNic::run() {
     std::vector<pollfd> entries;
     for (int fd : m_fds) {
+        // A file status flag of the open queue (shared with every holder of
+        // it), not a setting of the device: the reader drains without blocking.
+        const int flags = fcntl(fd, F_GETFL);
+        if (flags >= 0 && (flags & O_NONBLOCK) == 0) {
+            (void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+        }
         entries.push_back({fd, POLLIN, 0});
     }
     entries.push_back({m_wake.get(), POLLIN, 0});
@@ -193,13 +209,18 @@ void GuestNic::run() {
             if ((entries[queue].revents & POLLIN) == 0) {
                 continue;
             }
-            // Only this thread reads the queue, and poll said it holds a frame.
+          // Drain up to a batch per wake-up (the queues are non-blocking): one
+          // poll per batch, not per frame. The stop check above comes first.
+          for (int batch = 0; batch < kBatch; ++batch) {
             const ssize_t size = read(m_fds[queue], buffer.data(), buffer.size());
+            if (size < 0) {
+                break;  // EAGAIN: drained (or an error poll will report again)
+            }
             if (size < static_cast<ssize_t>(header)) {
                 continue;
             }
             const auto frame = std::span<const std::uint8_t>(buffer).subspan(header, static_cast<std::size_t>(size) - header);
-            const auto seq = stream_seq(frame);
+            const auto datagram = stream_datagram(frame);
             auto reply = guest_reply(frame, m_identity);
             bool written = false;
             if (reply) {
@@ -209,11 +230,16 @@ void GuestNic::run() {
             std::lock_guard lock(m_shared->mutex);
             auto& counters = m_shared->counters;
             ++counters.frames;
-            if (seq) {
+            ++counters.frames_per_queue[queue];
+            if (datagram) {
                 if (!counters.first_stream_seq) {
-                    counters.first_stream_seq = seq;
+                    counters.first_stream_seq = datagram->seq;
                 }
-                counters.last_stream_seq = seq;
+                counters.last_stream_seq = datagram->seq;
+                auto [seen, added] = counters.streams.try_emplace(datagram->stream_id,
+                                                                  StreamSeen{datagram->seq, datagram->seq, 0});
+                seen->second.last_seq = datagram->seq;
+                ++seen->second.frames;
             }
             if (reply && !written) {
                 ++counters.write_errors;
@@ -222,6 +248,7 @@ void GuestNic::run() {
             } else if (reply) {
                 ++counters.udp_echoed;
             }
+          }
         }
     }
 }

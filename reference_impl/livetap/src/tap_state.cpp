@@ -292,7 +292,7 @@ LivetapResult<OpenedTap> open_tap(const TapSpec& spec) {
             ifreq request{};
             std::strncpy(request.ifr_name, spec.name.c_str(), IFNAMSIZ - 1);
             request.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | (spec.vnet_hdr ? IFF_VNET_HDR : 0) |
-                                                   (spec.queues > 1 ? IFF_MULTI_QUEUE : 0));
+                                                   (spec.queues > 1 || spec.multi_queue ? IFF_MULTI_QUEUE : 0));
             if (ioctl(fd.get(), TUNSETIFF, &request) != 0) {
                 opened = fail(LivetapErrc::Io, errno_text("TUNSETIFF " + spec.name));
                 return;

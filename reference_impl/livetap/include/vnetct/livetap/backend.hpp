@@ -3,18 +3,45 @@
 // a control fd (stdin) and reports by lines on another (stdout):
 //
 //   source: opens and configures the TAP (the only side that ever opens
-//           /dev/net/tun), serves it as a guest NIC, and on
-//             "handoff <unix socket path>"
-//           stops reading, connects, offers every queue with the state.
-//           Reports "ready <state>", then "committed" (and returns 0) or
-//           "resumed <error>" (it serves again and waits for the next line).
+//           /dev/net/tun), serves it as a guest NIC. Reports "ready <state>",
+//           then answers one line per command:
+//             "handoff <unix socket path>": stops reading, connects, offers
+//               every queue with the state. "committed <counters>
+//               stopped_reading_ns=<t> committed_ns=<t>" (and returns 0) or
+//               "resumed <error>" (it serves again and waits for the next line).
+//           The negative controls (each breaks LT-DATA-01 on purpose, so that
+//           a harness can prove it sees the loss):
+//             "pause <ms>": stops reading for <ms>, then serves again
+//               (a blackout; beyond txqueuelen frames the TAP drops):
+//               "unpaused stopped_reading_ns=<t> resumed_reading_ns=<t>".
+//             "reopen [<ms>]" (the source only): stops reading for <ms>
+//               (0 if not given), closes every queue and opens the TAP again
+//               as at the start (a non-persistent TAP is destroyed and
+//               created anew):
+//               "reopened <state> stopped_reading_ns=<t> resumed_reading_ns=<t>".
+//             "detach <ms>": stops reading for <ms>, detaches every queue
+//               (TUNSETQUEUE IFF_DETACH_QUEUE, which purges what is queued)
+//               and attaches it again (needs IFF_MULTI_QUEUE):
+//               "reattached queues=<n> stopped_reading_ns=<t> resumed_reading_ns=<t>".
+//             "counters": "counters <counters>".
+//           A command that fails answers "error <message>" and serving goes on.
 //   target: listens on a unix SOCK_SEQPACKET socket, takes one hand-off
 //           (never opening /dev/net/tun, never reconfiguring), serves the
 //           received queues until its control input ends.
-//           Reports "listening <path>", "serving <state>" or "failed <error>",
-//           and at the end "stopped frames=<n> echoed=<n> first_seq=<n|->".
-// A source whose control input ends before a hand-off stops serving and
-// returns 0. Exit codes: 0 done, 1 failed, 2 bad usage.
+//           Reports "listening <path>", then "offered <state>" when
+//           --hold-offer-ms is given (it holds the validated offer that long
+//           before it accepts: the moment to kill it mid-hand-off),
+//           "serving <state> serving_ns=<t>" or "failed <error>". It then serves as the
+//           source did and takes the same commands (but "reopen": it never
+//           opens the TAP), so it may hand the queues on to a next target;
+//           at the end of its input "stopped <counters> serving_ns=<t>".
+//           --serve-delay-ms: waits that long after the Commit before it
+//           reads (the source has exited meanwhile).
+// <counters>: "frames=<n> echoed=<n> first_seq=<n|-> last_seq=<n|->
+// arp=<n> write_errors=<n> queue_frames=<n>,<n>... streams=<id hex>:<first>-<last>:<n>;..."
+// Times are CLOCK_MONOTONIC ns. A source whose control input ends stops
+// serving, reports "stopped <counters>" and returns 0. Exit codes: 0 done,
+// 1 failed, 2 bad usage. --label <text> is ignored (a tag for process sweeps).
 #pragma once
 
 #include <string>
@@ -32,13 +59,22 @@ struct SourceOptions {
 struct TargetOptions {
     std::string listen_path;
     GuestIdentity guest;
+    int hold_offer_ms = 0;   // > 0: report "offered" and hold the offer this long before accepting
+    int serve_delay_ms = 0;  // wait this long after the Commit before reading
 };
 
 int run_source(const SourceOptions& options, int control_in, int control_out);
 int run_target(const TargetOptions& options, int control_in, int control_out);
 
+// The counters as the control lines print them (see above).
+[[nodiscard]] std::string describe(const GuestNicCounters& counters);
+// `total` followed by `later` (a reader that ran after it on the same queues).
+[[nodiscard]] GuestNicCounters merge(const GuestNicCounters& total, const GuestNicCounters& later);
+
 // argv without the program name: "source --netns NS --tap NAME [--queues N]
-// [--vnet-hdr-size 10|12] [--offloads BITS]" or "target --listen PATH".
+// [--multi-queue 0|1] [--vnet-hdr-size 10|12] [--offloads BITS] [--sndbuf BYTES]" or "target
+// --listen PATH [--hold-offer-ms MS] [--serve-delay-ms MS]"; either with
+// [--label TEXT].
 int backend_main(int argc, char** argv);
 
 }  // namespace vnetct::livetap

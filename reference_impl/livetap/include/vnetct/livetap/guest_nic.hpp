@@ -8,6 +8,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -34,6 +35,21 @@ struct GuestIdentity {
 // in the UDP payload, seq at byte 12, network order) carried by `frame`.
 [[nodiscard]] std::optional<std::uint32_t> stream_seq(std::span<const std::uint8_t> frame);
 
+// The stream id (bytes 4..11 of the payload) and seq of such a datagram.
+struct StreamDatagram {
+    std::uint64_t stream_id = 0;
+    std::uint32_t seq = 0;
+};
+[[nodiscard]] std::optional<StreamDatagram> stream_datagram(std::span<const std::uint8_t> frame);
+
+// What one reader saw of one stream: its first and last seq and how many of
+// its datagrams it read.
+struct StreamSeen {
+    std::uint32_t first_seq = 0;
+    std::uint32_t last_seq = 0;
+    std::uint64_t frames = 0;
+};
+
 struct GuestNicCounters {
     std::uint64_t frames = 0;       // read from the queues
     std::uint64_t udp_echoed = 0;   // UDP datagrams sent back
@@ -41,6 +57,8 @@ struct GuestNicCounters {
     std::uint64_t write_errors = 0;
     std::optional<std::uint32_t> first_stream_seq;  // first and last stream datagram read
     std::optional<std::uint32_t> last_stream_seq;
+    std::map<std::uint64_t, StreamSeen> streams;   // by stream id: per-flow first/last
+    std::vector<std::uint64_t> frames_per_queue;  // in queue order
 };
 
 class GuestNic {

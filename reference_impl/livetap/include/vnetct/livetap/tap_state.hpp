@@ -56,6 +56,7 @@ struct TapSpec {
     std::string netns;  // name under /run/netns; empty: the caller's namespace
     std::string name;
     int queues = 1;  // > 1 sets IFF_MULTI_QUEUE
+    bool multi_queue = false;  // IFF_MULTI_QUEUE also with one queue (so it can be detached, TUNSETQUEUE)
     bool vnet_hdr = true;
     std::int32_t vnet_hdr_size = 12;  // with vnet_hdr: 10 or 12 (mergeable buffers)
     std::uint32_t offloads = 0;       // TUN_F_* for TUNSETOFFLOAD

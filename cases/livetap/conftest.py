@@ -1,0 +1,21 @@
+"""Fixtures of the live-TAP cases: `livetap_bench`, what one case against the
+reference backend owns (vnetct.livetap.Bench: a wire, backend processes,
+streams), stopped and leak-checked when the case ends, pass or fail."""
+
+import pytest
+
+from vnetct.livetap import Bench
+
+
+@pytest.fixture
+def livetap_bench(vm_factory, case):
+    if vm_factory.run.profile == "reference":
+        pytest.skip("the reference profile is the in-process failover model without a datapath; the reference "
+                    "backend needs real TAPs, processes and traffic: run it with the default profile")
+    bench = Bench(vm_factory, case, vm_factory.run)
+    try:
+        yield bench
+    finally:
+        problems = bench.close()
+    if problems:
+        raise AssertionError("live-TAP bench teardown: " + "; ".join(problems))

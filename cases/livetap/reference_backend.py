@@ -1,0 +1,308 @@
+"""Live-TAP local migration against the REFERENCE backend (reference_impl/
+livetap, the `livetap_backend` processes): real TAPs on the wire's bridge,
+the real kernel, a paced sequence-numbered UDP stream from the wire's peer
+that the backend echoes as a guest NIC would. No QEMU.
+
+Sequence numbers judge (lost, duplicated, reordered per flow; the target's
+first datagram follows its predecessor's last); the TAP's kernel counters
+(tx_packets = frames read, tx_dropped, carrier_changes, ifindex) are the
+second witness, and the backend's own record (frames read per flow) makes the
+loss count exact: every datagram the peer misses is one no reader ever read.
+
+The negative controls break LT-DATA-01 on purpose (close and reopen, detach
+and attach, a blackout beyond txqueuelen / rate); they pass when the harness
+reports the loss, with its exact count."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import pytest
+
+from vnetct.livetap import Counters, fields
+
+SMALL, MTU = 64, 1472  # UDP payload bytes: 106- and 1514-byte frames
+STEADY_S = 0.2         # traffic before the first hand-off
+HOP_SPACING_S = 0.15   # between hand-offs
+TAIL_S = 0.2           # after the last
+HOPS = 3               # source -> target 1 -> target 2 -> target 3
+
+
+def _per_flow_checks(traffic, reports, readers):
+    """Per flow: (sent, lost, duplicates, reordered, unread by every reader)."""
+    rows = []
+    for stream, report in zip(traffic.streams, reports):
+        overall = report["overall"]
+        read = sum(counters.streams.get(stream.stream_id, (0, 0, 0))[2] for counters in readers)
+        rows.append({"flow": f"{stream.stream_id:016x}", "sent": overall["sent"], "lost": overall["lost"],
+                     "duplicates": overall["duplicates"], "reordered": overall["reordered"],
+                     "read_by_backends": read, "never_read": overall["sent"] - read,
+                     "loss_windows": [(w["first_seq"], w["last_seq"], w["count"]) for w in overall["loss_windows"]]})
+    return rows
+
+
+def _describe(rows) -> str:
+    return "; ".join(f"flow {r['flow']}: sent {r['sent']} lost {r['lost']} dup {r['duplicates']} "
+                     f"reordered {r['reordered']} never read {r['never_read']} windows {r['loss_windows'][:3]}"
+                     for r in rows)
+
+
+def _tap(bench, queues: int, **source_options):
+    """The source on the wire's persistent single-queue TAP, or on a
+    multi-queue TAP of its own (non-persistent, put on the bridge)."""
+    bench.make_wire()
+    if queues == 1 and not source_options.pop("own", False):
+        tap = bench.wire.taps[0]
+        source, state = bench.source(tap, **source_options)
+    else:
+        tap = bench.own_tap_name()
+        source, state = bench.source(tap, queues=queues, **source_options)
+        bench.join_wire(tap)
+    return tap, source, state
+
+
+def _state(line: str) -> str:
+    """The TAP state of a ready/serving line, without the time."""
+    return " ".join(word for word in line.split() if not word.startswith("serving_ns="))
+
+
+def _hand_off(holder, target, path):
+    """One hand-off; returns (committed counters of the holder, hop record)."""
+    holder.send(f"handoff {path}")
+    committed = holder.expect("committed ")
+    serving = target.expect("serving ")
+    stopped_ns = int(fields(committed)["stopped_reading_ns"])
+    serving_ns = int(fields(serving)["serving_ns"])
+    return Counters.parse(committed), {"stopped_reading_ns": stopped_ns, "committed_ns": int(fields(committed)[
+        "committed_ns"]), "serving_ns": serving_ns, "state": _state(serving.removeprefix("serving ")),
+        "blackout_us": round((serving_ns - stopped_ns) / 1e3, 1)}
+
+
+# 10k pps by default. 50k and 100k pps on request (VNETCT_LIVETAP_RATES=10k,50k,100k): on a
+# 2-core machine shared with other work the bench itself (injector, veth, bridge, the
+# backend echoing every frame) drops frames in steady state above ~50k pps, before and
+# after any hand-off; such a run measures the machine, and says so in its failure.
+RATES_ASKED = {part.strip().lower() for part in os.environ.get("VNETCT_LIVETAP_RATES", "10k").split(",")}
+
+
+def _variant(rate: int, queues: int, name: str, payload: int):
+    label = f"{rate // 1000}k"
+    marks = [] if label in RATES_ASKED else [pytest.mark.skip(
+        reason=f"{label} pps is not in VNETCT_LIVETAP_RATES (default 10k): above ~50k pps this 2-core machine "
+               f"drops frames in the bench itself, hand-off or not")]
+    return pytest.param(rate, queues, payload, id=f"{label}pps-{queues}queue-{name}", marks=marks)
+
+
+HANDOFF_VARIANTS = [_variant(rate, queues, name, payload) for rate in (10_000, 50_000, 100_000) for queues in (1, 2)
+                    for name, payload in (("small", SMALL), ("mtu", MTU))]
+
+
+@pytest.mark.rule("LT-DATA-01", "LT-XFER-02")
+@pytest.mark.parametrize("rate,queues,payload", HANDOFF_VARIANTS)
+def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
+    bench = livetap_bench
+    tap, source, ready = _tap(bench, queues)
+    targets = [bench.target(f"target{i}") for i in range(1, HOPS + 1)]
+    before = bench.link(tap)
+    # Two flows per queue: the TAP spreads flows over its queues by hash.
+    flows = 1 if queues == 1 else 2 * queues
+    traffic = bench.streams(rate, payload, STEADY_S + (HOPS - 1) * HOP_SPACING_S + TAIL_S, flows)
+    traffic.start()
+    phases = [("before", traffic.started_ns)]
+    holder, holders_counters, hops = source, [], []
+    for index, (target, path) in enumerate(targets, 1):
+        traffic.wait_echoed(int(rate / flows * (STEADY_S + (index - 1) * HOP_SPACING_S)), 3)
+        counters, hop = _hand_off(holder, target, path)
+        case.step(f"hand-off {index}: {holder.name} -> {target.name}, blackout {hop['blackout_us']} us")
+        holders_counters.append(counters)
+        hops.append(hop)
+        phases += [(f"handoff-{index}", hop["stopped_reading_ns"]), (f"after-{index}", hop["serving_ns"])]
+        assert holder.wait(5) == 0, f"{holder.name} exit status after committing"
+        holder = target
+    traffic.finish(timeout=10)
+    after, last_counters = _quiet_reading(bench, tap, holder)
+    holders_counters.append(last_counters)
+    holder.close_input()
+    holder.expect("stopped ")
+    assert holder.wait(5) == 0
+
+    reports = traffic.analyze(phases)
+    rows = _per_flow_checks(traffic, reports, holders_counters)
+    gaps = [traffic.longest_gap_ns(h["stopped_reading_ns"], h["serving_ns"]) / 1e3 for h in hops]
+    blackouts = [h["blackout_us"] for h in hops]
+    achieved = sum(r["overall"]["rate_achieved_pps"] for r in reports)
+    case.save_json("traffic.json", traffic.record(phases, reports))
+    case.save_json("handoff.json", {"hops": hops, "flows": rows, "link_before": before.to_json(),
+                                    "link_after": after.to_json(), "echo_gaps_us": gaps,
+                                    "readers": [c.raw for c in holders_counters]})
+    case.metric("rate_asked", rate, "pps")
+    case.metric("rate_achieved", round(achieved, 1), "pps")
+    case.metric("lost", sum(r["lost"] for r in rows))
+    case.metric("duplicates", sum(r["duplicates"] for r in rows))
+    case.metric("reordered", sum(r["reordered"] for r in rows))
+    case.metric("blackout_median", round(statistics.median(blackouts), 1), "us")
+    case.metric("blackout_max", max(blackouts), "us")
+    case.metric("echo_gap_max", round(max(gaps), 1), "us")
+    case.metric("frames_per_queue_last_target", ",".join(str(n) for n in holders_counters[-1].queue_frames))
+    case.metric("tx_dropped", after.tx_dropped - before.tx_dropped)
+
+    around = sum(p["lost"] for r in reports for p in r["phases"] if p["name"].startswith("handoff-"))
+    steady = sum(r["lost"] for r in rows) - around
+    assert all(r["lost"] == 0 and r["duplicates"] == 0 and r["reordered"] == 0 for r in rows), \
+        f"{around} lost in the hand-off phases, {steady} in steady state before/after them" \
+        f"{' (the bench cannot carry this rate here)' if steady else ''}: {_describe(rows)}"
+    for index, hop in enumerate(hops):
+        assert _state(hop["state"]) == ready, f"hop {index + 1}: the target serves '{hop['state']}', " \
+                                              f"the source had '{ready}'"
+        earlier, later = holders_counters[index], holders_counters[index + 1]
+        for stream in traffic.streams:
+            last = earlier.streams[stream.stream_id][1]
+            first = later.streams[stream.stream_id][0]
+            assert first == last + 1, f"hop {index + 1}, flow {stream.stream_id:016x}: the target's first seq " \
+                                      f"{first}, its predecessor's last {last}"
+    # The second witness: the kernel counted as read exactly what the readers read, dropped nothing.
+    read = sum(c.frames for c in holders_counters)
+    assert (after.ifindex, after.carrier_changes) == (before.ifindex, before.carrier_changes)
+    assert after.tx_dropped == before.tx_dropped, f"tx_dropped {before.tx_dropped} -> {after.tx_dropped}"
+    assert after.tx_packets == read, f"TAP tx_packets {after.tx_packets}, frames read by the backends {read}"
+
+
+def _quiet_reading(bench, tap, holder):
+    """The TAP's counters and the serving backend's, read together once the
+    traffic ended (the TAP still held: closing it changes the carrier).
+    Both TAP readings must agree, or something still flowed."""
+    readings = []
+    for _ in range(3):  # a stray frame (an ARP probe) between the readings: read again
+        first = bench.link(tap)
+        holder.send("counters")
+        counters = Counters.parse(holder.expect("counters "))
+        second = bench.link(tap)
+        readings.append((first.tx_packets, counters.frames, second.tx_packets))
+        if first.tx_packets == second.tx_packets:
+            return second, counters
+    raise AssertionError(f"frames kept flowing after the traffic ended (tx_packets, frames read, tx_packets): "
+                         f"{readings}")
+
+
+def _one_hand_off_run(bench, case, tap, source, rate=10_000, seconds=0.6, at_s=0.2, target_options=None,
+                      flows=1):
+    """A stream at `rate`, one hand-off `at_s` into it; returns what the
+    properties and process-death cases judge."""
+    target, path = bench.target("target1", **(target_options or {}))
+    before = bench.link(tap)
+    traffic = bench.streams(rate, SMALL, seconds, flows)
+    traffic.start()
+    traffic.wait_echoed(int(rate / flows * at_s), 3)
+    source_counters, hop = _hand_off(source, target, path)
+    return target, before, traffic, source_counters, hop
+
+
+def _finish_one(bench, tap, traffic, target, phases):
+    traffic.finish(timeout=10)
+    link, counters = _quiet_reading(bench, tap, target)
+    reports = traffic.analyze(phases)
+    return link, counters, reports
+
+
+@pytest.mark.rule("LT-DATA-02", "LT-STATE-01")
+@pytest.mark.parametrize("queues", [pytest.param(1, id="persistent-1queue"),
+                                    pytest.param(2, id="own-2queue")])
+def test_properties_preserved(livetap_bench, case, queues):
+    """Non-default properties (vnet header 10, checksum and TSO offloads, a
+    1 MiB sndbuf) arrive as they were; the device outside the processes keeps
+    ifindex, kind, flags, carrier and counters."""
+    bench = livetap_bench
+    tap, source, ready = _tap(bench, queues, vnet_hdr_size=10, sndbuf=1 << 20)
+    target, before, traffic, source_counters, hop = _one_hand_off_run(bench, case, tap, source, flows=queues)
+    assert source.wait(5) == 0
+    phases = [("before", traffic.started_ns), ("handoff", hop["stopped_reading_ns"]), ("after", hop["serving_ns"])]
+    after, target_counters, reports = _finish_one(bench, tap, traffic, target, phases)
+    case.save_json("properties.json", {"ready": ready, "serving": hop["state"], "link_before": before.to_json(),
+                                       "link_after": after.to_json()})
+    case.metric("blackout", hop["blackout_us"], "us")
+    case.metric("carrier_changes", after.carrier_changes - before.carrier_changes)
+    source_fields, target_fields = fields(ready), fields(hop["state"])
+    differing = {k: (v, target_fields.get(k)) for k, v in source_fields.items() if target_fields.get(k) != v}
+    assert not differing, f"the target serves other properties than the source had: {differing}"
+    assert source_fields["vnet_hdr_size"] == "10" and source_fields["offloads"] == "0x7" \
+        and source_fields["sndbuf"] == str(1 << 20), f"the source did not set what it was asked: {ready}"
+    assert (after.ifindex, after.info, after.txqlen) == (before.ifindex, before.info, before.txqlen)
+    assert after.carrier_changes == before.carrier_changes, \
+        f"carrier changed {after.carrier_changes - before.carrier_changes} times across the hand-off"
+    assert after.tx_dropped == before.tx_dropped
+    read = source_counters.frames + target_counters.frames
+    assert after.tx_packets == read, f"TAP tx_packets {after.tx_packets}, frames read by source and target {read}"
+    rows = _per_flow_checks(traffic, reports, [source_counters, target_counters])
+    assert all(r["lost"] == 0 and r["duplicates"] == 0 for r in rows), _describe(rows)
+
+
+@pytest.mark.rule("LT-DATA-01", "LT-XFER-02")
+def test_source_exits_before_target_serves(livetap_bench, case):
+    """The source exits right after the Commit; the target waits 50 ms (500
+    frames at 10k pps, half the queue) before it reads: nothing is lost."""
+    bench = livetap_bench
+    tap, source, _ = _tap(bench, 1)
+    target, path = bench.target("target1", serve_delay_ms=50)
+    before = bench.link(tap)
+    traffic = bench.streams(10_000, SMALL, 0.6)
+    traffic.start()
+    traffic.wait_echoed(2000, 3)
+    stopped_ns = int(fields((source.send(f"handoff {path}") and source.expect("committed ")))["stopped_reading_ns"])
+    source_counters = Counters.parse(source.transcript[-1]["line"])
+    assert source.wait(5) == 0
+    exit_seen_ns = time.monotonic_ns()
+    serving = target.expect("serving ")
+    hop = {"stopped_reading_ns": stopped_ns, "serving_ns": int(fields(serving)["serving_ns"])}
+    hop["blackout_us"] = round((hop["serving_ns"] - stopped_ns) / 1e3, 1)
+    assert exit_seen_ns < hop["serving_ns"], "the source had not exited when the target started reading"
+    case.step(f"source exited {round((hop['serving_ns'] - exit_seen_ns) / 1e6, 1)} ms before the target read")
+    phases = [("before", traffic.started_ns), ("handoff", hop["stopped_reading_ns"]), ("after", hop["serving_ns"])]
+    after, target_counters, reports = _finish_one(bench, tap, traffic, target, phases)
+    rows = _per_flow_checks(traffic, reports, [source_counters, target_counters])
+    case.save_json("traffic.json", traffic.record(phases, reports))
+    case.metric("blackout", hop["blackout_us"], "us")
+    case.metric("lost", sum(r["lost"] for r in rows))
+    assert all(r["lost"] == 0 and r["duplicates"] == 0 and r["reordered"] == 0 for r in rows), _describe(rows)
+    stream = traffic.streams[0].stream_id
+    assert target_counters.streams[stream][0] == source_counters.streams[stream][1] + 1
+    assert after.tx_dropped == before.tx_dropped and after.carrier_changes == before.carrier_changes
+
+
+@pytest.mark.rule("LT-XFER-04", "LT-DATA-01")
+def test_target_killed_mid_handoff_source_resumes(livetap_bench, case):
+    """The target holds the validated offer (before its Accept, so before the
+    Commit) and is killed: the source keeps its queues, resumes, and hands
+    off to a second target later; nothing is lost."""
+    bench = livetap_bench
+    tap, source, ready = _tap(bench, 1)
+    doomed, doomed_path = bench.target("target-killed", hold_offer_ms=5000)
+    target, path = bench.target("target2")
+    before = bench.link(tap)
+    traffic = bench.streams(10_000, SMALL, 0.8)
+    traffic.start()
+    traffic.wait_echoed(2000, 3)
+    offered_ns = source.send(f"handoff {doomed_path}")
+    doomed.expect("offered ")
+    doomed.kill()
+    killed_ns = time.monotonic_ns()
+    resumed = source.expect("resumed ")
+    resumed_ns = time.monotonic_ns()
+    case.step(f"target killed holding the offer; source: {resumed}")
+    assert "peer closed" in resumed, resumed
+    traffic.wait_echoed(4000, 3)
+    source_counters, hop = _hand_off(source, target, path)
+    phases = [("before", traffic.started_ns), ("killed-handoff", offered_ns), ("resumed", resumed_ns),
+              ("handoff", hop["stopped_reading_ns"]), ("after", hop["serving_ns"])]
+    after, target_counters, reports = _finish_one(bench, tap, traffic, target, phases)
+    rows = _per_flow_checks(traffic, reports, [source_counters, target_counters])
+    case.save_json("traffic.json", traffic.record(phases, reports))
+    case.metric("resume_gap", round(traffic.longest_gap_ns(offered_ns, resumed_ns) / 1e6, 2), "ms")
+    case.metric("kill_to_resumed", round((resumed_ns - killed_ns) / 1e6, 2), "ms")
+    case.metric("lost", sum(r["lost"] for r in rows))
+    assert all(r["lost"] == 0 and r["duplicates"] == 0 and r["reordered"] == 0 for r in rows), _describe(rows)
+    stream = traffic.streams[0].stream_id
+    assert target_counters.streams[stream][0] == source_counters.streams[stream][1] + 1
+    assert _state(hop["state"]) == ready
+    assert after.tx_dropped == before.tx_dropped and after.carrier_changes == before.carrier_changes

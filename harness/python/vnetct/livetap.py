@@ -1,0 +1,369 @@
+"""Live-TAP hand-off against the reference backend (reference_impl/livetap,
+the `livetap_backend` binary): the backend processes a case drives by control
+lines, the TAP's counters as the kernel reports them, and the paced,
+sequence-numbered UDP streams that judge the datapath.
+
+A `Bench` belongs to one case (fixture `livetap_bench`): every backend process
+(one process group each) and every stream it starts is stopped when the case
+ends, pass or fail, and a survivor fails the case. The wire (a namespace with
+a bridge, a persistent TAP and the peer 198.18.0.1) comes from the case's
+vm_factory, which deletes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from . import paths
+from .native import vnetct_native
+
+BACKEND = paths.BUILD / "reference_impl" / "livetap" / "livetap_backend"
+GUEST_ADDRESS = "198.18.0.2"  # the backend's GuestIdentity
+ECHO_PORT = 7  # any port: the backend echoes every UDP datagram to its address
+# TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 (linux/if_tun.h), what QEMU sets for a virtio-net guest
+OFFLOADS = 0x01 | 0x02 | 0x04
+HEADER_BYTES = 14 + 20 + 8  # Ethernet, IPv4, UDP: a payload of 1472 fills a 1500-byte MTU
+
+
+def fields(text: str) -> Dict[str, str]:
+    """The key=value words of a control line."""
+    return dict(word.split("=", 1) for word in text.split() if "=" in word)
+
+
+@dataclass
+class Counters:
+    """What one backend's readers saw (the <counters> of backend.hpp)."""
+    frames: int
+    echoed: int
+    queue_frames: List[int]
+    streams: Dict[int, Tuple[int, int, int]]  # stream id -> (first seq, last seq, frames)
+    raw: Dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def parse(line: str) -> "Counters":
+        found = fields(line)
+        streams = {}
+        if found.get("streams", "-") != "-":
+            for entry in found["streams"].split(";"):
+                ident, span, frames = entry.split(":")
+                first, last = span.split("-")
+                streams[int(ident, 16)] = (int(first), int(last), int(frames))
+        queues = [] if found.get("queue_frames", "-") == "-" else [int(n) for n in found["queue_frames"].split(",")]
+        return Counters(int(found["frames"]), int(found["echoed"]), queues, streams, found)
+
+
+class Backend:
+    """One livetap_backend process, driven by lines on its stdin; every line
+    both ways is kept with its time (transcript)."""
+
+    def __init__(self, name: str, argv: List[str], artifacts: Path):
+        self.name = name
+        self.argv = argv
+        self.transcript: List[dict] = []
+        self._buffer = b""
+        self._stderr_path = artifacts / f"backend-{name}.stderr"
+        with open(self._stderr_path, "wb") as stderr:
+            self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                            process_group=0, close_fds=True)
+        os.set_blocking(self.process.stdout.fileno(), False)
+        self._record("spawned", " ".join(argv))
+
+    def _record(self, direction: str, line: str) -> None:
+        self.transcript.append({"t_ns": time.monotonic_ns(), "dir": direction, "line": line})
+
+    def send(self, line: str) -> int:
+        """Sends one command; returns the monotonic time it was written."""
+        self._record("in", line)
+        self.process.stdin.write(line.encode() + b"\n")
+        self.process.stdin.flush()
+        return time.monotonic_ns()
+
+    def expect(self, prefix: str, timeout: float = 10.0) -> str:
+        """The next line, which must start with `prefix` (a "failed" or
+        "error" line, another line, the end of output or the deadline fail
+        saying what came instead)."""
+        line = self._next_line(timeout, f"a line starting with '{prefix}'")
+        if not line.startswith(prefix):
+            raise AssertionError(f"backend {self.name}: expected '{prefix}...', got '{line}'")
+        return line
+
+    def _next_line(self, timeout: float, awaited: str) -> str:
+        deadline = time.monotonic() + timeout
+        stdout = self.process.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([stdout], [], [], max(0.0, left))
+            if not ready:
+                raise AssertionError(f"backend {self.name}: waited {timeout:.1f} s for {awaited}; "
+                                     f"saw '{self._buffer.decode(errors='replace')}' ({self.describe_exit()})")
+            chunk = os.read(stdout, 65536)
+            if not chunk:
+                self.process.wait(timeout=5)
+                raise AssertionError(f"backend {self.name}: output ended while waiting for {awaited} "
+                                     f"({self.describe_exit()}); stderr: {self.stderr()[-500:]}")
+            self._buffer += chunk
+        raw, self._buffer = self._buffer.split(b"\n", 1)
+        line = raw.decode(errors="replace")
+        self._record("out", line)
+        return line
+
+    def close_input(self) -> None:
+        if not self.process.stdin.closed:
+            self._record("in", "<end of input>")
+            self.process.stdin.close()
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"backend {self.name} did not exit within {timeout:.1f} s") from None
+
+    def kill(self) -> None:
+        """SIGKILL to its process group; reaped."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._record("signal", "SIGKILL")
+        self.process.wait(timeout=10)
+
+    def describe_exit(self) -> str:
+        code = self.process.poll()
+        return "running" if code is None else f"exited {code}"
+
+    def stderr(self) -> str:
+        try:
+            return self._stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+@dataclass
+class Link:
+    """One `ip -s -d link` reading of a TAP."""
+    ifindex: int
+    tx_packets: int
+    tx_dropped: int
+    carrier_changes: int
+    txqlen: int
+    operstate: str
+    info: dict
+
+    def to_json(self) -> dict:
+        return self.__dict__
+
+
+class Traffic:
+    """Paced, sequence-numbered UDP streams from the peer to the backend, one
+    flow each (several flows spread over the queues of a multi-queue TAP)."""
+
+    def __init__(self, netns: str, rate_pps: float, payload_bytes: int, seconds: float, flows: int = 1):
+        self.rate_pps = rate_pps
+        self.payload_bytes = payload_bytes
+        self.count = int(rate_pps * seconds / flows)
+        self.streams = []
+        for _ in range(flows):
+            fd = vnetct_native.open_socket_in_netns(netns, socket.AF_INET, socket.SOCK_DGRAM)
+            self.streams.append(vnetct_native.UdpStream(fd, GUEST_ADDRESS, ECHO_PORT, rate_pps / flows,
+                                                        payload_bytes, self.count))
+        self.started_ns = 0
+        self.ended_ns = 0
+
+    def start(self, timeout: float = 5.0) -> None:
+        self.started_ns = time.monotonic_ns()
+        for stream in self.streams:
+            stream.start()
+        for stream in self.streams:
+            if not stream.wait_received(1, timeout):
+                raise AssertionError(f"no echo from {GUEST_ADDRESS} within {timeout:.0f} s "
+                                     f"({stream.sent} sent, send errors {stream.send_errors})")
+
+    def wait_echoed(self, per_flow: int, timeout: float) -> None:
+        """Until every flow had `per_flow` datagrams echoed."""
+        for stream in self.streams:
+            if not stream.wait_received(per_flow, timeout):
+                raise AssertionError(f"{per_flow} echoes per flow expected within {timeout:.1f} s; flow "
+                                     f"{stream.stream_id:016x}: {stream.received} of {stream.sent}")
+
+    def finish(self, timeout: float, drain_s: float = 0.2) -> None:
+        """Until every flow sent its count and (at most `timeout` more) every
+        echo came back; then stop."""
+        for stream in self.streams:
+            if not stream.wait_sending_done(timeout):
+                raise AssertionError(f"flow {stream.stream_id:016x} still sending after {timeout:.1f} s "
+                                     f"({stream.sent} of {self.count}): the injector cannot keep the rate")
+        for stream in self.streams:
+            stream.wait_received(self.count, drain_s)
+        self.ended_ns = time.monotonic_ns()
+        self.stop()
+
+    def stop(self) -> None:
+        for stream in self.streams:
+            stream.stop(0.0)
+
+    def analyze(self, phases: List[Tuple[str, int]]) -> List[dict]:
+        end = self.ended_ns or time.monotonic_ns()
+        return [stream.analyze(phases, end) for stream in self.streams]
+
+    def merged_arrivals(self) -> List[int]:
+        return sorted(t for stream in self.streams for _, t in stream.arrivals())
+
+    def longest_gap_ns(self, start_ns: int, end_ns: int) -> int:
+        """The longest silence between consecutive echoes (all flows) that
+        overlaps [start_ns, end_ns]: the blackout as the peer sees it."""
+        times = self.merged_arrivals()
+        longest = 0
+        for earlier, later in zip(times, times[1:]):
+            if later >= start_ns and earlier <= end_ns:
+                longest = max(longest, later - earlier)
+        return longest
+
+    def record(self, phases: List[Tuple[str, int]], reports: List[dict]) -> dict:
+        return {"rate_pps": self.rate_pps, "payload_bytes": self.payload_bytes, "count_per_flow": self.count,
+                "phases": phases, "started_ns": self.started_ns, "ended_ns": self.ended_ns,
+                "flows": [{"stream_id": f"{stream.stream_id:016x}", "analysis": report,
+                           "send_errors": stream.send_errors, "sent_ns": stream.sent_times(),
+                           "arrivals": [list(a) for a in stream.arrivals()]}
+                          for stream, report in zip(self.streams, reports)]}
+
+
+class Bench:
+    """What one live-TAP case owns: a wire, backend processes, streams."""
+
+    def __init__(self, vm_factory, case, run):
+        self.factory = vm_factory
+        self.case = case
+        self.run = run
+        self.backends: List[Backend] = []
+        self.traffic: List[Traffic] = []
+        self.wire = None
+        self._sockets = 0
+
+    @property
+    def netns(self) -> str:
+        return self.wire.netns
+
+    def make_wire(self):
+        """The namespace: bridge (learning off on TAP ports), one persistent
+        TAP (`wire.taps[0]`, single-queue, vnet_hdr), the peer 198.18.0.1."""
+        self.wire = self.factory.wire(1)
+        # No IPv6 in the namespace: a TAP's own router solicitations and MLD
+        # reports would be frames nobody sent, in the counters the case compares.
+        argv = ["ip", "netns", "exec", self.wire.netns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1"]
+        status, output = vnetct_native.run_command(argv, 10.0)
+        if status.code != 0 or status.signal != 0:
+            raise AssertionError(f"{' '.join(argv)}: {status.describe()}: {output.strip()}")
+        return self.wire
+
+    def own_tap_name(self, suffix: str = "q") -> str:
+        """A name for a TAP the source creates (non-persistent) in the wire's namespace."""
+        return self.wire.taps[0][:-2] + suffix
+
+    def _label(self) -> List[str]:
+        # The run's socket root in the command line: the end-of-run sweep finds a survivor by it.
+        return ["--label", str(self.run.socket_root)]
+
+    def source(self, tap: str, queues: int = 1, multi_queue: bool = False, offloads: int = OFFLOADS,
+               vnet_hdr_size: int = 12, sndbuf: int = 0) -> Tuple[Backend, str]:
+        """The source backend on `tap` (attached if it exists, else created);
+        returns it and its state line once it is ready."""
+        argv = [str(BACKEND), "source", "--netns", self.netns, "--tap", tap, "--queues", str(queues),
+                "--multi-queue", "1" if multi_queue else "0", "--offloads", hex(offloads),
+                "--vnet-hdr-size", str(vnet_hdr_size), "--sndbuf", str(sndbuf), *self._label()]
+        backend = self._spawn("source", argv)
+        state = backend.expect("ready ").removeprefix("ready ")
+        self.case.step(f"source backend ready: {state}")
+        return backend, state
+
+    def target(self, name: str, hold_offer_ms: int = 0, serve_delay_ms: int = 0) -> Tuple[Backend, str]:
+        """A target backend listening; returns it and its socket path."""
+        self.run.socket_root.mkdir(parents=True, exist_ok=True)
+        self._sockets += 1
+        path = str(self.run.socket_root / f"lt-{os.getpid()}-{self._sockets}.sock")
+        argv = [str(BACKEND), "target", "--listen", path, "--hold-offer-ms", str(hold_offer_ms),
+                "--serve-delay-ms", str(serve_delay_ms), *self._label()]
+        backend = self._spawn(name, argv)
+        backend.expect(f"listening {path}")
+        return backend, path
+
+    def _spawn(self, name: str, argv: List[str]) -> Backend:
+        if not BACKEND.exists():
+            raise AssertionError(f"missing {BACKEND}: build the target livetap_backend "
+                                 f"(cmake --build build --target livetap_backend)")
+        backend = Backend(name, argv, self.case.dir)
+        self.backends.append(backend)
+        return backend
+
+    def join_wire(self, tap: str) -> int:
+        """Puts a TAP the source created on the wire's bridge, as the wire's own
+        TAPs are (learning off, flooding on); returns when done (monotonic ns)."""
+        bridge = self.wire.bridge
+        for argv in (["link", "set", tap, "master", bridge],
+                     ["link", "set", "dev", tap, "type", "bridge_slave", "learning", "off", "flood", "on"],
+                     ["link", "set", tap, "up"]):
+            self._ip(argv)
+        return time.monotonic_ns()
+
+    def _ip(self, argv: List[str]) -> str:
+        status, output = vnetct_native.run_command(["ip", "-n", self.netns, *argv], 10.0)
+        if status.code != 0 or status.signal != 0:
+            raise AssertionError(f"ip -n {self.netns} {' '.join(argv)}: {status.describe()}: {output.strip()}")
+        return output
+
+    def link(self, tap: str) -> Link:
+        entry = json.loads(self._ip(["-j", "-s", "-s", "-d", "link", "show", "dev", tap]))[0]
+        tx = entry["stats64"]["tx"]
+        return Link(ifindex=entry["ifindex"], tx_packets=tx["packets"], tx_dropped=tx["dropped"],
+                    carrier_changes=tx.get("carrier_changes", 0), txqlen=entry.get("txqlen", 0),
+                    operstate=entry.get("operstate", ""),
+                    info=entry.get("linkinfo", {}).get("info_data", {}))
+
+    def streams(self, rate_pps: float, payload_bytes: int, seconds: float, flows: int = 1) -> Traffic:
+        traffic = Traffic(self.netns, rate_pps, payload_bytes, seconds, flows)
+        self.traffic.append(traffic)
+        self.case.step(f"{flows} UDP flow(s), {rate_pps:.0f} datagrams/s in all, payload {payload_bytes} B, "
+                       f"{traffic.count} per flow, to {GUEST_ADDRESS}")
+        return traffic
+
+    def close(self) -> List[str]:
+        """Stops every stream and backend (pass or fail); the problems found."""
+        problems = []
+        for traffic in self.traffic:
+            try:
+                traffic.stop()
+            except Exception as error:  # noqa: BLE001 - keep tearing down
+                problems.append(f"stream stop: {error}")
+        for backend in self.backends:
+            lingering = backend.process.poll() is None
+            backend.close_input()
+            try:
+                if lingering:
+                    backend.process.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                backend.kill()
+            except Exception as error:  # noqa: BLE001
+                problems.append(f"backend {backend.name} (pid {backend.process.pid}): {error}")
+            for handle in (backend.process.stdin, backend.process.stdout):
+                try:
+                    handle.close()
+                except OSError:
+                    pass
+            if Path(f"/proc/{backend.process.pid}").exists() and backend.process.returncode is None:
+                problems.append(f"backend {backend.name} pid {backend.process.pid} still alive")
+        if self.backends:
+            self.case.save_json("backends.json", {b.name: {"argv": b.argv, "exit": b.process.returncode,
+                                                           "transcript": b.transcript} for b in self.backends})
+        self.backends, self.traffic = [], []
+        return problems
