@@ -306,3 +306,82 @@ def test_target_killed_mid_handoff_source_resumes(livetap_bench, case):
     assert target_counters.streams[stream][0] == source_counters.streams[stream][1] + 1
     assert _state(hop["state"]) == ready
     assert after.tx_dropped == before.tx_dropped and after.carrier_changes == before.carrier_changes
+
+
+# name: (TAP, source options, command, reply); 10k pps, the command 0.2 s into the stream
+NEGATIVE_CONTROLS = {
+    # A close loses what the queue held (50 ms of backlog) and what comes while no queue
+    # is attached (carrier off: the bridge drops it); the purge is not counted anywhere.
+    "close-reopen-persistent": ("persistent", {}, "reopen 50", "reopened "),
+    # The device goes with its last fd: a new ifindex, off the bridge until put back.
+    "close-reopen-non-persistent": ("own", {"own": True}, "reopen 50", "reopened "),
+    # TUNSETQUEUE detach purges the queue (50 ms of backlog) without counting it.
+    "detach-attach-queue": ("own", {"own": True, "multi_queue": True}, "detach 50", "reattached "),
+    # 200 ms without reading at 10k pps: the queue keeps txqueuelen (1000 = 100 ms) frames,
+    # tx_dropped counts every one beyond.
+    "blackout-beyond-txqueuelen": ("persistent", {}, "pause 200", "unpaused"),
+    # The control's control: 50 ms fits in the queue, nothing is lost.
+    "blackout-within-txqueuelen": ("persistent", {}, "pause 50", "unpaused"),
+}
+
+
+@pytest.mark.rule("LT-DATA-01")
+@pytest.mark.parametrize("control", list(NEGATIVE_CONTROLS))
+def test_negative_control_loss_is_caught(livetap_bench, case, control):
+    """Each control breaks the hand-off's promise on purpose; the harness must
+    report the loss with its exact count: the datagrams the peer never got
+    back are exactly those no reader ever read."""
+    bench = livetap_bench
+    kind, options, command, reply = NEGATIVE_CONTROLS[control]
+    rate = 10_000
+    tap, source, ready = _tap(bench, 1, **dict(options))
+    before = bench.link(tap)
+    traffic = bench.streams(rate, SMALL, 0.7)
+    traffic.start()
+    traffic.wait_echoed(int(rate * 0.2), 3)
+    answer = source.send(command) and source.expect(reply)
+    times = fields(answer)
+    stopped_ns, resumed_ns = int(times["stopped_reading_ns"]), int(times["resumed_reading_ns"])
+    phases = [("before", traffic.started_ns), (control, stopped_ns), ("after", resumed_ns)]
+    if control == "close-reopen-non-persistent":
+        assert fields(answer)["ifindex"] != fields(ready)["ifindex"], "a new device must have a new ifindex"
+        phases.append(("back-on-wire", bench.join_wire(tap)))
+    case.step(f"{command}: {answer}")
+    traffic.finish(timeout=10)
+    after, counters = _quiet_reading(bench, tap, source)
+    reports = traffic.analyze(phases)
+    rows = _per_flow_checks(traffic, reports, [counters])
+    row = rows[0]
+    same_device = after.ifindex == before.ifindex
+    counted = after.tx_dropped - before.tx_dropped if same_device else 0
+    sent_ns = traffic.streams[0].sent_times()
+    sent_while_not_reading = sum(1 for t in sent_ns if stopped_ns <= t < resumed_ns)
+    case.save_json("traffic.json", traffic.record(phases, reports))
+    case.save_json("control.json", {"command": command, "answer": answer, "flow": row, "link_before": before.to_json(),
+                                    "link_after": after.to_json(), "sent_while_not_reading": sent_while_not_reading})
+    case.metric("lost", row["lost"])
+    case.metric("never_read_by_backend", row["never_read"])
+    case.metric("counted_tx_dropped", counted)
+    case.metric("invisible_to_counters", row["lost"] - counted)
+    case.metric("sent_while_not_reading", sent_while_not_reading)
+    case.metric("loss_windows", len(row["loss_windows"]))
+    case.metric("not_reading", round((resumed_ns - stopped_ns) / 1e6, 2), "ms")
+    case.step(f"{control}: {row['lost']} of {row['sent']} lost (tx_dropped +{counted}, invisible "
+              f"{row['lost'] - counted}), windows {row['loss_windows']}")
+
+    assert row["duplicates"] == 0 and row["reordered"] == 0, _describe(rows)
+    assert row["lost"] == row["never_read"], \
+        f"the peer missed {row['lost']} datagrams, the backend never read {row['never_read']}: the count is not exact"
+    if control == "blackout-within-txqueuelen":
+        assert row["lost"] == 0 and counted == 0, f"a blackout within the queue's capacity lost: {_describe(rows)}"
+        return
+    assert row["lost"] > 0, f"{control}: the harness saw no loss ({_describe(rows)})"
+    if control == "blackout-beyond-txqueuelen":
+        expected = sent_while_not_reading - after.txqlen
+        case.metric("expected_lost", expected)
+        assert row["lost"] == counted, f"a full queue drops and counts: lost {row['lost']}, tx_dropped +{counted}"
+        assert abs(row["lost"] - expected) <= rate // 100, \
+            f"lost {row['lost']}, expected about {sent_while_not_reading} sent - txqueuelen {after.txqlen}"
+    else:
+        assert row["lost"] > counted, \
+            f"{control}: lost {row['lost']}, all of them counted in tx_dropped (+{counted}); the purge should not be"
