@@ -127,7 +127,7 @@ def ensure_packages(for_tests: bool = False) -> None:
     say(f"packages: done in {time.monotonic() - started:.1f} s")
 
 
-RUN_TARGETS = ("vnetct_native", "vnetct-guest-agent")
+RUN_TARGETS = ("vnetct_native", "vnetct-guest-agent", "livetap_backend")
 
 
 def build_native(jobs: int = 2, targets=None) -> None:
