@@ -21,8 +21,7 @@ import time
 import pytest
 
 from vnetct.failover import MAC, PRIMARY_ID, failover_formed, wait_for_guest
-from vnetct.migration import NATIVE_PCIEHP, start_migration
-from vnetct.native import HostError
+from vnetct.migration import NATIVE_PCIEHP, migration_statuses, reap_failed_target, start_migration
 from vnetct.trace import assert_trace_conformant, record_guest_release
 from vnetct.traffic import assert_carried_by
 
@@ -39,10 +38,6 @@ def _event_log(vm, from_index, origin_ns, client="qmp"):
     """Events since `from_index`, timed from `origin_ns`: the evidence a case saves."""
     events = (vm.qmp if client == "qmp" else vm.agent).events[from_index:]
     return [{"t_s": _seconds(e["host_ns"], origin_ns), "name": e["name"], "data": e["data"]} for e in events]
-
-
-def _statuses(vm, from_index):
-    return [e["data"]["status"] for e in vm.qmp.events[from_index:] if e["name"] == "MIGRATION"]
 
 
 def _guest_hotplug_log(vm):
@@ -104,10 +99,10 @@ def test_wait_unplug(vm_factory, case):
         case.metric("cancel_to_guest_release", _seconds(released["host_ns"], cancel_ns), "s")
         case.metric("guest_release_to_cancelled", _seconds(cancelled["host_ns"], released["host_ns"]), "s")
     case.metric("cancel_to_primary_reenslaved", _seconds(formed_ns, cancel_ns), "s")
-    statuses = _statuses(source, qmp_mark)
+    statuses = migration_statuses(source, qmp_mark)
     observed = {"source_statuses": statuses,
                 "guest_released_after_cancel": released is not None and released["host_ns"] > cancel_ns}
-    observed.update(_reap_failed_target(target))
+    observed.update(reap_failed_target(target))
     case.save_json("observed.json", observed)
 
     assert statuses[-2:] == ["cancelling", "cancelled"], f"source MIGRATION statuses: {statuses}"
@@ -120,20 +115,6 @@ def test_wait_unplug(vm_factory, case):
     assert_carried_by(source, case, MAC)
     assert_trace_conformant(case, source)
     assert_trace_conformant(case, target)
-
-
-def _reap_failed_target(target) -> dict:
-    """A target whose incoming migration broke reports failed and exits
-    (QEMU's -incoming exits on a failed load): its statuses and exit status."""
-    try:
-        target.qmp.wait_event("MIGRATION", {"status": "failed"}, 0, timeout=30)
-    except HostError:
-        pass  # QEMU may exit before the event reaches us; the trace judges what arrived
-    try:
-        status = target.process.wait(timeout=10.0).describe()
-    except HostError:
-        status = "still running"
-    return {"target_statuses": _statuses(target, 0), "target_exit": status}
 
 
 def _kill_qemu(vm) -> str:
@@ -172,7 +153,7 @@ def test_target_killed(vm_factory, case):
     case.save_json("source-netdevs-after.json", netdevs)
     case.metric("kill_to_failed", _seconds(failed["host_ns"], kill_ns), "s")
     case.metric("kill_to_primary_reenslaved", _seconds(formed_ns, kill_ns), "s")
-    statuses = _statuses(source, qmp_mark)
+    statuses = migration_statuses(source, qmp_mark)
     case.save_json("observed.json", {"source_statuses": statuses, "target_exit": exit_status,
                                      "source_error": source.qmp.execute("query-migrate").get("error-desc")})
 

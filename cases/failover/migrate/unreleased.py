@@ -32,8 +32,8 @@ import time
 import pytest
 
 from vnetct.failover import PRIMARY_ID, failover_formed, failover_spec
-from vnetct.migration import prepare_migration
-from vnetct.native import HostError, HostTimeout
+from vnetct.migration import migration_statuses, prepare_migration, reap_failed_target
+from vnetct.native import HostTimeout
 from vnetct.trace import assert_trace_conformant, record_guest_release
 
 REFUSING_GUEST = ["acpiphp.disable=1"]  # no driver for q35's ACPI PCI hotplug (plug or eject)
@@ -43,10 +43,6 @@ CANCELLING_BOUND = 60.0  # QEMU 10 ends a cancelling migration after 30 s
 
 def _seconds(later_ns, earlier_ns):
     return round((later_ns - earlier_ns) / 1e9, 3)
-
-
-def _statuses(vm, from_index):
-    return [e["data"]["status"] for e in vm.qmp.events[from_index:] if e["name"] == "MIGRATION"]
 
 
 def _primary_enslaved(netdevs):
@@ -85,7 +81,7 @@ def test_wait_unplug_holds_until_cancel(vm_factory, case):
                 f"wait-unplug" if left else f"query-migrate status {status_after_hold}")
         raise AssertionError(f"the host left wait-unplug while the guest held the primary: {seen} (this case "
                              f"expects no host unplug timeout within {HOLD_BOUND:.0f} s; statuses "
-                             f"{_statuses(source, qmp_mark)})")
+                             f"{migration_statuses(source, qmp_mark)})")
 
     # FO-MIG-SRC-04: a cancel leaves the guest its primary; the source runs on.
     case.step("cancelling the migration the guest holds up")
@@ -109,14 +105,14 @@ def test_wait_unplug_holds_until_cancel(vm_factory, case):
     case.save_json("source-netdevs-after-cancel.json", netdevs_after)
     if cancelled is not None:
         case.metric("cancel_to_cancelled", _seconds(cancelled["host_ns"], cancel_ns), "s")
-    observed = {"source_statuses": _statuses(source, qmp_mark), "status_after_watch": status_after_hold,
+    observed = {"source_statuses": migration_statuses(source, qmp_mark), "status_after_watch": status_after_hold,
                 "host_left_wait_unplug_after_s": None if left is None else
                 _seconds(left["host_ns"], wait_unplug["host_ns"]),
                 "host_ended_cancelling_after_s": None if cancelled is None else
                 _seconds(cancelled["host_ns"], cancel_ns),
                 "host_warnings": warnings, "guest_released": released is not None,
                 "warning_names_the_primary": any(PRIMARY_ID in line for line in warnings)}
-    observed.update(_reap_failed_target(target))
+    observed.update(reap_failed_target(target))
     case.save_json("observed.json", observed)
 
     assert released is None and _primary_enslaved(netdevs_after), \
@@ -127,18 +123,3 @@ def test_wait_unplug_holds_until_cancel(vm_factory, case):
     # FO-MIG-SRC-04/07: QEMU's host bounds the wait after a cancel (Vm.cancel_unplug_timeout_ms,
     # declared in the trace); the checker judges when `cancelled` may come and the warning.
     assert_trace_conformant(case, source)
-
-
-def _reap_failed_target(target) -> dict:
-    """The target's incoming migration broke with the cancel: it reports
-    failed and exits (-incoming exits on a failed load)."""
-    try:
-        target.qmp.wait_event("MIGRATION", {"status": "failed"}, 0, timeout=30)
-    except HostError:
-        pass  # QEMU may exit before the event reaches us; the trace judges what arrived
-    try:
-        status = target.process.wait(timeout=10.0).describe()
-    except HostError:
-        status = "still running"
-    return {"target_statuses": _statuses(target, 0), "target_exit": status}
-

@@ -10,6 +10,7 @@ from typing import Optional
 
 from .failover import FailoverGuest, failover_spec
 from .guest import Vm, VmSpec
+from .native import HostError
 from .timeline import migration_timeline, traffic_series
 
 EVENTS_ON = {"capabilities": [{"capability": "events", "state": True}]}
@@ -79,3 +80,23 @@ def start_migration(factory, case, name: str, parameters: Optional[dict] = None,
                     spec: Optional[VmSpec] = None) -> Migration:
     migration = prepare_migration(factory, case, name, parameters, extra_args, kernel_args, spec)
     return migration.begin()
+
+
+def migration_statuses(vm, from_index: int = 0) -> list:
+    """The MIGRATION statuses `vm` reported from event `from_index` on."""
+    return [e["data"]["status"] for e in vm.qmp.events[from_index:] if e["name"] == "MIGRATION"]
+
+
+def reap_failed_target(target) -> dict:
+    """A target whose incoming migration broke (a cancel or a failure on the
+    source) reports failed and exits (-incoming exits on a failed load): its
+    statuses and exit status."""
+    try:
+        target.qmp.wait_event("MIGRATION", {"status": "failed"}, 0, timeout=30)
+    except HostError:
+        pass  # QEMU may exit before the event reaches us; the trace judges what arrived
+    try:
+        status = target.process.wait(timeout=10.0).describe()
+    except HostError:
+        status = "still running"
+    return {"target_statuses": migration_statuses(target), "target_exit": status}
