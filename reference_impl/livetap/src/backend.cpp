@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -210,17 +211,65 @@ GuestNicCounters merge(const GuestNicCounters& total, const GuestNicCounters& la
 
 namespace {
 
+// CapEff of /proc/self/status ("?" if unreadable).
+std::string effective_capabilities() {
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);) {
+        if (line.starts_with("CapEff:")) {
+            const auto start = line.find_first_not_of(" \t", 7);
+            return start == std::string::npos ? "?" : line.substr(start);
+        }
+    }
+    return "?";
+}
+
+struct HandOffChannel {
+    bool unix_socket = true;
+    std::string path;  // of a unix channel
+};
+
+HandOffChannel parse_channel(const std::string& text) {
+    if (text.starts_with("tcp:")) {
+        return {false, ""};
+    }
+    return {true, text.starts_with("unix:") ? text.substr(5) : text};
+}
+
+// A handoff that moves no fd (LT-CFG-01/04): the reason, told to a target
+// behind a unix channel (LT-CFG-03), and the line to answer.
+std::string hand_off_nothing(const HandOffChannel& channel, const TransferConfig& config) {
+    const std::string why = check_target(config, true).error().detail;
+    std::string line = "untransferred " + why;
+    if (channel.unix_socket) {
+        auto connected = connect_to(channel.path);
+        auto told = connected ? announce_no_backend(connected->get(), why,
+                                                    std::chrono::steady_clock::now() + kHandOffBound)
+                              : LivetapResult<void>(tl::unexpected(connected.error()));
+        if (!told) {
+            line += " (the target was not told: " + told.error().message() + ")";
+        }
+    }
+    return line;
+}
+
 // The command loop of a backend that serves its queues (the source from the
 // start, a target once it took them): see backend.hpp. Returns the exit code.
-int serve_commands(ServedTap& side, int control_in, int control_out, const std::string& stopped_suffix) {
+int serve_commands(ServedTap& side, const TransferSwitches& switches, int control_in, int control_out,
+                   const std::string& stopped_suffix) {
     while (auto line = read_line(control_in)) {
         const auto space = line->find(' ');
         const std::string command = line->substr(0, space);
         const std::string argument = space == std::string::npos ? "" : line->substr(space + 1);
         if (command == "handoff" && !argument.empty()) {
+            const HandOffChannel target = parse_channel(argument);
+            const TransferConfig config{switches.migration_parameter, switches.device_option, target.unix_socket};
+            if (!transfers_fds(config)) {
+                say(control_out, hand_off_nothing(target, config));
+                continue;
+            }
             const std::int64_t stopped_ns = side.stop_reading();  // LT-XFER-02: not one read after this
             const auto fds = raw_fds(side.tap().queues);
-            auto channel = connect_to(argument);
+            auto channel = connect_to(target.path);
             LivetapResult<void> offered = channel ? offer_backend(channel->get(), side.tap().state, fds,
                                                                   std::chrono::steady_clock::now() + kHandOffBound)
                                                   : tl::unexpected(channel.error());
@@ -281,10 +330,14 @@ int run_source(const SourceOptions& options, int control_in, int control_out) {
         return 1;
     }
     say(control_out, "ready " + describe(side.tap().state));
-    return serve_commands(side, control_in, control_out, "");
+    return serve_commands(side, options.transfer, control_in, control_out, "");
 }
 
 int run_target(const TargetOptions& options, int control_in, int control_out) {
+    if (auto netdev = check_tap_netdev(options.netdev); !netdev) {  // LT-CFG-02
+        say(control_out, "failed " + netdev.error().message());
+        return 1;
+    }
     auto address = unix_address(options.listen_path);
     if (!address) {
         say(control_out, "failed " + address.error().message());
@@ -298,7 +351,8 @@ int run_target(const TargetOptions& options, int control_in, int control_out) {
         say(control_out, "failed listen " + options.listen_path + ": " + std::strerror(errno));
         return 1;
     }
-    say(control_out, "listening " + options.listen_path);
+    say(control_out, "listening " + options.listen_path + " uid=" + std::to_string(geteuid()) +
+                         " cap_eff=" + effective_capabilities());
     UniqueFd channel(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
     unlink(options.listen_path.c_str());
     if (!channel.valid()) {
@@ -330,7 +384,7 @@ int run_target(const TargetOptions& options, int control_in, int control_out) {
     const std::int64_t serving_ns = monotonic_ns();
     say(control_out, "serving " + state + " serving_ns=" + std::to_string(serving_ns));
     // It serves as the source did, and may hand the queues on in turn.
-    return serve_commands(side, control_in, control_out, " serving_ns=" + std::to_string(serving_ns));
+    return serve_commands(side, options.transfer, control_in, control_out, " serving_ns=" + std::to_string(serving_ns));
 }
 
 int backend_main(int argc, char** argv) {
@@ -339,7 +393,8 @@ int backend_main(int argc, char** argv) {
         say(2, "usage: livetap_backend source --netns NS --tap NAME [--queues N] [--multi-queue 0|1] "
                "[--vnet-hdr-size 10|12] [--offloads BITS] [--sndbuf BYTES] [--label TEXT]\n"
                "       livetap_backend target --listen PATH [--hold-offer-ms MS] [--serve-delay-ms MS] "
-               "[--label TEXT]");
+               "[--ifname NAME] [--vnet-hdr 0|1] [--fd N]\n"
+               "       either with [--transfer-parameter 0|1] [--transfer-device 0|1] [--label TEXT]");
         return 2;
     };
     if (args.empty() || args.size() % 2 == 0) {
@@ -371,6 +426,16 @@ int backend_main(int argc, char** argv) {
                 target.hold_offer_ms = std::stoi(value);
             } else if (key == "--serve-delay-ms") {
                 target.serve_delay_ms = std::stoi(value);
+            } else if (key == "--transfer-parameter") {
+                source.transfer.migration_parameter = target.transfer.migration_parameter = std::stoi(value) != 0;
+            } else if (key == "--transfer-device") {
+                source.transfer.device_option = target.transfer.device_option = std::stoi(value) != 0;
+            } else if (key == "--ifname") {
+                target.netdev.ifname = true;
+            } else if (key == "--vnet-hdr") {
+                target.netdev.vnet_hdr = std::stoi(value) != 0;
+            } else if (key == "--fd") {
+                target.netdev.fd = true;
             } else if (key == "--label") {
                 // a tag for whoever looks for the process by its command line
             } else {

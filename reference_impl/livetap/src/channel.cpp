@@ -213,6 +213,11 @@ LivetapResult<void> offer_backend(int channel, const TapState& state, std::span<
     return {};
 }
 
+LivetapResult<void> announce_no_backend(int channel, std::string_view why, Deadline deadline) {
+    const std::span<const std::uint8_t> payload(reinterpret_cast<const std::uint8_t*>(why.data()), why.size());
+    return send_message(channel, MessageType::NoBackend, payload, {}, deadline);
+}
+
 LivetapResult<void> reject_offer(int channel, const Rejection& rejection, Deadline deadline) {
     return send_message(channel, MessageType::Reject, encode_rejection(rejection), {}, deadline);
 }
@@ -230,6 +235,12 @@ LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline) {
     auto message = receive_message(channel, deadline);
     if (!message) {
         return refuse(message.error());
+    }
+    if (message->frame.type == MessageType::NoBackend && message->fds.empty()) {
+        // LT-CFG-03: the migration goes on without fds; the source awaits no reply.
+        const auto& why = message->frame.payload;
+        return fail(LivetapErrc::NoIncomingFds,
+                    "the source migrates without its backend: " + std::string(why.begin(), why.end()));
     }
     if (message->frame.type != MessageType::Offer) {
         return refuse(unexpected_message(message->frame, "Offer"));

@@ -94,7 +94,7 @@ std::uint16_t read_u16(std::span<const std::uint8_t> bytes, std::size_t at) {
 
 bool known_type(std::uint16_t type) {
     return type >= static_cast<std::uint16_t>(MessageType::Offer) &&
-           type <= static_cast<std::uint16_t>(MessageType::Commit);
+           type <= static_cast<std::uint16_t>(MessageType::NoBackend);
 }
 
 bool known_errc(std::uint16_t code) {
@@ -116,6 +116,8 @@ std::string_view to_string(MessageType type) {
             return "Reject";
         case MessageType::Commit:
             return "Commit";
+        case MessageType::NoBackend:
+            return "NoBackend";
     }
     return "unknown";
 }

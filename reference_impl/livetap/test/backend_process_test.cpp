@@ -152,7 +152,7 @@ TEST(BackendProcess_test, LT_XFER_03_LT_DATA_01_TwoProcessesHandOffMidStreamWith
 
     Child target({"target", "--listen", socket_path}, true);
     const std::string listening = target.line();
-    ASSERT_EQ(listening, "listening " + socket_path);
+    ASSERT_TRUE(starts_with(listening, "listening " + socket_path + " uid=")) << listening;
 
     auto socket = host::open_socket_in_netns(netns.name(), AF_INET, SOCK_DGRAM, 0);
     ASSERT_TRUE(socket.has_value());
@@ -200,6 +200,46 @@ TEST(BackendProcess_test, LT_XFER_04_SourceResumesWhenNoTargetListens) {
     const std::string resumed = source.line();
     EXPECT_TRUE(starts_with(resumed, "resumed the peer closed the hand-off channel: connect")) << resumed;
     EXPECT_GT(netns.ifindex("lt0"), 0);
+    source.close_input();
+    EXPECT_EQ(source.exit_code(), 0);
+}
+
+TEST(BackendProcess_test, LT_CFG_02_TargetWithIncomingFdsRefusesEveryConflictingOption) {
+    const std::string socket_path = "/tmp/vnetct-lt" + std::to_string(getpid()) + "-cfg02.sock";
+    Child target({"target", "--listen", socket_path, "--ifname", "tap7", "--vnet-hdr", "1", "--fd", "3"}, true);
+    EXPECT_EQ(target.line(), "failed incoming-fds conflicts with another TAP option: incoming-fds with ifname, "
+                             "vnet_hdr, fd");
+    EXPECT_EQ(target.exit_code(), 1);
+    EXPECT_NE(access(socket_path.c_str(), F_OK), 0) << "a refused target must not listen";
+}
+
+TEST(BackendProcess_test, LT_CFG_01_LT_CFG_03_SwitchOffMovesNoFdAndTheWaitingTargetFailsClearly) {
+    TestNetns netns;
+    ASSERT_TRUE(netns.created());
+    const std::string socket_path = "/tmp/vnetct-lt" + std::to_string(getpid()) + "-cfg03.sock";
+    Child source({"source", "--netns", netns.name(), "--tap", "lt0", "--transfer-device", "0"}, false);
+    ASSERT_TRUE(starts_with(source.line(), "ready "));
+    Child target({"target", "--listen", socket_path}, true);
+    ASSERT_TRUE(starts_with(target.line(), "listening " + socket_path));
+    source.send("handoff unix:" + socket_path);
+    EXPECT_EQ(source.line(), "untransferred the device's backend-transfer is off");
+    EXPECT_EQ(target.line(), "failed the target waits for incoming fds the migration does not transfer: the "
+                             "source migrates without its backend: the device's backend-transfer is off");
+    EXPECT_EQ(target.exit_code(), 1);
+    // The source kept its queues and serves on.
+    source.send("counters");
+    EXPECT_TRUE(starts_with(source.line(), "counters frames="));
+    source.close_input();
+    EXPECT_EQ(source.exit_code(), 0);
+}
+
+TEST(BackendProcess_test, LT_CFG_04_TcpChannelNeverTransfersFds) {
+    TestNetns netns;
+    ASSERT_TRUE(netns.created());
+    Child source({"source", "--netns", netns.name(), "--tap", "lt0"}, false);
+    ASSERT_TRUE(starts_with(source.line(), "ready "));
+    source.send("handoff tcp:127.0.0.1:4444");
+    EXPECT_EQ(source.line(), "untransferred the migration channel is not a unix socket");
     source.close_input();
     EXPECT_EQ(source.exit_code(), 0);
 }

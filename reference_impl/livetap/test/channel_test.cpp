@@ -250,3 +250,22 @@ TEST_F(Channel_test, LT_CFG_04_FdsTravelOnlyOverAUnixSeqpacketSocket) {
     ASSERT_FALSE(offered.has_value());
     EXPECT_EQ(offered.error().code, LivetapErrc::NotLocal);
 }
+
+TEST_F(Channel_test, LT_CFG_03_NoBackendMakesAWaitingTargetFailWithTheSourcesReason) {
+    const std::string why = "the migration parameter backend-transfer is off";
+    ASSERT_TRUE(announce_no_backend(m_source.get(), why, soon()).has_value());
+    auto incoming = receive_offer(m_target.get(), soon());
+    ASSERT_FALSE(incoming.has_value());
+    EXPECT_EQ(incoming.error().code, LivetapErrc::NoIncomingFds);
+    EXPECT_EQ(incoming.error().detail, "the source migrates without its backend: " + why);
+    // Nobody waits for an answer: the target sends none.
+    auto reply = receive_message(m_source.get(), std::chrono::steady_clock::now() + 50ms);
+    ASSERT_FALSE(reply.has_value());
+    EXPECT_EQ(reply.error().code, LivetapErrc::Timeout);
+}
+
+TEST_F(Channel_test, NoBackendThatCarriesFdsIsUnexpectedAndTheFdsAreClosed) {
+    const std::string why = "x";
+    const std::vector<std::uint8_t> payload(why.begin(), why.end());
+    EXPECT_EQ(target_verdict_on(*encode_frame(MessageType::NoBackend, payload), 1), LivetapErrc::UnexpectedMessage);
+}

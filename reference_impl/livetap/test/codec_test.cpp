@@ -202,3 +202,15 @@ TEST(Codec_test, RejectionRoundTripsAndUnknownCodesAreMalformed) {
     const Rejection long_reason{LivetapErrc::Rejected, std::string(5000, 'r')};
     EXPECT_EQ(decode_rejection(encode_rejection(long_reason))->reason.size(), max_reason_bytes);
 }
+
+TEST(Codec_test, NoBackendFrameRoundTripsWithItsReason) {
+    const std::string why = "the migration channel is not a unix socket";
+    const std::vector<std::uint8_t> payload(why.begin(), why.end());
+    auto bytes = encode_frame(MessageType::NoBackend, payload);
+    ASSERT_TRUE(bytes.has_value());
+    auto frame = decode_frame(*bytes);
+    ASSERT_TRUE(frame.has_value()) << frame.error().message();
+    EXPECT_EQ(frame->type, MessageType::NoBackend);
+    EXPECT_EQ(frame->payload, payload);
+    EXPECT_EQ(to_string(MessageType::NoBackend), "NoBackend");
+}

@@ -5,10 +5,16 @@
 //   source: opens and configures the TAP (the only side that ever opens
 //           /dev/net/tun), serves it as a guest NIC. Reports "ready <state>",
 //           then answers one line per command:
-//             "handoff <unix socket path>": stops reading, connects, offers
+//             "handoff <channel>" (<channel>: "unix:<path>", a bare path, or
+//               "tcp:<host>:<port>"): with both transfer switches on and a unix
+//               channel (LT-CFG-01/04) it stops reading, connects, offers
 //               every queue with the state. "committed <counters>
 //               stopped_reading_ns=<t> committed_ns=<t>" (and returns 0) or
 //               "resumed <error>" (it serves again and waits for the next line).
+//               Otherwise no fd travels: over a unix channel it tells the
+//               target NoBackend (a target waiting for fds then fails,
+//               LT-CFG-03), a tcp channel is not even connected, and it
+//               answers "untransferred <why>" without having stopped reading.
 //           The negative controls (each breaks LT-DATA-01 on purpose, so that
 //           a harness can prove it sees the loss):
 //             "pause <ms>": stops reading for <ms>, then serves again
@@ -28,7 +34,11 @@
 //   target: listens on a unix SOCK_SEQPACKET socket, takes one hand-off
 //           (never opening /dev/net/tun, never reconfiguring), serves the
 //           received queues until its control input ends.
-//           Reports "listening <path>", then "offered <state>" when
+//           Started with --ifname, --vnet-hdr 1 or --fd (options that
+//           conflict with incoming fds) it refuses at once: "failed <error>"
+//           naming them, exit 1 (LT-CFG-02).
+//           Reports "listening <path> uid=<n> cap_eff=<hex>" (who it runs as:
+//           an unprivileged target needs no capability), then "offered <state>" when
 //           --hold-offer-ms is given (it holds the validated offer that long
 //           before it accepts: the moment to kill it mid-hand-off),
 //           "serving <state> serving_ns=<t>" or "failed <error>". It then serves as the
@@ -48,12 +58,21 @@
 
 #include "vnetct/livetap/guest_nic.hpp"
 #include "vnetct/livetap/tap_state.hpp"
+#include "vnetct/livetap/transfer_config.hpp"
 
 namespace vnetct::livetap {
+
+// The switches of LT-CFG-01 on the side that hands its queues on (the
+// channel, LT-CFG-04, is the handoff command's argument).
+struct TransferSwitches {
+    bool migration_parameter = true;  // --transfer-parameter
+    bool device_option = true;        // --transfer-device
+};
 
 struct SourceOptions {
     TapSpec tap;
     GuestIdentity guest;
+    TransferSwitches transfer;
 };
 
 struct TargetOptions {
@@ -61,6 +80,8 @@ struct TargetOptions {
     GuestIdentity guest;
     int hold_offer_ms = 0;   // > 0: report "offered" and hold the offer this long before accepting
     int serve_delay_ms = 0;  // wait this long after the Commit before reading
+    TransferSwitches transfer;  // when it hands the queues on
+    TapNetdevOptions netdev{.incoming_fds = true};  // a target always waits for fds (LT-CFG-02)
 };
 
 int run_source(const SourceOptions& options, int control_in, int control_out);
@@ -73,8 +94,8 @@ int run_target(const TargetOptions& options, int control_in, int control_out);
 
 // argv without the program name: "source --netns NS --tap NAME [--queues N]
 // [--multi-queue 0|1] [--vnet-hdr-size 10|12] [--offloads BITS] [--sndbuf BYTES]" or "target
-// --listen PATH [--hold-offer-ms MS] [--serve-delay-ms MS]"; either with
-// [--label TEXT].
+// --listen PATH [--hold-offer-ms MS] [--serve-delay-ms MS] [--ifname NAME] [--vnet-hdr 0|1]
+// [--fd N]"; either with [--transfer-parameter 0|1] [--transfer-device 0|1] [--label TEXT].
 int backend_main(int argc, char** argv);
 
 }  // namespace vnetct::livetap

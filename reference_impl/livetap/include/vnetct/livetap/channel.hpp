@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "vnetct/livetap/codec.hpp"
@@ -77,13 +78,18 @@ struct IncomingBackend {
 // count and validates the state against the fds (reads only; it never opens
 // /dev/net/tun nor reconfigures, LT-XFER-03). On a failure it sends a Reject
 // carrying the code and reason (best effort), closes the fds and returns the
-// error.
+// error. A NoBackend instead of the Offer is NoIncomingFds naming the
+// source's reason (LT-CFG-03), and nothing is sent back.
 [[nodiscard]] LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline);
 
 // The target's second half: Accept, then wait for the Commit. Only after it
 // returns may the target read the queues. PeerClosed/Timeout: the source did
 // not commit, so the target must drop (close) what it received.
 [[nodiscard]] LivetapResult<void> accept_offer(int channel, Deadline deadline);
+
+// The source's side of a migration that does not transfer the backend
+// (LT-CFG-01/04): NoBackend with `why`, no fd, and nothing is awaited back.
+[[nodiscard]] LivetapResult<void> announce_no_backend(int channel, std::string_view why, Deadline deadline);
 
 // The target refuses an offer it received (for reasons of its own).
 [[nodiscard]] LivetapResult<void> reject_offer(int channel, const Rejection& rejection, Deadline deadline);

@@ -31,7 +31,10 @@ inline constexpr std::size_t frame_header_bytes = 16;
 inline constexpr std::size_t max_message_bytes = 4096;
 inline constexpr std::size_t max_reason_bytes = 1024;
 
-enum class MessageType : std::uint16_t { Offer = 1, Accept = 2, Reject = 3, Commit = 4 };
+// NoBackend: the source migrates without its backend (a switch is off or the
+// channel is not local, LT-CFG-01/04); the payload says why, in UTF-8, and no
+// fd travels with it. A target waiting for fds fails on it (LT-CFG-03).
+enum class MessageType : std::uint16_t { Offer = 1, Accept = 2, Reject = 3, Commit = 4, NoBackend = 5 };
 
 [[nodiscard]] std::string_view to_string(MessageType type);
 
