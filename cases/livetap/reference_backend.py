@@ -22,31 +22,15 @@ import time
 import pytest
 
 from vnetct.livetap import Counters, fields
+from vnetct.livetap import describe_flows as _describe
+from vnetct.livetap import per_flow_checks as _per_flow_checks
+from vnetct.livetap import quiet_reading as _quiet_reading
 
 SMALL, MTU = 64, 1472  # UDP payload bytes: 106- and 1514-byte frames
 STEADY_S = 0.2         # traffic before the first hand-off
 HOP_SPACING_S = 0.15   # between hand-offs
 TAIL_S = 0.2           # after the last
 HOPS = 3               # source -> target 1 -> target 2 -> target 3
-
-
-def _per_flow_checks(traffic, reports, readers):
-    """Per flow: (sent, lost, duplicates, reordered, unread by every reader)."""
-    rows = []
-    for stream, report in zip(traffic.streams, reports):
-        overall = report["overall"]
-        read = sum(counters.streams.get(stream.stream_id, (0, 0, 0))[2] for counters in readers)
-        rows.append({"flow": f"{stream.stream_id:016x}", "sent": overall["sent"], "lost": overall["lost"],
-                     "duplicates": overall["duplicates"], "reordered": overall["reordered"],
-                     "read_by_backends": read, "never_read": overall["sent"] - read,
-                     "loss_windows": [(w["first_seq"], w["last_seq"], w["count"]) for w in overall["loss_windows"]]})
-    return rows
-
-
-def _describe(rows) -> str:
-    return "; ".join(f"flow {r['flow']}: sent {r['sent']} lost {r['lost']} dup {r['duplicates']} "
-                     f"reordered {r['reordered']} never read {r['never_read']} windows {r['loss_windows'][:3]}"
-                     for r in rows)
 
 
 def _tap(bench, queues: int, **source_options):
@@ -170,23 +154,6 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
     assert (after.ifindex, after.carrier_changes) == (before.ifindex, before.carrier_changes)
     assert after.tx_dropped == before.tx_dropped, f"tx_dropped {before.tx_dropped} -> {after.tx_dropped}"
     assert after.tx_packets == read, f"TAP tx_packets {after.tx_packets}, frames read by the backends {read}"
-
-
-def _quiet_reading(bench, tap, holder):
-    """The TAP's counters and the serving backend's, read together once the
-    traffic ended (the TAP still held: closing it changes the carrier).
-    Both TAP readings must agree, or something still flowed."""
-    readings = []
-    for _ in range(3):  # a stray frame (an ARP probe) between the readings: read again
-        first = bench.link(tap)
-        holder.send("counters")
-        counters = Counters.parse(holder.expect("counters "))
-        second = bench.link(tap)
-        readings.append((first.tx_packets, counters.frames, second.tx_packets))
-        if first.tx_packets == second.tx_packets:
-            return second, counters
-    raise AssertionError(f"frames kept flowing after the traffic ended (tx_packets, frames read, tx_packets): "
-                         f"{readings}")
 
 
 def _one_hand_off_run(bench, case, tap, source, rate=10_000, seconds=0.6, at_s=0.2, target_options=None,
@@ -388,3 +355,70 @@ def test_negative_control_loss_is_caught(livetap_bench, case, control):
     else:
         assert row["lost"] > counted, \
             f"{control}: lost {row['lost']}, all of them counted in tx_dropped (+{counted}); the purge should not be"
+
+
+NOBODY = 65534
+
+
+def _identity(backend) -> dict:
+    listening = next(t["line"] for t in backend.transcript if t["dir"] == "out" and t["line"].startswith("listening "))
+    return fields(listening)
+
+
+@pytest.mark.rule("LT-XFER-03", "LT-DATA-01")
+def test_unprivileged_target_serves(livetap_bench, case):
+    """The target runs as nobody with no capability at all, in the TAP's
+    namespace (where a VMM serving the TAP runs): it cannot open
+    /dev/net/tun nor configure a TAP, and needs neither. It receives the
+    queues, validates them and serves; nothing is lost."""
+    bench = livetap_bench
+    tap, source, ready = _tap(bench, 1)
+    target, before, traffic, source_counters, hop = _one_hand_off_run(
+        bench, case, tap, source, target_options={"user": NOBODY})
+    identity = _identity(target)
+    case.step(f"target runs as uid {identity['uid']}, CapEff {identity['cap_eff']}")
+    assert identity["uid"] == str(NOBODY) and int(identity["cap_eff"], 16) == 0, \
+        f"the target is not unprivileged: {identity}"
+    assert source.wait(5) == 0
+    phases = [("before", traffic.started_ns), ("handoff", hop["stopped_reading_ns"]), ("after", hop["serving_ns"])]
+    after, target_counters, reports = _finish_one(bench, tap, traffic, target, phases)
+    rows = _per_flow_checks(traffic, reports, [source_counters, target_counters])
+    case.save_json("traffic.json", traffic.record(phases, reports))
+    case.metric("blackout", hop["blackout_us"], "us")
+    case.metric("lost", sum(r["lost"] for r in rows))
+    assert _state(hop["state"]) == ready
+    assert all(r["lost"] == 0 and r["duplicates"] == 0 and r["reordered"] == 0 for r in rows), _describe(rows)
+    stream = traffic.streams[0].stream_id
+    assert target_counters.streams[stream][0] == source_counters.streams[stream][1] + 1
+    assert target_counters.echoed > 0, "the unprivileged target read but did not answer"
+    assert after.tx_packets == source_counters.frames + target_counters.frames
+    assert after.tx_dropped == before.tx_dropped and after.carrier_changes == before.carrier_changes
+
+
+@pytest.mark.rule("LT-STATE-03", "LT-XFER-04")
+def test_unprivileged_target_elsewhere_rejects(livetap_bench, case):
+    """An unprivileged target in another namespace than the TAP cannot learn
+    the device's namespace (TUNGETDEVNETNS needs CAP_NET_ADMIN), so it cannot
+    check the ifindex the state claims: it must reject the hand-off, not
+    serve unverified queues; the source keeps them and loses nothing."""
+    bench = livetap_bench
+    tap, source, _ = _tap(bench, 1)
+    target, path = bench.target("target-elsewhere", user=NOBODY, in_wire_namespace=False)
+    assert int(_identity(target)["cap_eff"], 16) == 0
+    before = bench.link(tap)
+    traffic = bench.streams(10_000, SMALL, 0.5)
+    traffic.start()
+    traffic.wait_echoed(2000, 3)
+    source.send(f"handoff {path}")
+    resumed = source.expect("resumed ")
+    failed = target.expect("failed ")
+    case.step(f"source: {resumed}; target: {failed}")
+    assert "rejected" in resumed and "do not match the transferred TAP state" in resumed, resumed
+    assert target.wait(5) == 1
+    traffic.finish(timeout=10)
+    after, counters = _quiet_reading(bench, tap, source)
+    reports = traffic.analyze([("all", traffic.started_ns)])
+    rows = _per_flow_checks(traffic, reports, [counters])
+    case.metric("lost", sum(r["lost"] for r in rows))
+    assert all(r["lost"] == 0 and r["duplicates"] == 0 for r in rows), _describe(rows)
+    assert after.tx_packets == counters.frames and after.tx_dropped == before.tx_dropped

@@ -15,6 +15,7 @@
 #include "vnetct/host_agent/qemu_command.hpp"
 #include "vnetct/host_agent/topology.hpp"
 #include "vnetct/livetap/rules.hpp"
+#include "vnetct/livetap/transfer_config.hpp"
 #include "vnetct/reference_impl/rules.hpp"
 #include "json_bridge.hpp"
 #include "qmp_bindings.hpp"
@@ -107,6 +108,26 @@ PYBIND11_MODULE(vnetct_native, module) {
     };
     module.def("failover_rules", [rule_list] { return rule_list(vnetct::reference_impl::failover_rules()); });
     module.def("livetap_rules", [rule_list] { return rule_list(vnetct::livetap::livetap_rules()); });
+    // The LT-CFG decisions (transfer_config.hpp): None when allowed, else the error's message.
+    module.def(
+        "livetap_transfer_decision",
+        [](bool migration_parameter, bool device_option, bool unix_channel, bool target_waits_for_fds) {
+            const vnetct::livetap::TransferConfig config{migration_parameter, device_option, unix_channel};
+            py::dict decision;
+            decision["transfers_fds"] = vnetct::livetap::transfers_fds(config);
+            auto target = vnetct::livetap::check_target(config, target_waits_for_fds);
+            decision["target_error"] = target ? py::object(py::none()) : py::str(target.error().message());
+            return decision;
+        },
+        py::arg("migration_parameter"), py::arg("device_option"), py::arg("unix_channel"),
+        py::arg("target_waits_for_fds"));
+    module.def(
+        "livetap_check_tap_netdev",
+        [](bool incoming_fds, bool ifname, bool vnet_hdr, bool fd) -> py::object {
+            auto checked = vnetct::livetap::check_tap_netdev({incoming_fds, ifname, vnet_hdr, fd});
+            return checked ? py::object(py::none()) : py::str(checked.error().message());
+        },
+        py::arg("incoming_fds"), py::arg("ifname") = false, py::arg("vnet_hdr") = false, py::arg("fd") = false);
 
     // --- argv building ------------------------------------------------------
     module.def("escape_option_value", &escape_option_value);

@@ -17,6 +17,7 @@ import select
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,42 @@ class Counters:
                 streams[int(ident, 16)] = (int(first), int(last), int(frames))
         queues = [] if found.get("queue_frames", "-") == "-" else [int(n) for n in found["queue_frames"].split(",")]
         return Counters(int(found["frames"]), int(found["echoed"]), queues, streams, found)
+
+
+def per_flow_checks(traffic, reports, readers):
+    """Per flow: (sent, lost, duplicates, reordered, unread by every reader)."""
+    rows = []
+    for stream, report in zip(traffic.streams, reports):
+        overall = report["overall"]
+        read = sum(counters.streams.get(stream.stream_id, (0, 0, 0))[2] for counters in readers)
+        rows.append({"flow": f"{stream.stream_id:016x}", "sent": overall["sent"], "lost": overall["lost"],
+                     "duplicates": overall["duplicates"], "reordered": overall["reordered"],
+                     "read_by_backends": read, "never_read": overall["sent"] - read,
+                     "loss_windows": [(w["first_seq"], w["last_seq"], w["count"]) for w in overall["loss_windows"]]})
+    return rows
+
+
+def describe_flows(rows) -> str:
+    return "; ".join(f"flow {r['flow']}: sent {r['sent']} lost {r['lost']} dup {r['duplicates']} "
+                     f"reordered {r['reordered']} never read {r['never_read']} windows {r['loss_windows'][:3]}"
+                     for r in rows)
+
+
+def quiet_reading(bench, tap, holder):
+    """The TAP's counters and the serving backend's, read together once the
+    traffic ended (the TAP still held: closing it changes the carrier).
+    Both TAP readings must agree, or something still flowed."""
+    readings = []
+    for _ in range(3):  # a stray frame (an ARP probe) between the readings: read again
+        first = bench.link(tap)
+        holder.send("counters")
+        counters = Counters.parse(holder.expect("counters "))
+        second = bench.link(tap)
+        readings.append((first.tx_packets, counters.frames, second.tx_packets))
+        if first.tx_packets == second.tx_packets:
+            return second, counters
+    raise AssertionError(f"frames kept flowing after the traffic ended (tx_packets, frames read, tx_packets): "
+                         f"{readings}")
 
 
 class Backend:
@@ -275,26 +312,50 @@ class Bench:
         return ["--label", str(self.run.socket_root)]
 
     def source(self, tap: str, queues: int = 1, multi_queue: bool = False, offloads: int = OFFLOADS,
-               vnet_hdr_size: int = 12, sndbuf: int = 0) -> Tuple[Backend, str]:
+               vnet_hdr_size: int = 12, sndbuf: int = 0, transfer_parameter: bool = True,
+               transfer_device: bool = True) -> Tuple[Backend, str]:
         """The source backend on `tap` (attached if it exists, else created);
-        returns it and its state line once it is ready."""
+        returns it and its state line once it is ready. The transfer switches
+        are LT-CFG-01's migration parameter and device option."""
         argv = [str(BACKEND), "source", "--netns", self.netns, "--tap", tap, "--queues", str(queues),
                 "--multi-queue", "1" if multi_queue else "0", "--offloads", hex(offloads),
-                "--vnet-hdr-size", str(vnet_hdr_size), "--sndbuf", str(sndbuf), *self._label()]
+                "--vnet-hdr-size", str(vnet_hdr_size), "--sndbuf", str(sndbuf),
+                "--transfer-parameter", str(int(transfer_parameter)), "--transfer-device", str(int(transfer_device)),
+                *self._label()]
         backend = self._spawn("source", argv)
         state = backend.expect("ready ").removeprefix("ready ")
         self.case.step(f"source backend ready: {state}")
         return backend, state
 
-    def target(self, name: str, hold_offer_ms: int = 0, serve_delay_ms: int = 0) -> Tuple[Backend, str]:
-        """A target backend listening; returns it and its socket path."""
+    def target(self, name: str, hold_offer_ms: int = 0, serve_delay_ms: int = 0, extra: Tuple[str, ...] = (),
+               user: Optional[int] = None, in_wire_namespace: bool = True,
+               listening: bool = True) -> Tuple[Backend, str]:
+        """A target backend; returns it and its socket path once it listens
+        (`listening` False: at once, for a target expected to refuse).
+        `extra`: more arguments; `user`: an unprivileged uid to run as, with
+        no capability (its socket then lives in a directory of its own that
+        it owns), in the wire's namespace (where the TAP is) unless
+        `in_wire_namespace` is False."""
         self.run.socket_root.mkdir(parents=True, exist_ok=True)
         self._sockets += 1
-        path = str(self.run.socket_root / f"lt-{os.getpid()}-{self._sockets}.sock")
+        directory = self.run.socket_root
+        if user is not None:
+            directory = Path(tempfile.mkdtemp(prefix=f"uid{user}-", dir=self.run.socket_root))
+            os.chown(directory, user, user)
+            os.chmod(self.run.socket_root, 0o711)  # traversable, not listable
+        path = str(directory / f"lt-{os.getpid()}-{self._sockets}.sock")
         argv = [str(BACKEND), "target", "--listen", path, "--hold-offer-ms", str(hold_offer_ms),
-                "--serve-delay-ms", str(serve_delay_ms), *self._label()]
+                "--serve-delay-ms", str(serve_delay_ms), *extra, *self._label()]
+        if user is not None:
+            # util-linux setpriv: that uid and gid, no groups, no capability left in any set.
+            argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "--inh-caps=-all",
+                    "--bounding-set=-all", *argv]
+            if in_wire_namespace:
+                argv = ["ip", "netns", "exec", self.netns, *argv]
         backend = self._spawn(name, argv)
-        backend.expect(f"listening {path}")
+        if listening:
+            line = backend.expect(f"listening {path}")
+            self.case.step(f"{name}: {line}")
         return backend, path
 
     def _spawn(self, name: str, argv: List[str]) -> Backend:
