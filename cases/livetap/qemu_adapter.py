@@ -25,10 +25,12 @@ import time
 
 import pytest
 
+from vnetct import livetap_series
 from vnetct.guest import Nic, VmSpec
 from vnetct.lifecycle import connect_target_ports
+from vnetct.livetap import read_link
 from vnetct.migration import EVENTS_ON
-from vnetct.native import HostTimeout
+from vnetct.native import HostError, HostTimeout
 from vnetct.traffic import EchoStream, describe_losses, phase
 
 MAC = "52:54:00:6f:55:dd"
@@ -36,27 +38,6 @@ RATE_PPS = 1000  # 1 ms resolution; a TCG guest echoes it without loss in steady
 STEADY_S = 1.0
 # Half a second of echoes must come back within this once the target started.
 TARGET_WAITING_BOUND_S = 5.0
-
-
-def probe_livetap(vm) -> dict:
-    """What the QEMU behind `vm` offers of the series, from its QMP schema and
-    virtio-net's properties."""
-    schema = vm.qmp.execute("query-qmp-schema")
-    by_name = {entity["name"]: entity for entity in schema}
-    command = next((e for e in schema if e.get("meta-type") == "command" and e["name"] == "migrate-set-parameters"),
-                   None)
-    parameters = set()
-    if command is not None:
-        parameters = {m.get("name") for m in by_name.get(command["arg-type"], {}).get("members", [])}
-    members = {m.get("name") for e in schema for m in e.get("members", []) or []}
-    properties = {p["name"] for p in vm.qmp.execute("device-list-properties", {"typename": "virtio-net-pci"})}
-    found = {"migration parameter backend-transfer": "backend-transfer" in parameters,
-             "migration parameter local": "local" in parameters,
-             "tap option incoming-fds": "incoming-fds" in members,
-             "virtio-net property backend-transfer": "backend-transfer" in properties}
-    found["supported"] = ((found["migration parameter backend-transfer"] or found["migration parameter local"])
-                          and found["tap option incoming-fds"])
-    return found
 
 
 def _spec(name: str) -> VmSpec:
@@ -107,18 +88,105 @@ def _migrate_with_stream(vm_factory, case, name: str, hand_over_taps: bool) -> d
     return report
 
 
-@pytest.mark.rule("LT-CFG-01")
-def test_backend_transfer_loses_nothing(vm_factory, case):
+_PROBED = {}
+
+
+def _series(vm_factory, case) -> livetap_series.Interface:
+    """The series' interface in this QEMU, or the case skips saying what is missing."""
     if vm_factory.run.profile == "reference":
         pytest.skip("the reference profile has no QEMU to probe")
-    probe = vm_factory.vm(VmSpec("livetap-probe"))
-    found = probe_livetap(probe)
+    qemu = vm_factory.run.qemu
+    if qemu not in _PROBED:  # once per QEMU binary and run: a probe starts a QEMU
+        _PROBED[qemu] = livetap_series.probe(vm_factory.vm(VmSpec("livetap-probe")))
+    found = _PROBED[qemu]
     case.save_json("livetap-probe.json", found)
-    if not found["supported"]:
-        missing = ", ".join(name for name, present in found.items() if name != "supported" and not present)
-        pytest.skip(f"this QEMU lacks the live-TAP series: no {missing} (query-qmp-schema, "
-                    f"device-list-properties virtio-net-pci)")
-    pytest.fail("this QEMU has the live-TAP series; driving it is not implemented yet: " + str(found))
+    interface = livetap_series.Interface.of(found)
+    if interface is None:
+        pytest.skip(livetap_series.missing(found))
+    case.step(f"live-TAP series: migration parameter '{interface.parameter}', virtio-net per-device switch "
+              f"{'present' if interface.device_property else 'absent'}")
+    return interface
+
+
+@pytest.mark.rule("LT-CFG-01", "LT-DATA-01", "LT-DATA-02")
+def test_backend_transfer_loses_nothing(vm_factory, case):
+    """The series' own hand-off: the target's TAP waits for incoming fds,
+    the fds travel with the migration stream over the unix socket. What
+    arrives between the source's STOP and the target's RESUME waits in the
+    TAP's queue (txqueuelen 1000 = 1 s at this rate): nothing may be lost or
+    doubled, and the TAP keeps its ifindex and carrier."""
+    interface = _series(vm_factory, case)
+    base = _spec("lt-series-source")
+    source = vm_factory.migration_source(interface.source_spec(base))
+    source.load_drivers(["failover", "net_failover", "virtio_net"])
+    netdev = next(n for n in source.report() if n.get("mac") == MAC)
+    tap = source.taps[0]
+    link_before = read_link(source.wire.netns, tap)
+    stream = EchoStream(source, case, netdev["name"], rate_pps=RATE_PPS).start()
+    try:
+        clean_ns = stream.wait_clean(STEADY_S, 30)
+        target = vm_factory.start_target(source, "lt-series-target", spec=interface.target_spec(base))
+        case.uses(source, target)
+        source.qmp.execute("migrate-set-capabilities", EVENTS_ON)
+        source.qmp.execute("migrate-set-parameters", interface.parameters())
+        stream.wait_echoes(int(STEADY_S * RATE_PPS) // 2, TARGET_WAITING_BOUND_S)
+        migrate_ns = time.monotonic_ns()
+        mark = len(source.qmp.events)
+        source.qmp.execute("migrate", {"uri": target.migration_uri})
+        resume = target.qmp.wait_event("RESUME", None, 0, timeout=120)
+        source.qmp.wait_event("MIGRATION", {"status": "completed"}, mark, timeout=120)
+        stream.wait_echoes(int(STEADY_S * RATE_PPS), 30)
+        report = stream.stop([("settle", stream.started_ns), ("before", clean_ns), ("migration", migrate_ns),
+                              ("after", resume["host_ns"])])
+    finally:
+        stream.close()
+    link_after = read_link(source.wire.netns, tap)
+    case.metric("qemu_downtime", source.qmp.execute("query-migrate").get("downtime"), "ms")
+    across = [phase(report, "migration"), phase(report, "after")]
+    case.metric("lost_across_migration", sum(p["lost"] for p in across))
+    assert all(p["lost"] == 0 and p["duplicates"] == 0 and p["reordered"] == 0 for p in across), \
+        "; ".join(describe_losses(p) for p in across)
+    assert (link_after.ifindex, link_after.carrier_changes) == (link_before.ifindex, link_before.carrier_changes), \
+        f"{link_before.to_json()} -> {link_after.to_json()}"
+
+
+@pytest.mark.rule("LT-CFG-02")
+@pytest.mark.parametrize("option,value", [pytest.param("ifname", "lt-x0", id="ifname"),
+                                          pytest.param("vnet_hdr", True, id="vnet-hdr"),
+                                          pytest.param("fd", "3", id="fd")])
+def test_incoming_fds_refuses_conflicting_tap_options(vm_factory, case, option, value):
+    """netdev_add of a TAP with incoming-fds and an option that opens or sets
+    up the TAP must be refused, with an error naming the option."""
+    _series(vm_factory, case)
+    vm = vm_factory.vm(VmSpec("lt-netdev"))
+    arguments = {"type": "tap", "id": "lt-in0", "incoming-fds": True, option: value}
+    with pytest.raises(HostError) as refused:
+        vm.qmp.execute("netdev_add", arguments)
+    case.step(f"netdev_add {arguments}: {refused.value}")
+    assert option.replace("_", "") in str(refused.value).replace("_", "").replace("-", ""), \
+        f"the refusal does not name '{option}': {refused.value}"
+
+
+@pytest.mark.rule("LT-CFG-01", "LT-CFG-03")
+def test_target_waiting_for_fds_fails_without_transfer(vm_factory, case):
+    """The target waits for incoming fds; the source does not transfer them
+    (its parameter is off): the target fails the load with an error, and the
+    source goes on running."""
+    interface = _series(vm_factory, case)
+    base = _spec("lt-series-off")
+    source = vm_factory.migration_source(interface.source_spec(base))
+    target = vm_factory.start_target(source, "lt-series-off-target", spec=interface.target_spec(base))
+    case.uses(source, target)
+    source.qmp.execute("migrate-set-capabilities", EVENTS_ON)
+    source.qmp.execute("migrate-set-parameters", interface.parameters(False))
+    mark = len(source.qmp.events)
+    source.qmp.execute("migrate", {"uri": target.migration_uri})
+    failed = source.qmp.wait_event("MIGRATION", {"status": "failed"}, mark, timeout=60)
+    case.step(f"source: migration failed at {failed['host_ns']}")
+    assert source.qmp.execute("query-status")["status"] == "running"
+    info = source.qmp.execute("query-migrate")
+    case.save_json("query-migrate.json", info)
+    assert info.get("error-desc"), f"the failure gives no reason: {info}"
 
 
 @pytest.mark.rule("LT-DATA-01")

@@ -35,6 +35,9 @@ class Nic:
     # netdev_add + device_add (vnetct.hotplug). Its pcie-root-port and its TAP
     # exist from the start, as for any other NIC.
     hot_plugged: bool = False
+    # A migration target's TAP that waits for the source's open fds (the live-TAP
+    # series' `-netdev tap,incoming-fds=on`): no ifname, fd or vnet_hdr (LT-CFG-02).
+    incoming_fds: bool = False
 
 
 @dataclass
@@ -45,6 +48,8 @@ class VmSpec:
     machine: str = "q35"
     extra_args: List[str] = field(default_factory=list)
     kernel_args: List[str] = field(default_factory=list)  # appended to the guest's command line
+    # An incoming target sets these migration parameters before migrate-incoming.
+    incoming_parameters: Dict[str, Any] = field(default_factory=dict)
 
     def root_ports(self) -> List[str]:
         return [f"root{index + 1}" for index, nic in enumerate(self.nics) if nic.bus is None]
@@ -112,6 +117,8 @@ def build_argv(spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets
             # With fd= QEMU takes the queue as it is (it reads IFF_VNET_HDR from it): no vnet_hdr option.
             source = [("fd", str(3 + tap_index))] if tap_fds else [("ifname", taps[tap_index]), ("script", "no"),
                                                                    ("downscript", "no"), ("vnet_hdr", "on")]
+            if nic.incoming_fds and incoming:
+                source = [("incoming-fds", "on")]
             argv += ["-netdev", option("tap", [("id", netdev), *source])]
             tap_index += 1
         else:
@@ -253,6 +260,8 @@ class Vm(TraceLog):
             # Events on before listening, so that the target reports every state from setup on.
             self.qmp.execute("migrate-set-capabilities",
                              {"capabilities": [{"capability": "events", "state": True}]})
+            if self.spec.incoming_parameters:
+                self.qmp.execute("migrate-set-parameters", self.spec.incoming_parameters)
             self.record("incoming")  # waits for the migration stream; runs when it has arrived
             self.qmp.execute("migrate-incoming", {"uri": self.migration_uri})
         else:

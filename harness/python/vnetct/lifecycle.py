@@ -125,14 +125,15 @@ class VmFactory:
         source.wait_booted(timeout=timeout)
         return source
 
-    def start_target(self, source: Vm, name: str) -> Vm:
+    def start_target(self, source: Vm, name: str, spec: Optional[VmSpec] = None) -> Vm:
         """The migration target of `source`: the same devices, its own name.
         Its TAPs are kept off the wire (link down) until connect_target_ports():
         a flooding wire would otherwise queue every frame for the guest in the
         target's TAPs while the target waits, and the target would replay that
         stale backlog when it resumes. A source that handed its TAPs over as
-        fds gives the target the same queues instead."""
-        target_spec = dataclasses.replace(source.spec, name=name)
+        fds gives the target the same queues instead. `spec`: the target's own
+        devices (e.g. TAPs waiting for incoming fds) instead of the source's."""
+        target_spec = dataclasses.replace(spec or source.spec, name=name)
         if self.run.profile == "reference":
             return self.vm(target_spec, incoming=True)
         if source.tap_fds:  # the same TAP queues as the source (migration_source(hand_over_taps=True))

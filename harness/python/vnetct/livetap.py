@@ -199,6 +199,23 @@ class Link:
         return self.__dict__
 
 
+def ip_in(netns: str, argv: List[str]) -> str:
+    """`ip -n NETNS ARGV...`'s output; a failure raises, naming the command."""
+    status, output = vnetct_native.run_command(["ip", "-n", netns, *argv], 10.0)
+    if status.code != 0 or status.signal != 0:
+        raise AssertionError(f"ip -n {netns} {' '.join(argv)}: {status.describe()}: {output.strip()}")
+    return output
+
+
+def read_link(netns: str, tap: str) -> Link:
+    """The kernel's reading of a TAP (ifindex, counters, carrier changes)."""
+    entry = json.loads(ip_in(netns, ["-j", "-s", "-s", "-d", "link", "show", "dev", tap]))[0]
+    tx = entry["stats64"]["tx"]
+    return Link(ifindex=entry["ifindex"], tx_packets=tx["packets"], tx_dropped=tx["dropped"],
+                carrier_changes=tx.get("carrier_changes", 0), txqlen=entry.get("txqlen", 0),
+                operstate=entry.get("operstate", ""), info=entry.get("linkinfo", {}).get("info_data", {}))
+
+
 class Traffic:
     """Paced, sequence-numbered UDP streams from the peer to the backend, one
     flow each (several flows spread over the queues of a multi-queue TAP)."""
@@ -377,18 +394,10 @@ class Bench:
         return time.monotonic_ns()
 
     def _ip(self, argv: List[str]) -> str:
-        status, output = vnetct_native.run_command(["ip", "-n", self.netns, *argv], 10.0)
-        if status.code != 0 or status.signal != 0:
-            raise AssertionError(f"ip -n {self.netns} {' '.join(argv)}: {status.describe()}: {output.strip()}")
-        return output
+        return ip_in(self.netns, argv)
 
     def link(self, tap: str) -> Link:
-        entry = json.loads(self._ip(["-j", "-s", "-s", "-d", "link", "show", "dev", tap]))[0]
-        tx = entry["stats64"]["tx"]
-        return Link(ifindex=entry["ifindex"], tx_packets=tx["packets"], tx_dropped=tx["dropped"],
-                    carrier_changes=tx.get("carrier_changes", 0), txqlen=entry.get("txqlen", 0),
-                    operstate=entry.get("operstate", ""),
-                    info=entry.get("linkinfo", {}).get("info_data", {}))
+        return read_link(self.netns, tap)
 
     def streams(self, rate_pps: float, payload_bytes: int, seconds: float, flows: int = 1) -> Traffic:
         traffic = Traffic(self.netns, rate_pps, payload_bytes, seconds, flows)
