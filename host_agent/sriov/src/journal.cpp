@@ -52,6 +52,9 @@ SriovResult<std::string> undo_entry(const nlohmann::json& entry, Sysfs& sysfs, c
         const auto address = entry.at("address").get<std::string>();
         const auto driver = entry.at("previous_driver").get<std::string>();
         const auto override_value = entry.at("previous_override").get<std::string>();
+        if (auto current = sysfs.driver(address); !current && current.error().code == SriovErrc::NoSuchVf) {
+            return address + ": no longer exists (its VFs were removed), nothing to put back";
+        }
         if (auto done = sysfs.restore_binding(address, driver, override_value); !done) {
             return tl::unexpected(done.error());
         }

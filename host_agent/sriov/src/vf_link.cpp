@@ -100,7 +100,7 @@ SriovResult<std::string> VfLink::ip(const std::vector<std::string>& arguments) c
     }
     if (output->status.code != 0 || output->status.signal != 0) {
         const std::string text = trimmed(output->output);
-        if (text.find("Cannot find device") != std::string::npos) {
+        if (text.find("Cannot find device") != std::string::npos || text.find("does not exist") != std::string::npos) {
             return fail(SriovErrc::NoSuchPf, describe(argv) + ": " + text);
         }
         if (text.find("Operation not supported") != std::string::npos) {

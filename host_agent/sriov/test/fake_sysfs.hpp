@@ -48,8 +48,14 @@ class FakeSysfs {
 
     [[nodiscard]] std::vector<std::pair<std::string, std::string>> writes() const { return m_writes; }
     void clear_writes() { m_writes.clear(); }
-    // Writes to this path (relative to the root) fail with `error`.
-    void fail_writes_to(const std::string& relative_path, int error) { m_failing[relative_path] = error; }
+    // Writes to this path (relative to the root) fail with `error`; 0 ends that.
+    void fail_writes_to(const std::string& relative_path, int error) {
+        if (error == 0) {
+            m_failing.erase(relative_path);
+        } else {
+            m_failing[relative_path] = error;
+        }
+    }
     // drivers_probe leaves the device unbound (a driver that refuses it).
     void probe_binds_nothing(bool value) { m_probe_binds_nothing = value; }
 

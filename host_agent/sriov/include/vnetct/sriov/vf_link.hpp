@@ -34,13 +34,17 @@ struct VfSettings {
 class VfLink {
   public:
     explicit VfLink(std::string netns = {}) : m_netns(std::move(netns)) {}
+    virtual ~VfLink() = default;
+    VfLink(const VfLink&) = default;
+    VfLink& operator=(const VfLink&) = default;
 
     // Every VF the PF reports. A netdev without VFs reports none.
-    [[nodiscard]] SriovResult<std::vector<VfLinkState>> read(const std::string& pf) const;
+    [[nodiscard]] virtual SriovResult<std::vector<VfLinkState>> read(const std::string& pf) const;
     [[nodiscard]] SriovResult<VfLinkState> read(const std::string& pf, int vf) const;
     // One `ip link set` per setting (a driver may support some and not others,
-    // and the error then names the one it refused).
-    SriovResult<void> apply(const std::string& pf, int vf, const VfSettings& settings) const;
+    // and the error then names the one it refused). Virtual, like read(), so
+    // that tests can stand in for a PF driver with VF support.
+    virtual SriovResult<void> apply(const std::string& pf, int vf, const VfSettings& settings) const;
 
   private:
     [[nodiscard]] SriovResult<std::string> ip(const std::vector<std::string>& arguments) const;
