@@ -282,3 +282,11 @@ def test_native_errors_carry_their_code(fake_host):
     probe = vnetct_native.sriov_probe("enp59s0f0", str(fake_host / "sys"))
     assert probe == {"pf": "enp59s0f0", "address": PF_ADDRESS, "total_vfs": 8, "num_vfs": 0,
                      "vfio_pci_loaded": True}
+
+
+def test_host_link_sweep_refuses_short_prefixes():
+    from vnetct.vf_wire import sweep_host_links
+
+    with pytest.raises(ValueError, match="short prefix"):
+        sweep_host_links("v")
+    assert sweep_host_links("vzzzzzzz-none") == []

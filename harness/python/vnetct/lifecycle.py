@@ -257,6 +257,10 @@ def sweep_run(run: RunContext) -> List[str]:
         cleaned.append(f"killed {line}")
     for name in vnetct_native.sweep_netns(run.netns_prefix):
         cleaned.append(f"deleted namespace {name}")
+    if run.vf is not None:  # profile vf: the standby carriers live in the host's namespace
+        from .vf_wire import sweep_host_links
+
+        cleaned += [f"deleted host link {name}" for name in sweep_host_links(f"v{run.short_id}")]
     shutil.rmtree(run.socket_root, ignore_errors=True)
     return cleaned
 

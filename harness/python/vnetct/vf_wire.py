@@ -107,3 +107,16 @@ class HostCarrier:
         self._created = []
         if problems:
             raise RuntimeError("; ".join(problems))
+
+
+def sweep_host_links(prefix: str) -> List[str]:
+    """Deletes the host's links whose names start with the run's device
+    prefix (v<short id>): carriers a dead case runner left behind."""
+    if len(prefix) < 7:
+        raise ValueError(f"refusing to sweep host links with the short prefix '{prefix}'")
+    deleted = []
+    for name in sorted(os.listdir("/sys/class/net")):
+        if name.startswith(prefix):
+            _ip("link", "delete", name)
+            deleted.append(name)
+    return deleted
