@@ -27,6 +27,8 @@ namespace vnetct::harness {
 
 // The paced UDP stream and its analysis (traffic_bindings.cpp).
 void bind_traffic(py::module_& module);
+// The SR-IOV set-up of --profile vf (sriov_bindings.cpp).
+void bind_sriov(py::module_& module);
 
 namespace {
 // Deliberately leaked (never destroyed): a static py::object would be released
@@ -215,4 +217,5 @@ PYBIND11_MODULE(vnetct_native, module) {
     bind_clients(module);
     bind_model(module);
     bind_traffic(module);
+    bind_sriov(module);
 }

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--qemu", metavar="PATH", default=str(paths.DEFAULT_QEMU),
                      help="QEMU binary under test (default: %(default)s)")
     run.add_argument("--profile", metavar="NAME", default="qemu", help="SUT profile (default: qemu)")
+    run.add_argument("--host-config", metavar="FILE", type=Path,
+                     help="with --profile vf: the host profile (PF, VF, vfio-pci, MAC/VLAN/trust, standby carrier; "
+                          "harness/HOST-PROFILE.md, example: examples/host-vf.yaml)")
     run.add_argument("--out", metavar="DIR", type=Path, default=paths.OUT,
                      help="results root; each run gets <DIR>/<run-id> (default: %(default)s)")
     run.add_argument("--no-setup", action="store_true", help="skip apt/build/image steps (they must be done)")
@@ -117,6 +120,21 @@ def command_run(args) -> int:
     if args.mutation and args.profile != "reference":
         print("vnetct: --mutation only applies to --profile reference", file=sys.stderr)
         return EXIT_USAGE
+    host_profile = None
+    if (args.host_config is not None) != (args.profile == "vf"):
+        print("vnetct: --profile vf and --host-config FILE go together", file=sys.stderr)
+        return EXIT_USAGE
+    if args.profile == "vf":
+        from .host_profile import HostProfileError, load
+
+        try:
+            host_profile = load(args.host_config)
+        except HostProfileError as error:
+            print(f"vnetct: --host-config {error}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.jobs != 1:
+            print("vnetct: profile vf runs in one lane (-j 1): the VF belongs to one guest at a time", flush=True)
+            args.jobs = 1
     if not args.no_setup:
         if args.profile == "reference":  # no VM: no guest image, no QEMU needed
             bootstrap.ensure_packages()
@@ -127,6 +145,38 @@ def command_run(args) -> int:
     if args.jobs < 1:
         print(f"vnetct: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    if host_profile is not None:
+        return _run_on_vfs(args, host_profile)
+    return _run_cases(args)
+
+
+def _run_on_vfs(args, host_profile) -> int:
+    """Profile vf: the host prepared as the host profile says around the
+    cases, and put back afterwards, however the run ends (SIGTERM too)."""
+    import json
+    import signal
+
+    from .sriov import SriovSetupError, prepared_host
+
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with prepared_host(host_profile, lambda line: print(line, flush=True)) as host:
+            status = _run_cases(args, [f"--vnetct-vf={json.dumps(host.to_json())}"])
+        if host.restore_report["failures"]:
+            print("vnetct: the host could not be fully put back (see above)", file=sys.stderr)
+            return EXIT_FAILED
+        return status
+    except SriovSetupError as error:
+        print(f"vnetct: set-up failed: {error}", file=sys.stderr)
+        return EXIT_SETUP
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_cases(args, extra_args: Optional[List[str]] = None) -> int:
     short_id = secrets.token_hex(3)
     run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{short_id}"
     out = args.out.resolve()
@@ -135,7 +185,7 @@ def command_run(args) -> int:
     run_dir.mkdir(parents=True)
     _point_latest(out, run_dir)
     command_line = " ".join(["./vnetct", *sys.argv[1:]])
-    under_test = f"QEMU {args.qemu}" if args.profile == "qemu" else "the reference model"
+    under_test = "the reference model" if args.profile == "reference" else f"QEMU {args.qemu}"
     print(f"vnetct: run {run_id}, profile {args.profile}, {under_test}", flush=True)
     print(f"vnetct: results in {run_dir}", flush=True)
 
@@ -145,7 +195,7 @@ def command_run(args) -> int:
                      f"--vnetct-command={command_line}", f"--vnetct-short-id={lane_id}"]
         if args.keyword:
             arguments += ["-k", args.keyword]
-        return arguments + [f"--vnetct-mutation={mutation}" for mutation in args.mutation]
+        return arguments + [f"--vnetct-mutation={mutation}" for mutation in args.mutation] + list(extra_args or [])
 
     try:
         started = time.monotonic()

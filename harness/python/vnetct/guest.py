@@ -112,6 +112,11 @@ def build_argv(spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets
         if nic.hot_plugged:
             tap_index += 1 if nic.tap else 0  # its TAP waits for netdev_add
             continue
+        if nic.driver == "vfio-pci":  # a host device (profile vf): no netdev, its MAC is set through the PF
+            properties = [("host", nic.properties["host"]), *([("id", nic.id)] if nic.id is not None else []),
+                          ("bus", bus), *((k, v) for k, v in nic.properties.items() if k != "host")]
+            argv += ["-device", option("vfio-pci", properties)]
+            continue
         netdev = f"hn{index}"
         if nic.tap:
             # With fd= QEMU takes the queue as it is (it reads IFF_VNET_HDR from it): no vnet_hdr option.

@@ -36,6 +36,7 @@ class RunContext:
     socket_root: Path           # short path for unix sockets (108-byte limit)
     step: Callable[[str], None] = lambda text: None
     mutations: List[str] = field(default_factory=list)  # reference profile only
+    vf: Optional[dict] = None   # profile vf: the prepared host (vnetct.sriov.PreparedHost.to_json)
 
     @property
     def netns_prefix(self) -> str:
@@ -70,6 +71,12 @@ class VmFactory:
 
     def wire(self, taps: int):
         index = _next_wire_index()
+        if self.run.vf is not None:  # the standby's TAPs on the host's bridge (or macvtaps on the PF)
+            from .vf_wire import HostCarrier
+
+            carrier = HostCarrier.create(self.run.vf, f"v{self.run.short_id}{index:x}"[:9], taps)
+            self._owned.wires.append(carrier)
+            return carrier
         topology = vnetct_native.Topology.create(
             netns=f"{self.run.netns_prefix}-{index}", device_prefix=f"v{self.run.short_id}{index:x}"[:9],
             taps=taps, peer_address="198.18.0.1/24")
@@ -89,10 +96,16 @@ class VmFactory:
             if start:
                 vm.start()
             return vm
+        if self.run.vf is not None:
+            from .vf_wire import vf_spec
+
+            spec = vf_spec(spec, self.run.vf, incoming)
         tap_count = sum(1 for nic in spec.nics if nic.tap)
         if wire is None and tap_count:
             wire = self.wire(tap_count)
             taps = wire.taps
+        if tap_fds is None and wire is not None and getattr(wire, "fds_for", None) is not None:
+            tap_fds = wire.fds_for(taps)  # macvtap: QEMU takes its queue as an fd
         sockets = self.run.socket_root / f"{spec.name}-{self._next()}"
         vm = Vm(spec, self.run.qemu, self.run.accelerator, self.run.image, sockets, self.artifacts / spec.name,
                 netns=wire.netns if wire else "", taps=taps or [],
@@ -245,6 +258,10 @@ def sweep_run(run: RunContext) -> List[str]:
         cleaned.append(f"killed {line}")
     for name in vnetct_native.sweep_netns(run.netns_prefix):
         cleaned.append(f"deleted namespace {name}")
+    if run.vf is not None:  # profile vf: the standby carriers live in the host's namespace
+        from .vf_wire import sweep_host_links
+
+        cleaned += [f"deleted host link {name}" for name in sweep_host_links(f"v{run.short_id}")]
     shutil.rmtree(run.socket_root, ignore_errors=True)
     return cleaned
 

@@ -39,6 +39,8 @@ def pytest_addoption(parser):
     group.addoption("--vnetct-list", action="store_true", help="print case ids and rules, run nothing")
     group.addoption("--vnetct-mutation", action="append", default=[],
                     help="reference profile: break the model on purpose (self-test); repeatable")
+    group.addoption("--vnetct-vf", default=None,
+                    help="profile vf: the prepared host as JSON (vnetct.sriov.PreparedHost.to_json; the CLI sets it)")
     group.addoption("--vnetct-short-id", default=None, help="6 hex chars naming the run's namespaces and devices")
 
 
@@ -123,6 +125,10 @@ class RunState:
                 raise pytest.UsageError(f"--mutation {mutation}: unknown (known: {', '.join(known)})")
         if self.mutations and self.profile != "reference":
             raise pytest.UsageError("--mutation only applies to --profile reference")
+        self.vf = json.loads(option("--vnetct-vf")) if option("--vnetct-vf") else None
+        if (self.vf is None) != (self.profile != "vf"):
+            raise pytest.UsageError("--profile vf and --vnetct-vf go together (./vnetct run --profile vf "
+                                    "--host-config FILE prepares the host and passes it)")
         self.command = option("--vnetct-command") or " ".join(sys.argv)
         self.results = Results(self.run_dir, {"run_id": self.run_id, "profile": self.profile,
                                               "command": self.command, "sut": {}})
@@ -172,12 +178,14 @@ class RunState:
             socket_root = Path("/tmp") / f"vnetct-{self.short_id}"
             socket_root.mkdir(parents=True, exist_ok=True)
             self.context = RunContext(self.run_id, self.short_id, self.run_dir, self.profile, self.qemu, version,
-                                      chosen, image_paths, socket_root)
+                                      chosen, image_paths, socket_root, vf=self.vf)
             self.results.data["sut"] = {
                 "qemu_binary": self.qemu, "qemu_version": version, "accelerator": chosen.to_json(),
                 "machine": "q35", "guest_kernel": image.get("kernel_version"),
                 "guest_image_digest": image.get("inputs_hash"), "host_kernel": os.uname().release,
             }
+            if self.vf is not None:
+                self.results.data["sut"]["sriov"] = self.vf
             self.results.write()
         return self.context
 
