@@ -65,7 +65,7 @@ def make_run(root: Path, name: str = "20261122-044407-8c00e9", finished=True, ca
                   metrics={"unplug_latency": {"value": 0.115, "unit": "s"},
                            "replug_latency": {"value": 1.552, "unit": "s"},
                            "qemu_downtime": {"value": 107, "unit": "ms"},
-                           "traffic_lost": {"value": 118, "unit": ""},
+                           "switchover_lost": {"value": 118, "unit": ""},
                            "longest_loss_window": {"value": 500.1, "unit": "ms"}},
                   timeline=_timeline(), series=_series()),
             _case("failover/removal/replacement-primary-after-device-del", "failed",

@@ -106,6 +106,7 @@ def test_unplug_migrate_replug(vm_factory, case, hotplug):
     back = next(n for n in netdevs if n.get("failover_role") == "primary")
     assert back["mac"] == MAC and back["parent_bus"] == "pci"
     case.save_json("target-netdevs.json", netdevs)
+    case.metric("guest_primary_driver", back["driver"])  # the VF driver, as the target's guest sees it
 
     case.metric("unplug_latency", _seconds(released[0]["t_ns"], unplug["host_ns"]), "s")
     case.metric("wait_unplug_duration", _seconds(active["host_ns"], wait_unplug["host_ns"]), "s")
@@ -124,6 +125,8 @@ def test_unplug_migrate_replug(vm_factory, case, hotplug):
         report = stream.stop([("settle", stream.started_ns), ("before", clean_ns), ("wait-unplug", unplug["host_ns"]),
                               ("migration", active["host_ns"]), ("re-plug", resume["host_ns"]),
                               ("after", carrying.answered_ns)])
+        case.metric("switchover_lost", sum(phase(report, name)["lost"] for name in ("wait-unplug", "migration",
+                                                                                    "re-plug")))
         case.save_json("slave-counters.json", [s.to_json() for s in (before_0, before_1, carrying, after)])
         _judge_datapath(case, stream, release, before_0, before_1, carrying, after)
         _judge_continuity(case, report, {"wait-unplug": ("the guest's release", release["host_ns"]),

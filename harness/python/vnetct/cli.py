@@ -10,6 +10,8 @@ Commands:
   list    print every case id and the rule it checks.
   setup   only the set-up steps.
   report  write report.html (self-contained HTML) for results directories.
+  certify run the failover migration cases N times; the figures a NIC vendor
+          quotes (median and worst), an environment fingerprint, a verdict.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
-from . import bootstrap, lanes, paths
+from . import bootstrap, certify, lanes, paths
 from .profiles import PROFILES
 
 EXIT_FAILED = 1
@@ -66,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("pytest_args", nargs="*", help="extra arguments for pytest")
 
     commands.add_parser("list", help="print case ids and the rule each checks")
+    certify.add_parser(commands)
     commands.add_parser("setup", help="install packages, build, and build the guest image")
 
     report = commands.add_parser(
@@ -379,6 +382,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "setup":
             bootstrap.prepare(with_image=True)
             return 0
+        if args.command == "certify":
+            return certify.command_certify(args)
     except bootstrap.SetupError as error:
         print(f"vnetct: set-up failed: {error}", file=sys.stderr)
         return EXIT_SETUP

@@ -53,8 +53,10 @@ def _seconds(value) -> str:
 
 
 def render(run_dir: Path, compare: Iterable[Path] = (), output: Optional[Path] = None,
-           thresholds: Optional[Path] = None) -> str:
-    """The report's HTML for `run_dir`, comparing it with the runs in `compare`."""
+           thresholds: Optional[Path] = None, across_runs: Optional[dict] = None) -> str:
+    """The report's HTML for `run_dir`, comparing it with the runs in
+    `compare`; `across_runs`: a `vnetct certify` summary (certification.json)
+    shown in the certification view."""
     run = model.load_run(run_dir)
     others = [model.load_run(other) for other in compare]
     output_dir = (Path(output).resolve().parent if output else run.run_dir.resolve())
@@ -63,16 +65,17 @@ def render(run_dir: Path, compare: Iterable[Path] = (), output: Optional[Path] =
     comparison = model.comparison_view([run, *others])
     template = _environment().get_template("report.html.j2")
     return template.render(run=view, index=model.sorted_index(view["cases"]), comparison=comparison,
+                           across_runs=across_runs,
                            thresholds_source=str(thresholds) if thresholds else "the defaults of vnetct",
                            generated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def write_report(run_dir: Path, compare: Iterable[Path] = (), output: Optional[Path] = None,
-                 thresholds: Optional[Path] = None) -> Path:
+                 thresholds: Optional[Path] = None, across_runs: Optional[dict] = None) -> Path:
     """Render and write atomically; returns the path of the report."""
     run_dir = Path(run_dir)
     path = Path(output) if output else (run_dir if run_dir.is_dir() else run_dir.parent) / REPORT_NAME
-    html = render(run_dir, compare, path, thresholds)
+    html = render(run_dir, compare, path, thresholds, across_runs)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(html, encoding="utf-8")
     os.replace(temporary, path)

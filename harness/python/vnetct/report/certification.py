@@ -26,9 +26,10 @@ FIGURES: Dict[str, dict] = {
         "title": "Downtime", "unit": "ms", "limit": 300.0, "metrics": ["qemu_downtime"], "prefixes": [],
         "meaning": "QEMU's reported downtime of the migration"},
     "switchover_loss": {
-        "title": "Switchover loss", "unit": "datagrams", "limit": 400.0, "metrics": ["traffic_lost"],
-        "prefixes": [],
-        "meaning": "datagrams of the 200/s stream never echoed across the whole switchover"},
+        "title": "Switchover loss", "unit": "datagrams", "limit": 400.0,
+        "metrics": ["switchover_lost"], "prefixes": [],
+        "meaning": "datagrams of the 200/s stream never echoed from UNPLUG_PRIMARY until the re-plugged "
+                   "primary carries (phases wait-unplug, migration and re-plug)"},
     "longest_loss_window": {
         "title": "Longest loss window", "unit": "ms", "limit": 1000.0, "metrics": ["longest_loss_window"],
         "prefixes": [],
