@@ -21,6 +21,10 @@ KERNEL_PACKAGE_RE = re.compile(r"^linux-image-(6\.12\.[^ ]*-amd64)$")
 # Load order: each module's depends= must name only modules earlier in the list.
 MODULES: Tuple[str, ...] = (
     "failover", "net_failover", "virtio_net", "dca", "i2c_algo_bit", "igb", "e1000e",
+    # SR-IOV VF drivers, for a real VF as the primary (--profile vf) and the
+    # emulated igb's VF (igbvf): Intel E810/X710 (iavf), 82599/X540 (ixgbevf),
+    # 82576/I350 (igbvf), Mellanox ConnectX-4 and later (mlx5_core), Broadcom NetXtreme (bnxt_en).
+    "libeth", "libie", "iavf", "ixgbevf", "igbvf", "pci_hyperv_intf", "mlxfw", "mlx5_core", "bnxt_en",
 )
 
 
@@ -81,19 +85,23 @@ def modinfo_depends(blob: bytes) -> List[str]:
 
 
 def check_module_order(depends: Dict[str, List[str]], order: Sequence[str]) -> None:
-    """Every dependency must be in `order`, before the module that needs it."""
+    """Every dependency must be in `order`, before the module that needs it
+    (names compare as the kernel compares them: '-' and '_' are the same)."""
+    def same(name: str) -> str:
+        return name.replace("-", "_")
     seen = set()
+    listed = {same(n) for n in order}
     for name in order:
         for dep in depends.get(name, []):
-            if dep not in order:
+            if same(dep) not in listed:
                 raise BuildError(
                     f"module {name} depends on {dep}, which is not in the image's "
                     f"module list ({' '.join(order)})")
-            if dep not in seen:
+            if same(dep) not in seen:
                 raise BuildError(
                     f"module {name} depends on {dep}, which is loaded after it; "
                     f"fix the load order ({' '.join(order)})")
-        seen.add(name)
+        seen.add(same(name))
 
 
 # --------------------------------------------------------------------------

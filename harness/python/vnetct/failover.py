@@ -83,6 +83,9 @@ class Negotiation:
 
 
 PRIMARY_DRIVERS = ("dca", "i2c_algo_bit", "igb", "e1000e")
+# A real VF as the primary (vfio-pci on the host): every VF driver of the image, in dependency
+# order; the one that matches the VF binds, the others stay idle.
+VF_DRIVERS = ("libeth", "libie", "iavf", "ixgbevf", "igbvf", "pci_hyperv_intf", "mlxfw", "mlx5_core", "bnxt_en")
 STANDBY_DRIVERS = ("failover", "net_failover", "virtio_net")
 VIRTIO_NET_F_STANDBY = 62
 
@@ -99,8 +102,11 @@ class FailoverGuest:
 
     def __init__(self, vm: Vm, timeout: float = 60.0):
         self.vm = vm
-        vm.step("loading the primary's driver (e1000e) before virtio_net")
-        self.primary_modules = vm.load_drivers(PRIMARY_DRIVERS, timeout=timeout)
+        passed_through = any(nic.driver == "vfio-pci" for nic in vm.spec.nics)
+        drivers = PRIMARY_DRIVERS + (VF_DRIVERS if passed_through else ())
+        vm.step(f"loading the primary's driver ({'the VF drivers' if passed_through else 'e1000e'}) before "
+                f"virtio_net")
+        self.primary_modules = vm.load_drivers(drivers, timeout=timeout)
         self.before_pci = vm.pci_ids()
         self.before_peripherals = vm.peripheral_ids()
         self.before_netdevs = vm.report()

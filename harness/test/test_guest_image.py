@@ -1,0 +1,48 @@
+"""The guest image's drivers in a real guest: every SR-IOV VF driver that
+--profile vf loads (vnetct.failover.VF_DRIVERS) is in the image and loads,
+in order, under the image's kernel. Boots one guest (about 10 s under TCG);
+needs root and the set-up that `vnetct test` does first."""
+
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vnetct import accel, paths
+from vnetct.failover import PRIMARY_DRIVERS, VF_DRIVERS
+from vnetct.guest import VmSpec
+from vnetct.lifecycle import RunContext, VmFactory, qemu_version
+
+
+@pytest.fixture
+def factory(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    image = json.loads((paths.IMAGE_CACHE / "image.json").read_text())
+    image_paths = {"kernel": image["paths"]["kernel"], "initramfs": image["paths"]["initramfs"],
+                   "digest": image.get("inputs_hash"), "kernel_version": image.get("kernel_version")}
+    qemu = str(paths.DEFAULT_QEMU)
+    short_id = secrets.token_hex(3)
+    socket_root = Path("/tmp") / f"vnetct-{short_id}"
+    socket_root.mkdir()
+    chosen = accel.choose(qemu, image_paths, paths.CACHE, lambda text: None)
+    run = RunContext("test-guest-image", short_id, tmp_path, "qemu", qemu, qemu_version(qemu), chosen, image_paths,
+                     socket_root)
+    made = VmFactory(run, tmp_path, "test_guest_image")
+    try:
+        yield made
+    finally:
+        problems = made.close()
+        shutil.rmtree(socket_root, ignore_errors=True)
+    assert not problems, problems
+
+
+def test_every_vf_driver_loads_in_the_guest(factory):
+    vm = factory.vm_booted(VmSpec("vf-drivers"))
+    wanted = PRIMARY_DRIVERS + VF_DRIVERS
+    loaded = vm.load_drivers(wanted)  # a module that fails to load fails the whole request
+    assert [entry["name"] for entry in loaded] == list(wanted), loaded
+    assert all(entry["status"] == "loaded" for entry in loaded), loaded
