@@ -29,6 +29,8 @@ namespace vnetct::harness {
 void bind_traffic(py::module_& module);
 // The SR-IOV set-up of --profile vf (sriov_bindings.cpp).
 void bind_sriov(py::module_& module);
+// libvirt <teaming> checks (teaming_bindings.cpp).
+void bind_teaming(py::module_& module);
 
 namespace {
 // Deliberately leaked (never destroyed): a static py::object would be released
@@ -218,4 +220,5 @@ PYBIND11_MODULE(vnetct_native, module) {
     bind_model(module);
     bind_traffic(module);
     bind_sriov(module);
+    bind_teaming(module);
 }

@@ -10,6 +10,8 @@ Commands:
   list    print every case id and the rule it checks.
   setup   only the set-up steps.
   report  write report.html (self-contained HTML) for results directories.
+  check-config  a libvirt domain XML's <teaming> against libvirt's and the
+          failover rules, with the QEMU options for the team.
   certify run the failover migration cases N times; the figures a NIC vendor
           quotes (median and worst), an environment fingerprint, a verdict.
 """
@@ -27,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
-from . import bootstrap, certify, lanes, paths
+from . import bootstrap, certify, check_config, lanes, paths
 from .profiles import PROFILES
 
 EXIT_FAILED = 1
@@ -69,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("list", help="print case ids and the rule each checks")
     certify.add_parser(commands)
+    check_config.add_parser(commands)
     commands.add_parser("setup", help="install packages, build, and build the guest image")
 
     report = commands.add_parser(
@@ -384,6 +387,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 0
         if args.command == "certify":
             return certify.command_certify(args)
+        if args.command == "check-config":
+            bootstrap.ensure_packages()
+            bootstrap.build_native(targets=("vnetct_native",))
+            return check_config.command_check_config(args)
     except bootstrap.SetupError as error:
         print(f"vnetct: set-up failed: {error}", file=sys.stderr)
         return EXIT_SETUP

@@ -27,7 +27,8 @@ from .native import vnetct_native
 from .profiles import PROFILES
 from .results import Results, case_id_from_nodeid, now_iso
 
-RULES = {rule["id"]: rule for rule in [*vnetct_native.failover_rules(), *vnetct_native.livetap_rules()]}
+RULES = {rule["id"]: rule for rule in [*vnetct_native.failover_rules(), *vnetct_native.livetap_rules(),
+                                       *vnetct_native.teaming_rules()]}
 
 
 def pytest_addoption(parser):

@@ -147,7 +147,8 @@ class Checker {
             }
         }
         if (standby != nullptr && (nic.mac.empty() || standby->mac.empty() || nic.mac != standby->mac)) {
-            add("TEAM-07", nic.line, "mac", "address",
+            add("TEAM-07", nic.mac_line ? nic.mac_line : nic.line, nic.mac_line ? "mac" : "interface",
+                nic.mac_line ? "address" : "",
                 nic.mac.empty() || standby->mac.empty()
                     ? "both interfaces need an explicit <mac address=...>, the same one (libvirt generates a "
                       "different MAC for each interface that has none)"

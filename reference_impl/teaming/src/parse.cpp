@@ -147,6 +147,7 @@ TeamingResult<Interface> parse_interface(const std::string& file, xmlNodePtr nod
     }
     if (xmlNodePtr mac = child(node, "mac")) {
         found.mac = attribute(mac, "address");
+        found.mac_line = line_of(mac);
         for (char& c : found.mac) {
             c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         }

@@ -97,7 +97,7 @@ TEST(Teaming_test, ValidTeamIsConformantAndGivesLibvirtsDeviceOptions) {
 }
 
 TEST(Teaming_test, RulesTableHasEveryIdOnceWithASentence) {
-    ASSERT_EQ(teaming_rules().size(), 7u);
+    ASSERT_EQ(teaming_rules().size(), 8u);
     for (const auto& rule : teaming_rules()) {
         EXPECT_TRUE(find_teaming_rule(rule.id).has_value());
         EXPECT_FALSE(rule.sentence.empty());

@@ -34,7 +34,11 @@ using vnetct::reference_impl::Rule;
       "A persistent interface has at most one transient interface naming it.")                    \
     X("TEAM-07", "libvirt teaming",                                                                \
       "The transient interface has the MAC address of its persistent interface (the guest "       \
-      "pairs the primary with the standby by MAC).")
+      "pairs the primary with the standby by MAC).")                                               \
+    X("TEAM-08", "checker input",                                                                  \
+      "A domain XML that cannot be read, exceeds 1 MiB, is not well-formed, declares a DOCTYPE "  \
+      "or is not a <domain> is refused with an error naming the file and the line; nothing "       \
+      "outside the document (DTD, entity, network) is ever read.")
 
 [[nodiscard]] std::span<const Rule> teaming_rules();
 [[nodiscard]] std::optional<Rule> find_teaming_rule(std::string_view id);

@@ -61,7 +61,8 @@ struct Interface {
     std::string model;                 // <model type=...>, "" when absent
     std::string alias;                 // <alias name=...>, "" when absent
     int alias_line = 0;
-    std::string mac;                   // <mac address=...>, "" when absent
+    std::string mac;                   // <mac address=...>, lower case; "" when absent
+    int mac_line = 0;
     std::optional<std::string> teaming_type;
     std::optional<std::string> teaming_persistent;
     int teaming_line = 0;
