@@ -157,16 +157,34 @@ def test_libvirt_agrees(case, tmp_path):
     if virsh is None:
         pytest.skip("libvirt not installed (Debian: libvirt-clients and libvirt-daemon-driver-qemu); vnetct does "
                     "not install it")
-    uri = f"qemu:///embed?root={tmp_path / 'libvirt'}"
-    disagreements, table = [], {}
+    root = tmp_path / "libvirt"
+    (root / "etc" / "libvirt").mkdir(parents=True)
+    uri = f"qemu:///embed?root={root}"
+    probe = subprocess.run([virsh, "-c", uri, "uri"], capture_output=True, text=True, timeout=60, check=False)
+    if probe.returncode != 0:
+        # Measured with Debian 12's libvirt 9.0.0: "Failed to parse user 'libvirt-qemu'" without
+        # libvirt-daemon-system, and an abort ("double free or corruption") once that user exists.
+        words = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
+        pytest.skip(f"libvirt's embedded QEMU driver does not start here, so libvirt gives no verdict: {words}")
+    disagreements, table, silent = [], {}, []
     for stem, rules in EXPECTED.items():
-        result = subprocess.run([virsh, "-c", uri, "domxml-to-native", "qemu-argv", str(DOMAINS / f"{stem}.xml")],
-                                capture_output=True, text=True, timeout=60, check=False)
+        try:
+            result = subprocess.run([virsh, "-c", uri, "domxml-to-native", "qemu-argv", str(DOMAINS / f"{stem}.xml")],
+                                    capture_output=True, text=True, timeout=20, check=False)
+        except subprocess.TimeoutExpired:
+            silent.append(f"{stem}: no answer within 20 s")
+            continue
+        if result.returncode not in (0, 1):  # killed by a signal (an abort) or worse: no verdict
+            silent.append(f"{stem}: exit {result.returncode}: {result.stderr.strip()[-120:]}")
+            continue
         accepted = result.returncode == 0
         table[stem] = {"rules": rules, "libvirt_accepted": accepted,
                        "libvirt": (result.stdout if accepted else result.stderr).strip()[-600:]}
         if accepted == bool(rules):
             disagreements.append(f"{stem}: reference {rules or 'conformant'}, libvirt "
                                  f"{'accepted' if accepted else 'refused: ' + result.stderr.strip()[-200:]}")
+    case.save_json("libvirt-no-verdict.json", silent)
+    if not table:
+        pytest.skip(f"libvirt gave no verdict on any domain: {'; '.join(silent[:3])}")
     case.save_json("libvirt-verdicts.json", table)
     assert not disagreements, "; ".join(disagreements)
