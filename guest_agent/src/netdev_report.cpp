@@ -1,5 +1,7 @@
 #include "vnetct/guest_agent/netdev_report.hpp"
 
+#include "vnetct/groupid/groupid.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -7,6 +9,7 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <fstream>
 #include <map>
 #include <system_error>
 
@@ -90,6 +93,57 @@ struct NetdevFacts {
     json entry;
 };
 
+// The raw config space of a PCI function (sysfs `config`: 64, 256 or 4096 bytes).
+std::optional<std::vector<std::uint8_t>> read_config(const fs::path& function_dir) {
+    std::ifstream in(function_dir / "config", std::ios::binary);
+    if (!in) {
+        return std::nullopt;
+    }
+    std::vector<std::uint8_t> bytes(4096);
+    in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    bytes.resize(static_cast<std::size_t>(in.gcount()));
+    return bytes;
+}
+
+// failover-group-id (vnetct/groupid): the function's own virtio capability,
+// else the vendor capability of the bridge above it.
+void add_group_id(const fs::path& function_dir, json& entry) {
+    entry["group_id"] = nullptr;
+    entry["group_id_source"] = nullptr;
+    entry["group_id_error"] = nullptr;
+    std::vector<std::string> errors;
+    if (const auto own = read_config(function_dir)) {
+        auto id = groupid::nic_group_id(*own);
+        if (id && *id) {
+            entry["group_id"] = groupid::format_group_id(**id);
+            entry["group_id_source"] = "virtio-cap";
+            return;
+        }
+        if (!id) {
+            errors.push_back(function_dir.filename().string() + ": " + id.error().message());
+        }
+    }
+    const fs::path bridge = function_dir.parent_path();
+    if (looks_like_pci_address(bridge.filename().string())) {
+        if (const auto above = read_config(bridge)) {
+            auto id = groupid::bridge_group_id(*above);
+            if (id && *id) {
+                entry["group_id"] = groupid::format_group_id(**id);
+                entry["group_id_source"] = "bridge-cap";
+            } else if (!id) {
+                errors.push_back(bridge.filename().string() + ": " + id.error().message());
+            }
+        }
+    }
+    if (!errors.empty()) {
+        std::string text;
+        for (const auto& error : errors) {
+            text += (text.empty() ? "" : "; ") + error;
+        }
+        entry["group_id_error"] = text;
+    }
+}
+
 void add_parent_device(const fs::path& netdev_dir, json& entry) {
     entry["parent_bus"] = nullptr;
     entry["parent_device"] = nullptr;
@@ -114,6 +168,7 @@ void add_parent_device(const fs::path& netdev_dir, json& entry) {
         const std::string component = ancestor.filename().string();
         if (looks_like_pci_address(component)) {
             entry["pci_address"] = component;
+            add_group_id(ancestor, entry);
             break;
         }
     }

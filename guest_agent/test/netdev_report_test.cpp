@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "fake_sysfs.hpp"
+#include "vnetct/groupid/groupid.hpp"
+
+#include <fstream>
 
 namespace vnetct::guest_agent {
 namespace {
@@ -153,6 +156,78 @@ TEST_F(NetdevReport_test, MissingSysfsIsAnError) {
     const auto report = build_netdev_report(m_sysfs.root() / "nonexistent", m_ethtool);
     ASSERT_FALSE(report.has_value());
     EXPECT_EQ(report.error().code, GuestErrc::SysfsReadFailed);
+}
+
+}  // namespace
+}  // namespace vnetct::guest_agent
+
+namespace vnetct::guest_agent {
+namespace {
+
+// failover-group-id from config space: the standby's own virtio capability,
+// the primary's bridge above it; malformed config spaces are reported, not guessed.
+class GroupIdReport_test : public ::testing::Test {
+protected:
+    static void write_config(const std::filesystem::path& function_dir, const std::vector<std::uint8_t>& bytes) {
+        std::ofstream(function_dir / "config", std::ios::binary)
+            .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    }
+    nlohmann::json report_of(const std::string& name) {
+        auto report = build_netdev_report(m_sysfs.root(), m_ethtool);
+        EXPECT_TRUE(report.has_value());
+        for (const auto& entry : report->at("netdevs")) {
+            if (entry["name"] == name) {
+                return entry;
+            }
+        }
+        ADD_FAILURE() << "no netdev " << name;
+        return {};
+    }
+    testing::FakeSysfs m_sysfs;
+    testing::FakeEthtool m_ethtool;
+};
+
+TEST_F(GroupIdReport_test, StandbyFromItsVirtioCapPrimaryFromItsBridge) {
+    const auto port0 = m_sysfs.add_device("pci0000:00/0000:00:1c.0", "pci");
+    const auto function = m_sysfs.add_device("pci0000:00/0000:00:1c.0/0000:01:00.0", "pci");
+    const auto virtio = m_sysfs.add_device("pci0000:00/0000:00:1c.0/0000:01:00.0/virtio0", "virtio");
+    m_sysfs.add_netdev("eth1", 3, "52:54:00:6f:55:cc", virtio);
+    write_config(port0, groupid::encode_bridge_config(std::nullopt));
+    write_config(function, groupid::encode_nic_config(0x42));
+    const auto port1 = m_sysfs.add_device("pci0000:00/0000:00:1c.1", "pci");
+    const auto e1000e = m_sysfs.add_device("pci0000:00/0000:00:1c.1/0000:02:00.0", "pci");
+    m_sysfs.add_netdev("eth2", 4, "52:54:00:00:00:01", e1000e);
+    write_config(port1, groupid::encode_bridge_config(0x42));
+    std::vector<std::uint8_t> plain(64, 0);
+    write_config(e1000e, plain);
+
+    const auto standby = report_of("eth1");
+    EXPECT_EQ(standby["group_id"], "0x0000000000000042");
+    EXPECT_EQ(standby["group_id_source"], "virtio-cap");
+    const auto primary = report_of("eth2");
+    EXPECT_EQ(primary["group_id"], "0x0000000000000042");
+    EXPECT_EQ(primary["group_id_source"], "bridge-cap");
+    EXPECT_TRUE(primary["group_id_error"].is_null());
+}
+
+TEST_F(GroupIdReport_test, NoGroupIdAndMalformedConfigAreTold) {
+    const auto port = m_sysfs.add_device("pci0000:00/0000:00:1c.0", "pci");
+    const auto function = m_sysfs.add_device("pci0000:00/0000:00:1c.0/0000:01:00.0", "pci");
+    m_sysfs.add_netdev("eth1", 3, "52:54:00:6f:55:cc", function);
+    write_config(port, groupid::encode_bridge_config(std::nullopt));
+    write_config(function, groupid::encode_nic_config(std::nullopt));
+    auto entry = report_of("eth1");
+    EXPECT_TRUE(entry["group_id"].is_null());
+    EXPECT_TRUE(entry["group_id_error"].is_null());
+
+    auto looped = groupid::encode_nic_config(std::nullopt);
+    looped[0x41] = 0x40;
+    write_config(function, looped);
+    entry = report_of("eth1");
+    EXPECT_TRUE(entry["group_id"].is_null());
+    EXPECT_NE(entry["group_id_error"].get<std::string>().find("0000:01:00.0: the capability list loops"),
+              std::string::npos)
+        << entry["group_id_error"];
 }
 
 }  // namespace
