@@ -8,7 +8,7 @@ from vnetct.trace import assert_trace_conformant
 from vnetct.failover import MAC
 
 
-@pytest.mark.rule("FO-PAIR-01")
+@pytest.mark.rule("FO-PAIR-01", "FO-GRP-03")
 def test_master_standby_primary_share_mac(failover_pair, case):
     case.uses(failover_pair.vm)
     negotiation = failover_pair.negotiate()
@@ -21,6 +21,11 @@ def test_master_standby_primary_share_mac(failover_pair, case):
     assert primary["parent_bus"] == "pci" and primary["pci_address"], f"primary has no PCI parent: {primary}"
     assert primary["driver"] == "e1000e"
     assert primary["perm_mac"] == MAC, f"primary's permanent MAC is {primary['perm_mac']}"
+    # QEMU has no failover-group-id: neither config space carries one, so the pair is by MAC (FO-GRP-03).
+    for netdev in (standby, primary):
+        assert (netdev.get("group_id"), netdev.get("group_id_error")) == (None, None), \
+            f"{netdev['name']}: group id {netdev.get('group_id')}, error {netdev.get('group_id_error')}"
+        assert "group_id" in netdev, f"the guest agent did not look for a group id on {netdev['name']}"
     # The guest kernel says the same in its own words.
     log = "\n".join(negotiation.kernel_log)
     for line in (f"failover master:{master['name']} registered",

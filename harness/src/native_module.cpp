@@ -31,6 +31,8 @@ void bind_traffic(py::module_& module);
 void bind_sriov(py::module_& module);
 // libvirt <teaming> checks (teaming_bindings.cpp).
 void bind_teaming(py::module_& module);
+// failover-group-id (groupid_bindings.cpp).
+void bind_groupid(py::module_& module);
 
 namespace {
 // Deliberately leaked (never destroyed): a static py::object would be released
@@ -221,4 +223,5 @@ PYBIND11_MODULE(vnetct_native, module) {
     bind_traffic(module);
     bind_sriov(module);
     bind_teaming(module);
+    bind_groupid(module);
 }

@@ -256,7 +256,10 @@ class SimulatedGuest(_EventStore):
                 "master": master, "failover_role": netdev["role"], "operstate": "up",
                 "phys_port_name": "sby" if netdev.get("sby") else None,
                 "virtio_features": None if bits is None else "".join("1" if b in bits else "0" for b in range(64)),
-                "virtio_feature_bits": bits, "statistics": {}})
+                "virtio_feature_bits": bits, "statistics": {},
+                # The simulated host, like QEMU, has no failover-group-id in any config space.
+                **({"group_id": None, "group_id_source": None, "group_id_error": None}
+                   if netdev["parent_bus"] in ("pci", "virtio") else {})})
         return netdevs
 
 

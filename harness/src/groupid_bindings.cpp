@@ -1,0 +1,67 @@
+// failover-group-id (reference_impl/groupid) for the cases: config-space
+// images, their decoding (None or the id; a malformed image raises
+// ValueError with the walker's message) and the pairing decision.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "vnetct/groupid/groupid.hpp"
+#include "vnetct/groupid/rules.hpp"
+
+namespace py = pybind11;
+
+namespace vnetct::harness {
+
+namespace {
+
+std::optional<std::uint64_t> decoded(const groupid::GroupIdResult<std::optional<std::uint64_t>>& result) {
+    if (!result) {
+        throw py::value_error(result.error().message());
+    }
+    return *result;
+}
+
+std::vector<std::uint8_t> bytes_of(const py::bytes& data) {
+    const std::string text = data;
+    return {text.begin(), text.end()};
+}
+
+py::bytes as_bytes(const std::vector<std::uint8_t>& data) {
+    return py::bytes(reinterpret_cast<const char*>(data.data()), data.size());
+}
+
+}  // namespace
+
+void bind_groupid(py::module_& module) {
+    module.def("groupid_encode_nic_config", [](std::optional<std::uint64_t> id) {
+        return as_bytes(groupid::encode_nic_config(id));
+    });
+    module.def("groupid_encode_bridge_config", [](std::optional<std::uint64_t> id) {
+        return as_bytes(groupid::encode_bridge_config(id));
+    });
+    module.def("groupid_nic", [](const py::bytes& config) { return decoded(groupid::nic_group_id(bytes_of(config))); });
+    module.def("groupid_bridge",
+               [](const py::bytes& config) { return decoded(groupid::bridge_group_id(bytes_of(config))); });
+    module.def("groupid_format", &groupid::format_group_id);
+    module.def("groupid_decide_pairing", [](const std::string& standby_mac, std::optional<std::uint64_t> standby_group,
+                                            const std::string& primary_mac, std::optional<std::uint64_t> primary_group) {
+        const auto decision = groupid::decide_pairing(standby_mac, standby_group, primary_mac, primary_group);
+        py::dict result;
+        result["paired"] = decision.paired;
+        result["by"] = decision.by;
+        result["why"] = decision.why;
+        return result;
+    });
+    module.def("groupid_rules", [] {
+        py::list rules;
+        for (const auto& rule : groupid::groupid_rules()) {
+            py::dict entry;
+            entry["id"] = std::string(rule.id);
+            entry["area"] = std::string(rule.area);
+            entry["sentence"] = std::string(rule.sentence);
+            rules.append(entry);
+        }
+        return rules;
+    });
+}
+
+}  // namespace vnetct::harness
