@@ -21,9 +21,7 @@ from vnetct.lifecycle import RunContext, VmFactory, qemu_version
 def factory(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    image = json.loads((paths.IMAGE_CACHE / "image.json").read_text())
-    image_paths = {"kernel": image["paths"]["kernel"], "initramfs": image["paths"]["initramfs"],
-                   "digest": image.get("inputs_hash"), "kernel_version": image.get("kernel_version")}
+    image_paths = accel.image_paths(json.loads((paths.IMAGE_CACHE / "image.json").read_text()))
     qemu = str(paths.DEFAULT_QEMU)
     short_id = secrets.token_hex(3)
     socket_root = Path("/tmp") / f"vnetct-{short_id}"

@@ -20,6 +20,12 @@ TCG = Accelerator("tcg", "", "max")
 PROBE_BOOT_TIMEOUT = 25.0
 
 
+def image_paths(image: dict) -> dict:
+    """What the accelerator probe and a VM need of the guest image's image.json."""
+    return {"kernel": image["paths"]["kernel"], "initramfs": image["paths"]["initramfs"],
+            "digest": image.get("inputs_hash"), "kernel_version": image.get("kernel_version")}
+
+
 def _cache_key(qemu: str, image: dict) -> str:
     qemu_stat = os.stat(qemu)
     try:

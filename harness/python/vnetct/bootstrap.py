@@ -45,6 +45,11 @@ PACKAGES: Dict[str, str] = {
 TEST_PACKAGES: Dict[str, str] = {
     "chromium": "the report's browser test (headless: loads report.html, checks the console, keeps a screenshot)",
 }
+# `vnetct prepare-image` (and its tests) need these.
+IMAGE_PACKAGES: Dict[str, str] = {
+    "python3-guestfs": "prepare-image: libguestfs, to inject the guest agent into distribution qcow2 images",
+    "kmod": "prepare-image: depmod indexes the module tree of the libguestfs appliance's kernel",
+}
 MIN_QEMU_MAJOR = 10
 
 Log = Callable[[str], None]
@@ -102,8 +107,9 @@ def _backports_configured() -> bool:
     return False
 
 
-def ensure_packages(for_tests: bool = False) -> None:
-    wanted = list(PACKAGES) + (list(TEST_PACKAGES) if for_tests else [])
+def ensure_packages(for_tests: bool = False, for_images: bool = False) -> None:
+    wanted = (list(PACKAGES) + (list(TEST_PACKAGES) if for_tests else [])
+              + (list(IMAGE_PACKAGES) if for_tests or for_images else []))
     versions = _installed_versions(wanted)
     missing = [name for name in wanted if name not in versions]
     qemu_old = "qemu-system-x86" in versions and _qemu_major(versions["qemu-system-x86"]) < MIN_QEMU_MAJOR
@@ -174,10 +180,11 @@ def build_guest_image() -> dict:
     return image
 
 
-def prepare(with_image: bool = True, targets=None, for_tests: bool = False) -> Optional[dict]:
+def prepare(with_image: bool = True, targets=None, for_tests: bool = False,
+            for_images: bool = False) -> Optional[dict]:
     """Everything `run` and `test` need before any case runs (`for_tests`: also
-    what only the tests need)."""
-    ensure_packages(for_tests=for_tests)
+    what only the tests need; `for_images`: what prepare-image needs)."""
+    ensure_packages(for_tests=for_tests, for_images=for_images)
     build_native(targets=targets)
     return build_guest_image() if with_image else None
 

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
-from . import bootstrap, certify, check_config, lanes, paths
+from . import bootstrap, certify, check_config, image_prep, lanes, paths
 from .profiles import PROFILES
 
 EXIT_FAILED = 1
@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("list", help="print case ids and the rule each checks")
     certify.add_parser(commands)
     check_config.add_parser(commands)
+    image_prep.add_parser(commands)
     commands.add_parser("setup", help="install packages, build, and build the guest image")
 
     report = commands.add_parser(
@@ -387,6 +388,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 0
         if args.command == "certify":
             return certify.command_certify(args)
+        if args.command == "prepare-image":
+            bootstrap.prepare(with_image=True, targets=("vnetct-guest-agent",), for_images=True)
+            bootstrap.require_root()
+            return image_prep.command_prepare_image(args)
         if args.command == "check-config":
             bootstrap.ensure_packages()
             bootstrap.build_native(targets=("vnetct_native",))
