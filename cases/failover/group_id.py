@@ -1,5 +1,5 @@
 """failover-group-id: pairing a standby and a primary by a 64-bit group id
-(a 2019 proposal; the layout is stated in reference_impl/groupid/include/
+(a 2018 proposal; the layout is stated in reference_impl/groupid/include/
 vnetct/groupid/groupid.hpp) instead of the MAC.
 
 No QEMU has the option, so the pairing cases run against the reference: the

@@ -131,7 +131,12 @@ GroupIdResult<std::optional<std::uint64_t>> nic_group_id(std::span<const std::ui
             return fail(GroupIdErrc::Truncated, "the group id capability at " + at(cap.offset) +
                                                     " is cut by the image's end");
         }
-        return std::optional<std::uint64_t>{read_le64(config, cap.offset + 16u)};
+        const std::size_t at_cap = cap.offset;
+        if (config[at_cap + 4] != 0 || read_le64(config, at_cap + 8) != 0) {  // bar; offset and length
+            return fail(GroupIdErrc::BadCapability, "the group id capability at " + at(at_cap) +
+                                                        " names a bar, offset or length; all must be 0");
+        }
+        return std::optional<std::uint64_t>{read_le64(config, at_cap + 16u)};
     }
     return std::optional<std::uint64_t>{};
 }
@@ -173,7 +178,7 @@ std::vector<std::uint8_t> encode_nic_config(std::optional<std::uint64_t> group_i
     std::vector<std::vector<std::uint8_t>> caps{virtio_cap(1, 4, 0x0000, 0x1000), virtio_cap(3, 4, 0x1000, 0x1000),
                                                 virtio_cap(4, 4, 0x2000, 0x1000), virtio_cap(2, 4, 0x3000, 0x1000, 20)};
     if (group_id) {
-        auto cap = virtio_cap(virtio_pci_cap_group_id_cfg, 0, 0, 8, virtio_group_cap_len);
+        auto cap = virtio_cap(virtio_pci_cap_group_id_cfg, 0, 0, 0, virtio_group_cap_len);
         write_le(cap, 16, *group_id, 8);
         caps.push_back(cap);
     }

@@ -161,3 +161,18 @@ TEST(GroupId_test, FO_GRP_05_RandomImagesNeverHangOrCrash) {
     EXPECT_GT(answers, 0u);
     EXPECT_GT(errors, 0u);
 }
+
+TEST(GroupId_test, FO_GRP_05_GroupCapabilityWithABarOffsetOrLengthIsMalformed) {
+    for (const std::size_t field : {4u, 8u, 12u}) {  // bar, offset, length
+        auto config = encode_nic_config(kGroup);
+        const auto caps = walk_capabilities(config).value();
+        for (const auto& cap : caps) {
+            if (cap.id == cap_id_vendor && config[cap.offset + 3] == virtio_pci_cap_group_id_cfg) {
+                config[cap.offset + field] = 1;
+            }
+        }
+        auto id = nic_group_id(config);
+        ASSERT_FALSE(id.has_value()) << "field " << field;
+        EXPECT_EQ(id.error().code, GroupIdErrc::BadCapability);
+    }
+}

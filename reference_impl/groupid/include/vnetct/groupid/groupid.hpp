@@ -1,16 +1,19 @@
 // failover-group-id: pairing a standby and a primary by a 64-bit group id
-// instead of (or besides) the MAC, as proposed for virtio-net failover in 2019
-// (QEMU "failover-group-id" on virtio-net and on a PCI bridge; a virtio spec
-// proposal for a group identifier capability). Neither QEMU nor the virtio
-// spec adopted it, so the layout below is this project's, stated here:
+// instead of (or besides) the MAC, as proposed for virtio-net failover in
+// June-July 2018 (Venu Busireddy's series: QEMU "failover-group-id" on
+// virtio-net and on a PCI bridge; the virtio spec patch adding
+// VIRTIO_PCI_CAP_GROUP_ID_CFG). Neither QEMU nor the virtio spec adopted it.
+// The virtio capability follows that spec patch (cfg_type 6, the u64 right
+// after the 16-byte capability, bar, offset and length all 0); the bridge's
+// layout was not found and is this project's:
 //
 // On the NIC (the virtio-net standby): a virtio PCI vendor capability
 //   struct virtio_pci_cap { u8 cap_vndr = 0x09; u8 cap_next; u8 cap_len = 24;
 //                           u8 cfg_type = VIRTIO_PCI_CAP_GROUP_ID_CFG (6);
 //                           u8 bar = 0; u8 id = 0; u8 padding[2];
-//                           le32 offset = 0; le32 length = 8; }
-//   followed by le64 group_id (bytes 16..23). cfg_type 6 is the first value
-//   virtio 1.1 left unused (1..5); virtio 1.2 has since taken 8 and 9.
+//                           le32 offset = 0; le32 length = 0; }
+//   followed by le64 group_id (bytes 16..23); a non-zero bar, offset or
+//   length makes the capability malformed.
 // On the bridge above the primary: a PCI vendor-specific capability
 //   { u8 id = 0x09; u8 next; u8 len = 12; u8 type = 0x47 ('G');
 //     le64 group_id at bytes 4..11 } (len 12). The type byte tells it from
