@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "rule_list.hpp"
+
 #include "vnetct/groupid/groupid.hpp"
 #include "vnetct/groupid/rules.hpp"
 
@@ -51,17 +53,7 @@ void bind_groupid(py::module_& module) {
         result["why"] = decision.why;
         return result;
     });
-    module.def("groupid_rules", [] {
-        py::list rules;
-        for (const auto& rule : groupid::groupid_rules()) {
-            py::dict entry;
-            entry["id"] = std::string(rule.id);
-            entry["area"] = std::string(rule.area);
-            entry["sentence"] = std::string(rule.sentence);
-            rules.append(entry);
-        }
-        return rules;
-    });
+    module.def("groupid_rules", [] { return rule_list(groupid::groupid_rules()); });
 }
 
 }  // namespace vnetct::harness

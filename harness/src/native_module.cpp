@@ -19,6 +19,7 @@
 #include "vnetct/reference_impl/rules.hpp"
 #include "json_bridge.hpp"
 #include "qmp_bindings.hpp"
+#include "rule_list.hpp"
 
 namespace py = pybind11;
 using namespace vnetct::host_agent;
@@ -101,19 +102,8 @@ PYBIND11_MODULE(vnetct_native, module) {
     register_errors(module);
 
     // --- rules (reference_impl) -------------------------------------------
-    const auto rule_list = [](std::span<const vnetct::reference_impl::Rule> table) {
-        py::list rules;
-        for (const auto& rule : table) {
-            py::dict entry;
-            entry["id"] = std::string(rule.id);
-            entry["area"] = std::string(rule.area);
-            entry["sentence"] = std::string(rule.sentence);
-            rules.append(entry);
-        }
-        return rules;
-    };
-    module.def("failover_rules", [rule_list] { return rule_list(vnetct::reference_impl::failover_rules()); });
-    module.def("livetap_rules", [rule_list] { return rule_list(vnetct::livetap::livetap_rules()); });
+    module.def("failover_rules", [] { return rule_list(vnetct::reference_impl::failover_rules()); });
+    module.def("livetap_rules", [] { return rule_list(vnetct::livetap::livetap_rules()); });
     // The LT-CFG decisions (transfer_config.hpp): None when allowed, else the error's message.
     module.def(
         "livetap_transfer_decision",

@@ -3,6 +3,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "rule_list.hpp"
+
 #include <algorithm>
 
 #include "vnetct/teaming/rules.hpp"
@@ -75,17 +77,7 @@ void bind_teaming(py::module_& module) {
         }
         return verdict_dict(*domain, teaming::check(*domain));
     });
-    module.def("teaming_rules", [] {
-        py::list rules;
-        for (const auto& rule : teaming::teaming_rules()) {
-            py::dict entry;
-            entry["id"] = std::string(rule.id);
-            entry["area"] = std::string(rule.area);
-            entry["sentence"] = std::string(rule.sentence);
-            rules.append(entry);
-        }
-        return rules;
-    });
+    module.def("teaming_rules", [] { return rule_list(teaming::teaming_rules()); });
 }
 
 }  // namespace vnetct::harness
