@@ -155,7 +155,9 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     # L2: the guest image plus /l2init, as a second (uncompressed) cpio appended to it.
-    l2 = Path(image["paths"]["initramfs"]).read_bytes() + write_newc([file_entry("l2init", L2_INIT.encode(), 0o755)])
+    # The kernel looks for the next archive only at a 4-byte boundary (zero bytes between are skipped).
+    base = Path(image["paths"]["initramfs"]).read_bytes()
+    l2 = base + b"\0" * (-len(base) % 512) + write_newc([file_entry("l2init", L2_INIT.encode(), 0o755)])
     l1_initrd = args.out / "l1-initramfs.cpio"
     build_l1_initramfs(kernel_dir, version, l2, l1_initrd)
     build_s = time.monotonic() - started
