@@ -4,9 +4,9 @@ the primary is an ordinary device."""
 
 import pytest
 
-from vnetct.trace import assert_trace_conformant
+from vnetct.failover.trace import assert_trace_conformant
 
-from vnetct.failover import (E1000E_PCI_ID, IGB_PCI_ID, MAC, PRIMARY_ID, STANDBY_ID, VIRTIO_NET_F_STANDBY,
+from vnetct.failover.guest import (E1000E_PCI_ID, IGB_PCI_ID, MAC, PRIMARY_ID, STANDBY_ID, VIRTIO_NET_F_STANDBY,
                              failover_spec, observe_configuration, pci_has)
 
 # What QEMU 10 says for each refusal (measured; the reference model uses the same words).

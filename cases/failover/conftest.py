@@ -3,7 +3,7 @@ negotiation, pairing and datapath cases (a TCG boot costs seconds)."""
 
 import pytest
 
-from vnetct.failover import FailoverGuest, failover_spec
+from vnetct.failover.guest import FailoverGuest, failover_spec
 
 
 @pytest.fixture(scope="session")

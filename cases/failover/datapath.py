@@ -8,9 +8,9 @@ echoed, none doubled or reordered, and the primary sent every echo."""
 
 import pytest
 
-from vnetct.failover import MAC
-from vnetct.trace import assert_trace_conformant
-from vnetct.traffic import EchoStream, describe_losses, phase, snapshot
+from vnetct.failover.guest import MAC
+from vnetct.failover.trace import assert_trace_conformant
+from vnetct.traffic.echo import EchoStream, describe_losses, phase, snapshot
 
 JUDGED_DATAGRAMS = 200  # one second at the stream's 200 datagrams/s
 

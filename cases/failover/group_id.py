@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from vnetct.native import vnetct_native
+from vnetct.core.native import vnetct_native
 
 MAC = "52:54:00:6f:55:cc"
 OTHER_MAC = "52:54:00:00:00:01"
@@ -76,7 +76,7 @@ def test_malformed_config_space_is_an_error(case, damage):
 def test_qemu_offers_failover_group_id(vm_factory, case):
     if vm_factory.run.profile == "reference":
         pytest.skip("the reference profile has no QEMU to probe")
-    from vnetct.guest import VmSpec
+    from vnetct.vm.guest import VmSpec
 
     vm = vm_factory.vm(VmSpec("groupid-probe"))
     found = {}

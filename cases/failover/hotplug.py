@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from vnetct.failover import PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_ID, by_role, failover_formed, wait_for_guest
-from vnetct.guest import VmSpec
-from vnetct.hotplug import (boot, e1000e_netdevs, events_named, hot_plug, load_standby_driver,
+from vnetct.failover.guest import PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_ID, by_role, failover_formed, wait_for_guest
+from vnetct.vm.guest import VmSpec
+from vnetct.failover.hotplug import (boot, e1000e_netdevs, events_named, hot_plug, load_standby_driver,
                             master_with_standby_only, migrate_source_only, netdevs_brief, primary_nic, seconds,
                             standby_nic, start_target, verdicts)
-from vnetct.migration import EVENTS_ON, Migration
-from vnetct.native import HostTimeout
-from vnetct.trace import assert_trace_conformant, record_guest_release
+from vnetct.failover.migration import EVENTS_ON, Migration
+from vnetct.core.native import HostTimeout
+from vnetct.failover.trace import assert_trace_conformant, record_guest_release
 
 NOT_FOUND = "Primary device not found"
 

@@ -4,9 +4,9 @@ primary is plugged."""
 
 import pytest
 
-from vnetct.trace import assert_trace_conformant
+from vnetct.failover.trace import assert_trace_conformant
 
-from vnetct.failover import (PRIMARY_ID, STANDBY_ID, VIRTIO_NET_F_STANDBY, failover_spec,
+from vnetct.failover.guest import (PRIMARY_ID, STANDBY_ID, VIRTIO_NET_F_STANDBY, failover_spec,
                              observe_configuration)
 
 

@@ -3,9 +3,9 @@ the primary."""
 
 import pytest
 
-from vnetct.trace import assert_trace_conformant
+from vnetct.failover.trace import assert_trace_conformant
 
-from vnetct.failover import MAC
+from vnetct.failover.guest import MAC
 
 
 @pytest.mark.rule("FO-PAIR-01", "FO-GRP-03")

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from vnetct.failover import PRIMARY_ID, STANDBY_ID, by_role, failover_formed, wait_for_guest
-from vnetct.guest import VmSpec
-from vnetct.hotplug import (boot, device_del, hot_plug, master_with_standby_only, migrate_source_only, negotiate,
+from vnetct.failover.guest import PRIMARY_ID, STANDBY_ID, by_role, failover_formed, wait_for_guest
+from vnetct.vm.guest import VmSpec
+from vnetct.failover.hotplug import (boot, device_del, hot_plug, master_with_standby_only, migrate_source_only, negotiate,
                             netdevs_brief, primary_nic, seconds, standby_nic, verdicts)
-from vnetct.native import HostError
-from vnetct.trace import assert_trace_conformant
+from vnetct.core.native import HostError
+from vnetct.failover.trace import assert_trace_conformant
 
 REPLACEMENT_ID = "hostdev1"
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from vnetct.livetap import Counters, describe_flows, per_flow_checks, quiet_reading
-from vnetct.native import vnetct_native
+from vnetct.livetap.bench import Counters, describe_flows, per_flow_checks, quiet_reading
+from vnetct.core.native import vnetct_native
 
 RATE = 10_000
 SMALL = 64

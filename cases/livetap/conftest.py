@@ -4,7 +4,7 @@ streams), stopped and leak-checked when the case ends, pass or fail."""
 
 import pytest
 
-from vnetct.livetap import Bench
+from vnetct.livetap.bench import Bench
 
 
 @pytest.fixture

@@ -25,13 +25,13 @@ import time
 
 import pytest
 
-from vnetct import livetap_series
-from vnetct.guest import Nic, VmSpec
-from vnetct.lifecycle import connect_target_ports
-from vnetct.livetap import read_link
-from vnetct.migration import EVENTS_ON
-from vnetct.native import HostError, HostTimeout
-from vnetct.traffic import EchoStream, describe_losses, phase
+from vnetct.livetap import series as livetap_series
+from vnetct.vm.guest import Nic, VmSpec
+from vnetct.vm.factory import connect_target_ports
+from vnetct.livetap.bench import read_link
+from vnetct.failover.migration import EVENTS_ON
+from vnetct.core.native import HostError, HostTimeout
+from vnetct.traffic.echo import EchoStream, describe_losses, phase
 
 MAC = "52:54:00:6f:55:dd"
 RATE_PPS = 1000  # 1 ms resolution; a TCG guest echoes it without loss in steady state

@@ -21,10 +21,10 @@ import time
 
 import pytest
 
-from vnetct.livetap import Counters, fields
-from vnetct.livetap import describe_flows as _describe
-from vnetct.livetap import per_flow_checks as _per_flow_checks
-from vnetct.livetap import quiet_reading as _quiet_reading
+from vnetct.livetap.bench import Counters, fields
+from vnetct.livetap.bench import describe_flows as _describe
+from vnetct.livetap.bench import per_flow_checks as _per_flow_checks
+from vnetct.livetap.bench import quiet_reading as _quiet_reading
 
 SMALL, MTU = 64, 1472  # UDP payload bytes: 106- and 1514-byte frames
 STEADY_S = 0.2         # traffic before the first hand-off

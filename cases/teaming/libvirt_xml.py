@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from vnetct.native import vnetct_native
+from vnetct.core.native import vnetct_native
 
 DOMAINS = Path(__file__).parent / "domains"
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from vnetct.failover import failover_spec
-from vnetct.guest import Accelerator, build_argv, flatten_pci
+from vnetct.failover.guest import failover_spec
+from vnetct.vm.guest import Accelerator, build_argv, flatten_pci
 
 IMAGE = {"kernel": "/k/vmlinuz", "initramfs": "/k/initramfs"}
 

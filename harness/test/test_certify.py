@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from vnetct import certify, paths
+from vnetct.cli import certify
+from vnetct.core import paths
 from vnetct.report import certification
 
 LIMITS = certification.load_thresholds(None)

@@ -4,7 +4,7 @@ cases/teaming/domains (conformant, breaking a rule, bad input)."""
 import json
 import subprocess
 
-from vnetct import paths
+from vnetct.core import paths
 
 DOMAINS = paths.REPO / "cases" / "teaming" / "domains"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vnetct import paths
+from vnetct.core import paths
 
 VNETCT = [str(paths.REPO / "vnetct")]
 

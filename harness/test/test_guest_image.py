@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from vnetct import accel, paths
-from vnetct.failover import PRIMARY_DRIVERS, VF_DRIVERS
-from vnetct.guest import VmSpec
-from vnetct.lifecycle import RunContext, VmFactory, qemu_version
+from vnetct.setup import accel
+from vnetct.core import paths
+from vnetct.failover.guest import PRIMARY_DRIVERS, VF_DRIVERS
+from vnetct.vm.guest import VmSpec
+from vnetct.vm.factory import RunContext, VmFactory, qemu_version
 
 
 @pytest.fixture

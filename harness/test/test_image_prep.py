@@ -1,4 +1,4 @@
-"""`vnetct prepare-image` (vnetct.image_prep) on a small qcow2 built here with
+"""`vnetct prepare-image` (vnetct.cli.prepare_image) on a small qcow2 built here with
 libguestfs itself (no download): a Debian-12-like root filesystem with the
 guest-image cache's real kernel modules for failover and iavf. Each libguestfs
 launch boots its appliance (about 20 s under TCG), so the image is built once
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vnetct import image_prep, paths
+from vnetct.cli import prepare_image as image_prep
+from vnetct.core import paths
 
 AGENT = paths.BUILD / "guest_agent" / "vnetct-guest-agent"
 WANTED = ("failover", "net_failover", "virtio_net", "iavf", "libeth", "libie")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from vnetct.native import HostTimeout, vnetct_native
+from vnetct.core.native import HostTimeout, vnetct_native
 
 
 @pytest.fixture

@@ -1,11 +1,11 @@
-"""The live-TAP series driver (vnetct.livetap_series) without a QEMU that has
+"""The live-TAP series driver (vnetct.livetap.series) without a QEMU that has
 the series: the probe on QMP schemas shaped as each revision's, and the
 command lines it builds for the source and the target."""
 
 from pathlib import Path
 
-from vnetct import livetap_series
-from vnetct.guest import Accelerator, Nic, VmSpec, build_argv
+from vnetct.livetap import series as livetap_series
+from vnetct.vm.guest import Accelerator, Nic, VmSpec, build_argv
 
 IMAGE = {"kernel": "/k/vmlinuz", "initramfs": "/k/initramfs"}
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vnetct import paths
+from vnetct.core import paths
 
 
 def _collect(tmp_path: Path, body: str):

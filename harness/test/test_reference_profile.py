@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from vnetct import paths
-from vnetct.native import vnetct_native
+from vnetct.core import paths
+from vnetct.core.native import vnetct_native
 
 # mutation -> the rule ids a case must fail with
 CAUGHT = {

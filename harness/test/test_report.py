@@ -11,7 +11,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from vnetct import cli, paths
+from vnetct.cli import main as cli
+from vnetct.core import paths
 from vnetct.report import ResultsError, ThresholdError, render, write_report
 
 RULE = {"id": "FO-MIG-SRC-01", "sentence": "When a migration starts, the source emits UNPLUG_PRIMARY."}

@@ -3,7 +3,7 @@
 import json
 import xml.etree.ElementTree as ElementTree
 
-from vnetct.results import Results, case_id_from_nodeid
+from vnetct.report.results import Results, case_id_from_nodeid
 
 
 def test_case_id_mirrors_the_file_layout():

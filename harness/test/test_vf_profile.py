@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from vnetct import paths, sriov
-from vnetct.failover import failover_spec
-from vnetct.guest import Accelerator, build_argv
-from vnetct.host_profile import HostProfileError, load
-from vnetct.native import vnetct_native
-from vnetct.vf_wire import vf_spec
+from vnetct.core import paths
+from vnetct.sut import sriov
+from vnetct.failover.guest import failover_spec
+from vnetct.vm.guest import Accelerator, build_argv
+from vnetct.sut.host_profile import HostProfileError, load
+from vnetct.core.native import vnetct_native
+from vnetct.sut.vf_wire import vf_spec
 
 EXAMPLE = paths.REPO / "examples" / "host-vf.yaml"
 VNETCT = str(paths.REPO / "vnetct")
@@ -285,7 +286,7 @@ def test_native_errors_carry_their_code(fake_host):
 
 
 def test_host_link_sweep_refuses_short_prefixes():
-    from vnetct.vf_wire import sweep_host_links
+    from vnetct.sut.vf_wire import sweep_host_links
 
     with pytest.raises(ValueError, match="short prefix"):
         sweep_host_links("v")

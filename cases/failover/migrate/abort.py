@@ -20,10 +20,10 @@ import time
 
 import pytest
 
-from vnetct.failover import MAC, PRIMARY_ID, failover_formed, wait_for_guest
-from vnetct.migration import NATIVE_PCIEHP, migration_statuses, reap_failed_target, start_migration
-from vnetct.trace import assert_trace_conformant, record_guest_release
-from vnetct.traffic import assert_carried_by
+from vnetct.failover.guest import MAC, PRIMARY_ID, failover_formed, wait_for_guest
+from vnetct.failover.migration import NATIVE_PCIEHP, migration_statuses, reap_failed_target, start_migration
+from vnetct.failover.trace import assert_trace_conformant, record_guest_release
+from vnetct.traffic.echo import assert_carried_by
 
 SLOW = {"max-bandwidth": 1 << 20}  # 1 MiB/s: a 512 MiB guest is still on its way when the target dies
 # QEMU 10 waits at most 30 s (120 x 250 ms) in cancelling for a guest's pending eject.

@@ -4,10 +4,10 @@ it again."""
 
 import pytest
 
-from vnetct.failover import MAC, PRIMARY_ID, failover_formed, wait_for_guest
-from vnetct.migration import start_migration
-from vnetct.trace import assert_trace_conformant, record_guest_release
-from vnetct.traffic import assert_carried_by
+from vnetct.failover.guest import MAC, PRIMARY_ID, failover_formed, wait_for_guest
+from vnetct.failover.migration import start_migration
+from vnetct.failover.trace import assert_trace_conformant, record_guest_release
+from vnetct.traffic.echo import assert_carried_by
 
 SLOW = {"max-bandwidth": 1 << 20}  # 1 MiB/s: the transfer cannot finish before the cancel
 

@@ -6,9 +6,9 @@ alone."""
 
 import pytest
 
-from vnetct.failover import PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_DRIVERS, VIRTIO_NET_F_STANDBY, failover_spec
-from vnetct.migration import EVENTS_ON
-from vnetct.trace import assert_trace_conformant
+from vnetct.failover.guest import PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_DRIVERS, VIRTIO_NET_F_STANDBY, failover_spec
+from vnetct.failover.migration import EVENTS_ON
+from vnetct.failover.trace import assert_trace_conformant
 
 
 def _virtio_netdevs(netdevs):

@@ -3,7 +3,7 @@ the primary, waits until it is released, migrates over the standby, and the
 target plugs the primary back for the guest.
 
 Three witnesses: QMP on both sides, the guest agent, and a paced UDP echo
-stream from the wire's peer through the whole migration (vnetct.traffic).
+stream from the wire's peer through the whole migration (vnetct.traffic.echo).
 Phases of the stream, by the time a datagram was sent: before (until
 UNPLUG_PRIMARY), wait-unplug (until MIGRATION active), migration (until the
 target's RESUME), re-plug (until the re-plugged primary carries traffic),
@@ -13,12 +13,12 @@ import time
 
 import pytest
 
-from vnetct.lifecycle import connect_target_ports
-from vnetct.failover import MAC, PRIMARY_ID, STANDBY_ID, failover_formed, wait_for_guest
-from vnetct.migration import NATIVE_PCIEHP, prepare_migration
-from vnetct.native import HostTimeout
-from vnetct.trace import assert_trace_conformant, record_guest_release
-from vnetct.traffic import EchoStream, describe_losses, phase, snapshot
+from vnetct.vm.factory import connect_target_ports
+from vnetct.failover.guest import MAC, PRIMARY_ID, STANDBY_ID, failover_formed, wait_for_guest
+from vnetct.failover.migration import NATIVE_PCIEHP, prepare_migration
+from vnetct.core.native import HostTimeout
+from vnetct.failover.trace import assert_trace_conformant, record_guest_release
+from vnetct.traffic.echo import EchoStream, describe_losses, phase, snapshot
 
 # How long the stream runs on each side of the migration: one second of steady
 # traffic through the primary before, and through the re-plugged primary after.

@@ -3,9 +3,9 @@ nothing is negotiated, so the source never asks the guest for a primary."""
 
 import pytest
 
-from vnetct.failover import PRIMARY_ID, failover_spec
-from vnetct.migration import EVENTS_ON
-from vnetct.trace import assert_trace_conformant
+from vnetct.failover.guest import PRIMARY_ID, failover_spec
+from vnetct.failover.migration import EVENTS_ON
+from vnetct.failover.trace import assert_trace_conformant
 
 UNPLUG_STATES = ("wait-unplug",)
 

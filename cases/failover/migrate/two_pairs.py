@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from vnetct.failover import MAC, PRIMARY_ID, STANDBY_ID, wait_for_guest
-from vnetct.guest import Nic, VmSpec
-from vnetct.hotplug import netdevs_brief, pairs_by_mac
-from vnetct.migration import prepare_migration
-from vnetct.trace import assert_trace_conformant, record_guest_release
+from vnetct.failover.guest import MAC, PRIMARY_ID, STANDBY_ID, wait_for_guest
+from vnetct.vm.guest import Nic, VmSpec
+from vnetct.failover.hotplug import netdevs_brief, pairs_by_mac
+from vnetct.failover.migration import prepare_migration
+from vnetct.failover.trace import assert_trace_conformant, record_guest_release
 
 SECOND_MAC = "52:54:00:6f:55:dd"
 SECOND_STANDBY_ID = "net2"

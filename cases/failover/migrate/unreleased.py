@@ -31,10 +31,10 @@ import time
 
 import pytest
 
-from vnetct.failover import PRIMARY_ID, failover_formed, failover_spec
-from vnetct.migration import migration_statuses, prepare_migration, reap_failed_target
-from vnetct.native import HostTimeout
-from vnetct.trace import assert_trace_conformant, record_guest_release
+from vnetct.failover.guest import PRIMARY_ID, failover_formed, failover_spec
+from vnetct.failover.migration import migration_statuses, prepare_migration, reap_failed_target
+from vnetct.core.native import HostTimeout
+from vnetct.failover.trace import assert_trace_conformant, record_guest_release
 
 REFUSING_GUEST = ["acpiphp.disable=1"]  # no driver for q35's ACPI PCI hotplug (plug or eject)
 HOLD_BOUND = 5.0  # how long the harness watches wait-unplug hold: 20 of QEMU's 250 ms unplug polls

@@ -20,12 +20,13 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from . import accel, paths
-from .guest import Vm
-from .lifecycle import RunContext, VmFactory, qemu_version, sweep_run
-from .native import vnetct_native
-from .profiles import PROFILES
-from .results import Results, case_id_from_nodeid, now_iso
+from vnetct.setup import accel
+from vnetct.core import paths
+from vnetct.vm.guest import Vm
+from vnetct.vm.factory import RunContext, VmFactory, qemu_version, sweep_run
+from vnetct.core.native import vnetct_native
+from vnetct.sut.profiles import PROFILES
+from vnetct.report.results import Results, case_id_from_nodeid, now_iso
 
 RULES = {rule["id"]: rule for rule in [*vnetct_native.failover_rules(), *vnetct_native.livetap_rules(),
                                        *vnetct_native.teaming_rules(), *vnetct_native.groupid_rules()]}

@@ -17,7 +17,7 @@ from . import certification, model
 from .certification import ThresholdError
 from .model import ResultsError
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT_NAME = "report.html"
 
 __all__ = ["write_report", "render", "ResultsError", "ThresholdError", "REPORT_NAME"]

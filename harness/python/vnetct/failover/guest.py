@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from .guest import Nic, Vm, VmSpec
-from .native import HostTimeout
+from vnetct.vm.guest import Nic, Vm, VmSpec
+from vnetct.core.native import HostTimeout
 
 MAC = "52:54:00:6f:55:cc"
 STANDBY_ID = "net1"
@@ -172,7 +172,7 @@ def observe_configuration(factory, spec: VmSpec) -> ConfigObservation:
     record again. A FAILOVER_NEGOTIATED caused by the driver's feature ack is
     emitted while the guest is still in its probe, so the query-pci issued
     after the load-modules reply comes back after it: no waiting needed."""
-    from .guest import VmStartError
+    from vnetct.vm.guest import VmStartError
 
     observation = ConfigObservation()
     try:

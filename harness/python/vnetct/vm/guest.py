@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
-from .native import HostError, HostTimeout, vnetct_native
-from .trace import TraceLog
+from vnetct.core.native import HostError, HostTimeout, vnetct_native
+from vnetct.failover.trace import TraceLog
 
 AGENT_PORT_NAME = "org.vnetct.agent"
 CONSOLE_FAILURE = re.compile(r"Kernel panic|vnetct-init: agent exited|KVM internal error|"
@@ -32,7 +32,7 @@ class Nic:
     properties: Dict[str, str] = field(default_factory=dict)
     tap: bool = True  # backed by a TAP of the VM's wire
     # Declared but not on the command line: a case adds it at run time with
-    # netdev_add + device_add (vnetct.hotplug). Its pcie-root-port and its TAP
+    # netdev_add + device_add (vnetct.failover.hotplug). Its pcie-root-port and its TAP
     # exist from the start, as for any other NIC.
     hot_plugged: bool = False
     # A migration target's TAP that waits for the source's open fds (the live-TAP

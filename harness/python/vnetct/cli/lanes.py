@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from . import paths
-from .results import Results
+from vnetct.core import paths
+from vnetct.report.results import Results
 
 SHARED_FIXTURES = ("failover_pair",)
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from . import paths
-from .native import vnetct_native
+from vnetct.core import paths
+from vnetct.core.native import vnetct_native
 
 BACKEND = paths.BUILD / "reference_impl" / "livetap" / "livetap_backend"
 GUEST_ADDRESS = "198.18.0.2"  # the backend's GuestIdentity

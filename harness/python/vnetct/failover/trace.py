@@ -93,7 +93,7 @@ def failover_trace(vm) -> dict:
 def assert_trace_conformant(case, vm) -> dict:
     """Replays the VM's whole trace so far against the reference model; fails
     the case with the first violated rule. Trace and verdict are artifacts."""
-    from .native import vnetct_native
+    from vnetct.core.native import vnetct_native
 
     trace = failover_trace(vm)
     verdict = vnetct_native.check_failover_trace(trace)

@@ -30,8 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from . import bootstrap, paths
-from .report import certification
+from vnetct.setup import bootstrap
+from vnetct.core import paths
+from vnetct.report import certification
 
 # q35's default hot-plug (ACPI). Native PCIe hot-plug (the pciehp variant, -k failover/migrate/out-and-in)
 # waits for the attention button's 5 s before the guest ejects: its unplug latency is ~5.3 s by design.
@@ -81,7 +82,7 @@ def command_certify(args) -> int:
         return 2
     pf = None
     if args.host_config is not None:
-        from .host_profile import HostProfileError, load
+        from vnetct.sut.host_profile import HostProfileError, load
         try:
             pf = load(args.host_config).pf
         except HostProfileError as error:
@@ -126,7 +127,7 @@ def command_certify(args) -> int:
     print_summary(summary)
     run_dirs = [Path(r["dir"]) for r in runs if r["dir"]]
     if run_dirs:
-        from .report import write_report
+        from vnetct.report import write_report
         report = write_report(run_dirs[-1], list(reversed(run_dirs[:-1])), output=certify_dir / "report.html",
                               thresholds=args.thresholds, across_runs=summary)
         say(f"report: {report}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import paths
+from vnetct.core import paths
 
 if str(paths.NATIVE_DIR) not in sys.path:
     sys.path.insert(0, str(paths.NATIVE_DIR))

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .guest import VmSpec, VmStartError
-from .native import HostError, HostTimeout, vnetct_native
-from .reference_migration import ReferenceMigration
-from .trace import TraceLog, device_specs
+from vnetct.vm.guest import VmSpec, VmStartError
+from vnetct.core.native import HostError, HostTimeout, vnetct_native
+from vnetct.sut.reference_migration import ReferenceMigration
+from vnetct.failover.trace import TraceLog, device_specs
 
 PCI_IDS = {"virtio-net-pci": (0x1AF4, 0x1041), "e1000e": (0x8086, 0x10D3), "igb": (0x8086, 0x10C9)}
 NIC_MODULES = {"virtio-net-pci": "virtio_net", "e1000e": "e1000e", "igb": "igb"}

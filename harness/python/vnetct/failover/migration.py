@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from .failover import FailoverGuest, failover_spec
-from .guest import Vm, VmSpec
-from .native import HostError
-from .timeline import migration_timeline, traffic_series
+from vnetct.failover.guest import FailoverGuest, failover_spec
+from vnetct.vm.guest import Vm, VmSpec
+from vnetct.core.native import HostError
+from vnetct.failover.timeline import migration_timeline, traffic_series
 
 EVENTS_ON = {"capabilities": [{"capability": "events", "state": True}]}
 

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .guest import Accelerator, GuestFailure, Vm, VmSpec, VmStartError
-from .native import HostError
+from vnetct.vm.guest import Accelerator, GuestFailure, Vm, VmSpec, VmStartError
+from vnetct.core.native import HostError
 
 TCG = Accelerator("tcg", "", "max")
 PROBE_BOOT_TIMEOUT = 25.0

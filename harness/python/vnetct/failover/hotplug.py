@@ -15,12 +15,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Iterable, List
 
-from .failover import (MAC, PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_DRIVERS, STANDBY_ID, by_role, failover_formed,
+from vnetct.failover.guest import (MAC, PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_DRIVERS, STANDBY_ID, by_role, failover_formed,
                        wait_for_guest)
-from .guest import Nic, Vm, VmSpec
-from .migration import EVENTS_ON
-from .native import HostError
-from .trace import assert_trace_conformant, device_spec
+from vnetct.vm.guest import Nic, Vm, VmSpec
+from vnetct.failover.migration import EVENTS_ON
+from vnetct.core.native import HostError
+from vnetct.failover.trace import assert_trace_conformant, device_spec
 
 E1000_FAMILY = ("e1000e", "igb", "e1000")
 BOOLEANS = {"on": True, "off": False}

@@ -22,7 +22,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-from .guest import VmSpec
+from vnetct.vm.guest import VmSpec
 
 DEVICE_PROPERTY = "backend-transfer"
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from .native import HostTimeout, vnetct_native
+from vnetct.core.native import HostTimeout, vnetct_native
 
 GUEST_ADDRESS = "198.18.0.2"
 ECHO_PORT = 7777

@@ -29,8 +29,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
-from . import bootstrap, certify, check_config, image_prep, lanes, paths
-from .profiles import PROFILES
+from vnetct.setup import bootstrap
+from vnetct.cli import certify
+from vnetct.cli import check_config
+from vnetct.cli import prepare_image as image_prep
+from vnetct.cli import lanes
+from vnetct.core import paths
+from vnetct.sut.profiles import PROFILES
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -117,12 +122,14 @@ def _point_latest(out: Path, run_dir: Path) -> None:
 
 
 def command_run(args) -> int:
-    if not Path(args.qemu).is_file() or not os.access(args.qemu, os.X_OK):
-        print(f"vnetct: --qemu {args.qemu}: not an executable file", file=sys.stderr)
-        return EXIT_USAGE
+    # Usage errors that need nothing installed come first (they fail fast); the
+    # --qemu check comes after the set-up, which installs the default QEMU.
     if args.profile not in PROFILES:
         known = "; ".join(f"{name}: {text}" for name, text in PROFILES.items())
         print(f"vnetct: --profile {args.profile}: unknown profile (known: {known})", file=sys.stderr)
+        return EXIT_USAGE
+    if args.jobs < 1:
+        print(f"vnetct: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     if args.mutation and args.profile != "reference":
         print("vnetct: --mutation only applies to --profile reference", file=sys.stderr)
@@ -132,7 +139,7 @@ def command_run(args) -> int:
         print("vnetct: --profile vf and --host-config FILE go together", file=sys.stderr)
         return EXIT_USAGE
     if args.profile == "vf":
-        from .host_profile import HostProfileError, load
+        from vnetct.sut.host_profile import HostProfileError, load
 
         try:
             host_profile = load(args.host_config)
@@ -149,8 +156,8 @@ def command_run(args) -> int:
         else:
             bootstrap.prepare(with_image=True, targets=bootstrap.RUN_TARGETS)
     bootstrap.require_root()
-    if args.jobs < 1:
-        print(f"vnetct: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
+    if args.profile != "reference" and (not Path(args.qemu).is_file() or not os.access(args.qemu, os.X_OK)):
+        print(f"vnetct: --qemu {args.qemu}: not an executable file", file=sys.stderr)
         return EXIT_USAGE
     if host_profile is not None:
         return _run_on_vfs(args, host_profile)
@@ -163,7 +170,7 @@ def _run_on_vfs(args, host_profile) -> int:
     import json
     import signal
 
-    from .sriov import SriovSetupError, prepared_host
+    from vnetct.sut.sriov import SriovSetupError, prepared_host
 
     def interrupt(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -245,7 +252,7 @@ def _combined_status(statuses: List[int]) -> int:
 def _final_sweep(short_id: str) -> List[str]:
     """Last line of defence if the case runner itself died: delete the run's
     namespaces and socket dir (its QEMUs die with it: PR_SET_PDEATHSIG)."""
-    from .native import vnetct_native
+    from vnetct.core.native import vnetct_native
 
     cleaned = [f"deleted namespace {name}" for name in vnetct_native.sweep_netns(f"vnetct-{short_id}")]
     socket_root = Path("/tmp") / f"vnetct-{short_id}"
@@ -277,7 +284,7 @@ def _run_pytest(pytest_args: List[str], cwd: Path) -> int:
 
 
 def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: List[str]) -> int:
-    from .results import load
+    from vnetct.report.results import load
 
     results = load(run_dir / "results.json")
     for line in leftovers:
@@ -321,7 +328,7 @@ def _write_report(run_dir: Path) -> Optional[Path]:
     if not (run_dir / "results.json").exists():
         return None
     try:
-        from .report import write_report
+        from vnetct.report import write_report
 
         return write_report(run_dir)
     except Exception as error:  # noqa: BLE001 - the run's verdict stands without its report
@@ -336,7 +343,7 @@ def command_report(args) -> int:
         print("vnetct report: python3-jinja2 is missing: ./vnetct setup installs it "
               "(or apt-get install python3-jinja2)", file=sys.stderr)
         return EXIT_SETUP
-    from .report import ResultsError, ThresholdError, write_report
+    from vnetct.report import ResultsError, ThresholdError, write_report
 
     dirs = args.results_dirs or [paths.OUT / "latest"]
     try:

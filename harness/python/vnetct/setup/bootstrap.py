@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from . import paths
+from vnetct.core import paths
 
 BACKPORTS_SUITE = "bookworm-backports"
 BACKPORTS_LIST = Path("/etc/apt/sources.list.d/vnetct-bookworm-backports.list")

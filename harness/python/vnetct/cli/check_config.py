@@ -23,7 +23,7 @@ def add_parser(commands) -> None:
 
 
 def command_check_config(args) -> int:
-    from .native import vnetct_native
+    from vnetct.core.native import vnetct_native
 
     rules = {rule["id"]: rule["sentence"] for rule in
              [*vnetct_native.teaming_rules(), *vnetct_native.failover_rules()]}

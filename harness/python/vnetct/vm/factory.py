@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from .guest import Accelerator, Vm, VmSpec
-from .native import vnetct_native
+from vnetct.vm.guest import Accelerator, Vm, VmSpec
+from vnetct.core.native import vnetct_native
 
 
 @dataclass
@@ -72,7 +72,7 @@ class VmFactory:
     def wire(self, taps: int):
         index = _next_wire_index()
         if self.run.vf is not None:  # the standby's TAPs on the host's bridge (or macvtaps on the PF)
-            from .vf_wire import HostCarrier
+            from vnetct.sut.vf_wire import HostCarrier
 
             carrier = HostCarrier.create(self.run.vf, f"v{self.run.short_id}{index:x}"[:9], taps)
             self._owned.wires.append(carrier)
@@ -88,7 +88,7 @@ class VmFactory:
         """A VM on a wire of its own, or on `wire` with the given `taps`.
         `incoming`: a migration target waiting for the source's state."""
         if self.run.profile == "reference":
-            from .reference import ReferenceVm
+            from vnetct.sut.reference import ReferenceVm
 
             vm = ReferenceVm(spec, self.artifacts / spec.name, self.run.mutations,
                              on_step=lambda text: self.run.step(text), incoming=incoming)
@@ -97,7 +97,7 @@ class VmFactory:
                 vm.start()
             return vm
         if self.run.vf is not None:
-            from .vf_wire import vf_spec
+            from vnetct.sut.vf_wire import vf_spec
 
             spec = vf_spec(spec, self.run.vf, incoming)
         tap_count = sum(1 for nic in spec.nics if nic.tap)
@@ -259,7 +259,7 @@ def sweep_run(run: RunContext) -> List[str]:
     for name in vnetct_native.sweep_netns(run.netns_prefix):
         cleaned.append(f"deleted namespace {name}")
     if run.vf is not None:  # profile vf: the standby carriers live in the host's namespace
-        from .vf_wire import sweep_host_links
+        from vnetct.sut.vf_wire import sweep_host_links
 
         cleaned += [f"deleted host link {name}" for name in sweep_host_links(f"v{run.short_id}")]
     shutil.rmtree(run.socket_root, ignore_errors=True)

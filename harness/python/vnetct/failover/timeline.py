@@ -36,7 +36,7 @@ def _track(name: str, events: List[dict], origin_ns: int, label, keep=lambda e: 
 
 def migration_timeline(origin_ns: int, source, target, qmp_mark: int = 0, agent_mark: int = 0,
                        traffic: Optional[dict] = None) -> dict:
-    """`traffic`: the analysis of a vnetct.traffic stream (phases with start/end
+    """`traffic`: the analysis of a vnetct.traffic.echo stream (phases with start/end
     and loss windows), or None."""
     guest_event = lambda e: e["name"] in _GUEST_EVENTS  # noqa: E731
     tracks = [_track("source QMP", source.qmp.events[qmp_mark:], origin_ns, _qmp_label)]

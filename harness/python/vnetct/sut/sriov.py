@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
 
-from .host_profile import HostProfile
-from .native import vnetct_native
+from vnetct.sut.host_profile import HostProfile
+from vnetct.core.native import vnetct_native
 
 DEFAULT_JOURNAL = Path("/run/vnetct/sriov-journal.json")  # tmpfs: gone at reboot, like the sysfs state it undoes
 

@@ -1,5 +1,5 @@
 """Profile vf: the failover pair on a real host. The cases declare the emulated
-pair (virtio-net standby + e1000e primary, vnetct.failover); here the e1000e
+pair (virtio-net standby + e1000e primary, vnetct.failover.guest); here the e1000e
 primary becomes the prepared VF, `-device vfio-pci,host=<VF>,id=...,
 failover_pair_id=...`, the pair takes the VF's MAC (set through the PF), and
 the standby's backend is carried where the VF's traffic goes: TAPs on the
@@ -14,8 +14,8 @@ from typing import List, Optional
 
 import pytest
 
-from .guest import VmSpec
-from .native import vnetct_native
+from vnetct.vm.guest import VmSpec
+from vnetct.core.native import vnetct_native
 
 EMULATED_PRIMARY = "e1000e"  # what the VF replaces; other primaries (igb findings) stay emulated
 

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
-from . import paths
+from vnetct.core import paths
 
 AGENT_PATH = "/usr/local/sbin/vnetct-guest-agent"
 UNIT_NAME = "vnetct-guest-agent.service"
@@ -84,7 +84,7 @@ def _environment() -> None:
     Path("/lib/modules").mkdir(parents=True, exist_ok=True)  # supermin lstat()s it even when told elsewhere
     os.environ.setdefault("LIBGUESTFS_BACKEND", "direct")
     # The harness's own KVM verdict (a real boot, cached): libguestfs would try a broken KVM and abort.
-    from . import accel  # needs the native module, which the CLI builds first: import late
+    from vnetct.setup import accel  # needs the native module, which the CLI builds first: import late
     image = accel.image_paths(json.loads((paths.IMAGE_CACHE / "image.json").read_text()))
     if accel.choose(str(paths.DEFAULT_QEMU), image, paths.CACHE, lambda text: None).name != "kvm":
         os.environ.setdefault("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-from .native import HostError, vnetct_native
+from vnetct.core.native import HostError, vnetct_native
 
 # Targets listening for a migration, by URI: what a source's `migrate` connects to.
 TARGETS: Dict[str, Any] = {}

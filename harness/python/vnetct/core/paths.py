@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 BUILD = Path(os.environ.get("VNETCT_BUILD_DIR", REPO / "build"))
 CACHE = Path(os.environ.get("VNETCT_CACHE_DIR", REPO / ".cache"))
 OUT = Path(os.environ.get("VNETCT_OUT_DIR", REPO / "out"))

@@ -1,0 +1,51 @@
+"""`./vnetct run` on a fresh machine: the set-up (which installs QEMU) runs
+before the options that need it are checked. Before the fix, a machine
+without /usr/bin/qemu-system-x86_64 got "--qemu ...: not an executable
+file" (exit 2) before any set-up. Here the set-up is replaced by one that
+"installs" the QEMU binary, as apt would on a fresh machine."""
+
+import stat
+
+import pytest
+
+from vnetct.cli import main as cli
+
+
+@pytest.fixture
+def fresh_machine(tmp_path, monkeypatch):
+    qemu = tmp_path / "usr-bin" / "qemu-system-x86_64"  # absent until the set-up installs it
+    calls = []
+
+    def prepare(**kwargs):
+        calls.append(("prepare", qemu.exists()))
+        qemu.parent.mkdir(parents=True, exist_ok=True)
+        qemu.write_text("#!/bin/sh\necho 'QEMU emulator version 10.0.2'\n")
+        qemu.chmod(qemu.stat().st_mode | stat.S_IXUSR)
+
+    monkeypatch.setattr(cli.bootstrap, "prepare", prepare)
+    monkeypatch.setattr(cli.bootstrap, "require_root", lambda: None)
+    monkeypatch.setattr(cli, "_run_cases", lambda args, extra=None: calls.append(("cases", args.qemu)) or 0)
+    return qemu, calls
+
+
+def test_run_sets_up_before_checking_the_qemu_binary(fresh_machine, tmp_path):
+    qemu, calls = fresh_machine
+    status = cli.main(["run", "--qemu", str(qemu), "--out", str(tmp_path / "out")])
+    assert status == 0
+    assert calls == [("prepare", False), ("cases", str(qemu))], "set-up must run first, then the cases"
+
+
+def test_a_qemu_still_missing_after_set_up_is_a_usage_error(fresh_machine, tmp_path, capsys):
+    qemu, calls = fresh_machine
+    missing = tmp_path / "nowhere" / "qemu"
+    status = cli.main(["run", "--qemu", str(missing), "--out", str(tmp_path / "out")])
+    assert status == cli.EXIT_USAGE
+    assert calls == [("prepare", False)], "the set-up ran, the cases did not"
+    assert f"--qemu {missing}: not an executable file" in capsys.readouterr().err
+
+
+def test_usage_errors_that_need_no_set_up_come_first(fresh_machine, tmp_path):
+    _, calls = fresh_machine
+    assert cli.main(["run", "--profile", "nosuch", "--out", str(tmp_path / "out")]) == cli.EXIT_USAGE
+    assert cli.main(["run", "-j", "0", "--out", str(tmp_path / "out")]) == cli.EXIT_USAGE
+    assert calls == [], "no set-up for a command line that is wrong anyway"
