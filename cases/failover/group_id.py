@@ -73,9 +73,8 @@ def test_malformed_config_space_is_an_error(case, damage):
 
 
 @pytest.mark.rule("FO-GRP-01")
+@pytest.mark.needs("qemu")
 def test_qemu_offers_failover_group_id(vm_factory, case):
-    if vm_factory.run.profile == "reference":
-        pytest.skip("the reference profile has no QEMU to probe")
     from vnetct.vm.guest import VmSpec
 
     vm = vm_factory.vm(VmSpec("groupid-probe"))

@@ -11,10 +11,10 @@ from vnetct.failover.guest import PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_ID, by_ro
 from vnetct.vm.guest import VmSpec
 from vnetct.failover.hotplug import (boot, e1000e_netdevs, events_named, hot_plug, load_standby_driver,
                             master_with_standby_only, migrate_source_only, netdevs_brief, primary_nic, seconds,
-                            standby_nic, start_target, verdicts)
+                            standby_nic, start_target)
 from vnetct.failover.migration import EVENTS_ON, Migration
 from vnetct.core.native import HostTimeout
-from vnetct.failover.trace import assert_trace_conformant, record_guest_release
+from vnetct.failover.trace import record_guest_release
 
 NOT_FOUND = "Primary device not found"
 
@@ -47,7 +47,6 @@ def test_primary_hotplugged_before_ack_is_hidden(vm_factory, case):
     assert by_role(netdevs)["primary"]["driver"] == "e1000e"
     case.metric("negotiation_latency", seconds(event["host_ns"], loaded_ns), "s")
     case.metric("primary_enslaved_after_event", seconds(formed_ns, event["host_ns"]), "s")
-    assert_trace_conformant(case, vm)
 
 
 @pytest.mark.rule("FO-NEG-02", "FO-CFG-04")
@@ -75,7 +74,6 @@ def test_primary_hotplugged_after_negotiation_is_plugged_at_once(vm_factory, cas
     renegotiated = events_named(vm, "FAILOVER_NEGOTIATED", qmp_mark)
     case.metric("failover_negotiated_on_device_add", len(renegotiated))
     case.metric("device_add_to_primary_enslaved", seconds(formed_ns, added_ns), "s")
-    assert_trace_conformant(case, vm)
 
 
 REVERSE_ORDERS = {
@@ -135,7 +133,6 @@ def test_standby_added_after_primary(vm_factory, case, order):
     agent_mark = len(vm.agent.events)
     qmp_mark = migrate_source_only(vm_factory, vm)
     _released_and_completed(case, vm, by_role(netdevs)["primary"]["name"], qmp_mark, agent_mark)
-    assert_trace_conformant(case, vm)
 
 
 @pytest.mark.rule("FO-CFG-08", "FO-MIG-TGT-02")
@@ -167,20 +164,16 @@ def test_primary_listed_first_returns_after_migration(vm_factory, case):
 
     case.step("waiting for the target to resume and the guest to get its primary back")
     resume = target.qmp.wait_event("RESUME", None, 0, timeout=60)
-    target.connect_agent()
     try:
         # Re-plug takes 0.8-2.5 s after RESUME (out-and-in, two-pairs): 10 s is four times that.
         netdevs = wait_for_guest(target, failover_formed, "the primary re-enslaved on the target", 10.0)
     except HostTimeout as error:
         case.save_json("target-netdevs.json", target.report())
-        checker = verdicts(case, source, target)
         raise AssertionError(
             f"FO-MIG-TGT-02: the guest never got its primary back on the target ({error}). The target lists "
             f"{PRIMARY_ID} before {STANDBY_ID}: it realized the primary at start, before the migrated state "
             f"was loaded ({PRIMARY_ID} in /machine/peripheral before load: "
             f"{PRIMARY_ID in realized_before_load}), so nothing plugged it for the guest, which had released "
-            f"it on the source. Trace checker: {checker}") from None
+            f"it on the source. The trace checker's verdicts: verdict-*.json") from None
     case.metric("replug_latency", seconds(time.monotonic_ns(), resume["host_ns"]), "s")
     case.save_json("target-netdevs.json", netdevs)
-    assert_trace_conformant(case, source)
-    assert_trace_conformant(case, target)

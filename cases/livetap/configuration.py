@@ -17,8 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from vnetct.livetap.bench import Counters, describe_flows, per_flow_checks, quiet_reading
+from vnetct.livetap.bench import describe_flows, per_flow_checks, quiet_reading
 from vnetct.core.native import vnetct_native
+
+# The reference backend needs real TAPs, processes and traffic.
+pytestmark = [pytest.mark.needs("datapath")]
 
 RATE = 10_000
 SMALL = 64
@@ -65,8 +68,7 @@ def test_switch_off_moves_no_fd_and_waiting_target_fails(livetap_bench, case, pa
     traffic = bench.streams(RATE, SMALL, 0.5)
     traffic.start()
     traffic.wait_echoed(RATE // 5, 3)
-    source.send(f"handoff unix:{path}")
-    answer = source.expect("untransferred ")
+    answer = source.ask(f"handoff unix:{path}", "untransferred ")["line"]
     failed = target.expect("failed ")
     case.step(f"source: {answer}; target: {failed}")
     why = answer.removeprefix("untransferred ")
@@ -93,15 +95,12 @@ def test_non_local_channel_moves_no_fd(livetap_bench, case):
     traffic = bench.streams(RATE, SMALL, 0.6)
     traffic.start()
     traffic.wait_echoed(RATE // 5, 3)
-    source.send("handoff tcp:127.0.0.1:4444")
-    answer = source.expect("untransferred ")
+    answer = source.ask("handoff tcp:127.0.0.1:4444", "untransferred ")["line"]
     assert expected["target_error"].endswith(answer.removeprefix("untransferred ")), \
         f"'{answer}' does not give the reference's reason '{expected['target_error']}'"
     assert target.describe_exit() == "running"
     traffic.wait_echoed(RATE * 2 // 5, 3)
-    source.send(f"handoff unix:{path}")
-    committed = Counters.parse(source.expect("committed "))
-    target.expect("serving ")
+    committed = bench.hand_off(source, target, f"unix:{path}").source
     assert source.wait(5) == 0
     traffic.finish(timeout=10)
     after, served = quiet_reading(bench, tap, target)

@@ -9,9 +9,6 @@ from vnetct.livetap.bench import Bench
 
 @pytest.fixture
 def livetap_bench(vm_factory, case):
-    if vm_factory.run.profile == "reference":
-        pytest.skip("the reference profile is the in-process failover model without a datapath; the reference "
-                    "backend needs real TAPs, processes and traffic: run it with the default profile")
     bench = Bench(vm_factory, case, vm_factory.run)
     try:
         yield bench

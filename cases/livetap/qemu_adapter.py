@@ -26,7 +26,7 @@ import time
 import pytest
 
 from vnetct.livetap import series as livetap_series
-from vnetct.vm.guest import Nic, VmSpec
+from vnetct.vm.guest import STANDBY_DRIVERS, Nic, VmSpec
 from vnetct.vm.factory import connect_target_ports
 from vnetct.livetap.bench import read_link
 from vnetct.failover.migration import EVENTS_ON
@@ -46,7 +46,7 @@ def _spec(name: str) -> VmSpec:
 
 def _migrate_with_stream(vm_factory, case, name: str, hand_over_taps: bool) -> dict:
     source = vm_factory.migration_source(_spec(f"{name}-source"), hand_over_taps=hand_over_taps)
-    source.load_drivers(["failover", "net_failover", "virtio_net"])
+    source.load_drivers(STANDBY_DRIVERS)
     netdev = next(n for n in source.report() if n.get("mac") == MAC)
     stream = EchoStream(source, case, netdev["name"], rate_pps=RATE_PPS).start()
     try:
@@ -88,27 +88,18 @@ def _migrate_with_stream(vm_factory, case, name: str, hand_over_taps: bool) -> d
     return report
 
 
-_PROBED = {}
-
-
 def _series(vm_factory, case) -> livetap_series.Interface:
-    """The series' interface in this QEMU, or the case skips saying what is missing."""
-    if vm_factory.run.profile == "reference":
-        pytest.skip("the reference profile has no QEMU to probe")
-    qemu = vm_factory.run.qemu
-    if qemu not in _PROBED:  # once per QEMU binary and run: a probe starts a QEMU
-        _PROBED[qemu] = livetap_series.probe(vm_factory.vm(VmSpec("livetap-probe")))
-    found = _PROBED[qemu]
-    case.save_json("livetap-probe.json", found)
-    interface = livetap_series.Interface.of(found)
-    if interface is None:
-        pytest.skip(livetap_series.missing(found))
+    """The series' interface in this QEMU (the case needs "live-tap-series":
+    it runs only where the SUT's probe found the series)."""
+    case.save_json("livetap-probe.json", vm_factory.sut.live_tap_probe())
+    interface = vm_factory.sut.live_tap_interface()
     case.step(f"live-TAP series: migration parameter '{interface.parameter}', virtio-net per-device switch "
               f"{'present' if interface.device_property else 'absent'}")
     return interface
 
 
 @pytest.mark.rule("LT-CFG-01", "LT-DATA-01", "LT-DATA-02")
+@pytest.mark.needs("live-tap-series")
 def test_backend_transfer_loses_nothing(vm_factory, case):
     """The series' own hand-off: the target's TAP waits for incoming fds,
     the fds travel with the migration stream over the unix socket. What
@@ -118,7 +109,7 @@ def test_backend_transfer_loses_nothing(vm_factory, case):
     interface = _series(vm_factory, case)
     base = _spec("lt-series-source")
     source = vm_factory.migration_source(interface.source_spec(base))
-    source.load_drivers(["failover", "net_failover", "virtio_net"])
+    source.load_drivers(STANDBY_DRIVERS)
     netdev = next(n for n in source.report() if n.get("mac") == MAC)
     tap = source.taps[0]
     link_before = read_link(source.wire.netns, tap)
@@ -151,6 +142,7 @@ def test_backend_transfer_loses_nothing(vm_factory, case):
 
 
 @pytest.mark.rule("LT-CFG-02")
+@pytest.mark.needs("live-tap-series")
 @pytest.mark.parametrize("option,value", [pytest.param("ifname", "lt-x0", id="ifname"),
                                           pytest.param("vnet_hdr", True, id="vnet-hdr"),
                                           pytest.param("fd", "3", id="fd")])
@@ -168,6 +160,7 @@ def test_incoming_fds_refuses_conflicting_tap_options(vm_factory, case, option, 
 
 
 @pytest.mark.rule("LT-CFG-01", "LT-CFG-03")
+@pytest.mark.needs("live-tap-series")
 def test_target_waiting_for_fds_fails_without_transfer(vm_factory, case):
     """The target waits for incoming fds; the source does not transfer them
     (its parameter is off): the target fails the load with an error, and the
@@ -195,9 +188,8 @@ def test_target_waiting_for_fds_fails_without_transfer(vm_factory, case):
         "QEMU 10.0: a migration target started with the source's TAP fd reads and drops the shared queue while "
         "it waits for the state: the running source's traffic stops")),
     "new-tap"])
+@pytest.mark.needs("datapath")
 def test_local_migration_loss(vm_factory, case, handoff):
-    if vm_factory.run.profile == "reference":
-        pytest.skip("the reference profile has no datapath")
     report = _migrate_with_stream(vm_factory, case, f"lt-{handoff}", hand_over_taps=handoff == "same-tap-fd")
     across = [phase(report, "target-waiting"), phase(report, "migration"), phase(report, "after")]
     case.metric("lost_target_waiting", across[0]["lost"])

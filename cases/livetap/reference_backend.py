@@ -15,16 +15,20 @@ reports the loss, with its exact count."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 import time
 
 import pytest
 
-from vnetct.livetap.bench import Counters, fields
+from vnetct.livetap.bench import fields
 from vnetct.livetap.bench import describe_flows as _describe
 from vnetct.livetap.bench import per_flow_checks as _per_flow_checks
 from vnetct.livetap.bench import quiet_reading as _quiet_reading
+
+# The reference backend needs real TAPs, processes and traffic.
+pytestmark = [pytest.mark.needs("datapath")]
 
 SMALL, MTU = 64, 1472  # UDP payload bytes: 106- and 1514-byte frames
 STEADY_S = 0.2         # traffic before the first hand-off
@@ -45,23 +49,6 @@ def _tap(bench, queues: int, **source_options):
         source, state = bench.source(tap, queues=queues, **source_options)
         bench.join_wire(tap)
     return tap, source, state
-
-
-def _state(line: str) -> str:
-    """The TAP state of a ready/serving line, without the time."""
-    return " ".join(word for word in line.split() if not word.startswith("serving_ns="))
-
-
-def _hand_off(holder, target, path):
-    """One hand-off; returns (committed counters of the holder, hop record)."""
-    holder.send(f"handoff {path}")
-    committed = holder.expect("committed ")
-    serving = target.expect("serving ")
-    stopped_ns = int(fields(committed)["stopped_reading_ns"])
-    serving_ns = int(fields(serving)["serving_ns"])
-    return Counters.parse(committed), {"stopped_reading_ns": stopped_ns, "committed_ns": int(fields(committed)[
-        "committed_ns"]), "serving_ns": serving_ns, "state": _state(serving.removeprefix("serving ")),
-        "blackout_us": round((serving_ns - stopped_ns) / 1e3, 1)}
 
 
 # 10k pps by default. 50k and 100k pps on request (VNETCT_LIVETAP_RATES=10k,50k,100k): on a
@@ -101,11 +88,11 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
         at_s = STEADY_S + (index - 1) * HOP_SPACING_S
         traffic.wait_echoed(int(rate / flows * at_s), at_s + 0.5 - (time.monotonic_ns() - traffic.started_ns) / 1e9,
                             required=False)
-        counters, hop = _hand_off(holder, target, path)
-        case.step(f"hand-off {index}: {holder.name} -> {target.name}, blackout {hop['blackout_us']} us")
-        holders_counters.append(counters)
+        hop = bench.hand_off(holder, target, path)
+        case.step(f"hand-off {index}: {holder.name} -> {target.name}, blackout {hop.blackout_us} us")
+        holders_counters.append(hop.source)
         hops.append(hop)
-        phases += [(f"handoff-{index}", hop["stopped_reading_ns"]), (f"after-{index}", hop["serving_ns"])]
+        phases += [(f"handoff-{index}", hop.stopped_reading_ns), (f"after-{index}", hop.serving_ns)]
         assert holder.wait(5) == 0, f"{holder.name} exit status after committing"
         holder = target
     traffic.finish(timeout=10)
@@ -117,11 +104,11 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
 
     reports = traffic.analyze(phases)
     rows = _per_flow_checks(traffic, reports, holders_counters)
-    gaps = [traffic.longest_gap_ns(h["stopped_reading_ns"], h["serving_ns"]) / 1e3 for h in hops]
-    blackouts = [h["blackout_us"] for h in hops]
+    gaps = [traffic.longest_gap_ns(h.stopped_reading_ns, h.serving_ns) / 1e3 for h in hops]
+    blackouts = [h.blackout_us for h in hops]
     achieved = sum(r["overall"]["rate_achieved_pps"] for r in reports)
     case.save_json("traffic.json", traffic.record(phases, reports))
-    case.save_json("handoff.json", {"hops": hops, "flows": rows, "link_before": before.to_json(),
+    case.save_json("handoff.json", {"hops": [{**dataclasses.asdict(h), "blackout_us": h.blackout_us} for h in hops], "flows": rows, "link_before": before.to_json(),
                                     "link_after": after.to_json(), "echo_gaps_us": gaps,
                                     "readers": [c.raw for c in holders_counters]})
     case.metric("rate_asked", rate, "pps")
@@ -141,7 +128,7 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
         f"{around} lost in the hand-off phases, {steady} in steady state before/after them" \
         f"{' (the bench cannot carry this rate here)' if steady else ''}: {_describe(rows)}"
     for index, hop in enumerate(hops):
-        assert _state(hop["state"]) == ready, f"hop {index + 1}: the target serves '{hop['state']}', " \
+        assert hop.state == ready, f"hop {index + 1}: the target serves '{hop.state}', " \
                                               f"the source had '{ready}'"
         earlier, later = holders_counters[index], holders_counters[index + 1]
         for stream in traffic.streams:
@@ -159,14 +146,13 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
 def _one_hand_off_run(bench, case, tap, source, rate=10_000, seconds=0.6, at_s=0.2, target_options=None,
                       flows=1):
     """A stream at `rate`, one hand-off `at_s` into it; returns what the
-    properties and process-death cases judge."""
+    properties and unprivileged cases judge."""
     target, path = bench.target("target1", **(target_options or {}))
     before = bench.link(tap)
     traffic = bench.streams(rate, SMALL, seconds, flows)
     traffic.start()
     traffic.wait_echoed(int(rate / flows * at_s), 3)
-    source_counters, hop = _hand_off(source, target, path)
-    return target, before, traffic, source_counters, hop
+    return target, before, traffic, bench.hand_off(source, target, path)
 
 
 def _finish_one(bench, tap, traffic, target, phases):
@@ -185,15 +171,15 @@ def test_properties_preserved(livetap_bench, case, queues):
     ifindex, kind, flags, carrier and counters."""
     bench = livetap_bench
     tap, source, ready = _tap(bench, queues, vnet_hdr_size=10, sndbuf=1 << 20)
-    target, before, traffic, source_counters, hop = _one_hand_off_run(bench, case, tap, source, flows=queues)
+    target, before, traffic, hop = _one_hand_off_run(bench, case, tap, source, flows=queues)
     assert source.wait(5) == 0
-    phases = [("before", traffic.started_ns), ("handoff", hop["stopped_reading_ns"]), ("after", hop["serving_ns"])]
+    phases = hop.phases(traffic.started_ns)
     after, target_counters, reports = _finish_one(bench, tap, traffic, target, phases)
-    case.save_json("properties.json", {"ready": ready, "serving": hop["state"], "link_before": before.to_json(),
+    case.save_json("properties.json", {"ready": ready, "serving": hop.state, "link_before": before.to_json(),
                                        "link_after": after.to_json()})
-    case.metric("blackout", hop["blackout_us"], "us")
+    case.metric("blackout", hop.blackout_us, "us")
     case.metric("carrier_changes", after.carrier_changes - before.carrier_changes)
-    source_fields, target_fields = fields(ready), fields(hop["state"])
+    source_fields, target_fields = fields(ready), fields(hop.state)
     differing = {k: (v, target_fields.get(k)) for k, v in source_fields.items() if target_fields.get(k) != v}
     assert not differing, f"the target serves other properties than the source had: {differing}"
     assert source_fields["vnet_hdr_size"] == "10" and source_fields["offloads"] == "0x7" \
@@ -202,9 +188,9 @@ def test_properties_preserved(livetap_bench, case, queues):
     assert after.carrier_changes == before.carrier_changes, \
         f"carrier changed {after.carrier_changes - before.carrier_changes} times across the hand-off"
     assert after.tx_dropped == before.tx_dropped
-    read = source_counters.frames + target_counters.frames
+    read = hop.source.frames + target_counters.frames
     assert after.tx_packets == read, f"TAP tx_packets {after.tx_packets}, frames read by source and target {read}"
-    rows = _per_flow_checks(traffic, reports, [source_counters, target_counters])
+    rows = _per_flow_checks(traffic, reports, [hop.source, target_counters])
     assert all(r["lost"] == 0 and r["duplicates"] == 0 for r in rows), _describe(rows)
 
 
@@ -219,24 +205,21 @@ def test_source_exits_before_target_serves(livetap_bench, case):
     traffic = bench.streams(10_000, SMALL, 0.6)
     traffic.start()
     traffic.wait_echoed(2000, 3)
-    stopped_ns = int(fields((source.send(f"handoff {path}") and source.expect("committed ")))["stopped_reading_ns"])
-    source_counters = Counters.parse(source.transcript[-1]["line"])
+    committed = bench.commit(source, path)
     assert source.wait(5) == 0
     exit_seen_ns = time.monotonic_ns()
-    serving = target.expect("serving ")
-    hop = {"stopped_reading_ns": stopped_ns, "serving_ns": int(fields(serving)["serving_ns"])}
-    hop["blackout_us"] = round((hop["serving_ns"] - stopped_ns) / 1e3, 1)
-    assert exit_seen_ns < hop["serving_ns"], "the source had not exited when the target started reading"
-    case.step(f"source exited {round((hop['serving_ns'] - exit_seen_ns) / 1e6, 1)} ms before the target read")
-    phases = [("before", traffic.started_ns), ("handoff", hop["stopped_reading_ns"]), ("after", hop["serving_ns"])]
+    hop = bench.serving(target, committed)
+    assert exit_seen_ns < hop.serving_ns, "the source had not exited when the target started reading"
+    case.step(f"source exited {round((hop.serving_ns - exit_seen_ns) / 1e6, 1)} ms before the target read")
+    phases = hop.phases(traffic.started_ns)
     after, target_counters, reports = _finish_one(bench, tap, traffic, target, phases)
-    rows = _per_flow_checks(traffic, reports, [source_counters, target_counters])
+    rows = _per_flow_checks(traffic, reports, [hop.source, target_counters])
     case.save_json("traffic.json", traffic.record(phases, reports))
-    case.metric("blackout", hop["blackout_us"], "us")
+    case.metric("blackout", hop.blackout_us, "us")
     case.metric("lost", sum(r["lost"] for r in rows))
     assert all(r["lost"] == 0 and r["duplicates"] == 0 and r["reordered"] == 0 for r in rows), _describe(rows)
     stream = traffic.streams[0].stream_id
-    assert target_counters.streams[stream][0] == source_counters.streams[stream][1] + 1
+    assert target_counters.streams[stream][0] == hop.source.streams[stream][1] + 1
     assert after.tx_dropped == before.tx_dropped and after.carrier_changes == before.carrier_changes
 
 
@@ -262,19 +245,19 @@ def test_target_killed_mid_handoff_source_resumes(livetap_bench, case):
     case.step(f"target killed holding the offer; source: {resumed}")
     assert "peer closed" in resumed, resumed
     traffic.wait_echoed(4000, 3)
-    source_counters, hop = _hand_off(source, target, path)
+    hop = bench.hand_off(source, target, path)
     phases = [("before", traffic.started_ns), ("killed-handoff", offered_ns), ("resumed", resumed_ns),
-              ("handoff", hop["stopped_reading_ns"]), ("after", hop["serving_ns"])]
+              ("handoff", hop.stopped_reading_ns), ("after", hop.serving_ns)]
     after, target_counters, reports = _finish_one(bench, tap, traffic, target, phases)
-    rows = _per_flow_checks(traffic, reports, [source_counters, target_counters])
+    rows = _per_flow_checks(traffic, reports, [hop.source, target_counters])
     case.save_json("traffic.json", traffic.record(phases, reports))
     case.metric("resume_gap", round(traffic.longest_gap_ns(offered_ns, resumed_ns) / 1e6, 2), "ms")
     case.metric("kill_to_resumed", round((resumed_ns - killed_ns) / 1e6, 2), "ms")
     case.metric("lost", sum(r["lost"] for r in rows))
     assert all(r["lost"] == 0 and r["duplicates"] == 0 and r["reordered"] == 0 for r in rows), _describe(rows)
     stream = traffic.streams[0].stream_id
-    assert target_counters.streams[stream][0] == source_counters.streams[stream][1] + 1
-    assert _state(hop["state"]) == ready
+    assert target_counters.streams[stream][0] == hop.source.streams[stream][1] + 1
+    assert hop.state == ready
     assert after.tx_dropped == before.tx_dropped and after.carrier_changes == before.carrier_changes
 
 
@@ -309,14 +292,13 @@ def test_negative_control_loss_is_caught(livetap_bench, case, control):
     traffic = bench.streams(rate, SMALL, 0.7)
     traffic.start()
     traffic.wait_echoed(int(rate * 0.2), 3)
-    answer = source.send(command) and source.expect(reply)
-    times = fields(answer)
-    stopped_ns, resumed_ns = int(times["stopped_reading_ns"]), int(times["resumed_reading_ns"])
+    answer = source.ask(command, reply)
+    stopped_ns, resumed_ns = int(answer["stopped_reading_ns"]), int(answer["resumed_reading_ns"])
     phases = [("before", traffic.started_ns), (control, stopped_ns), ("after", resumed_ns)]
     if control == "close-reopen-non-persistent":
-        assert fields(answer)["ifindex"] != fields(ready)["ifindex"], "a new device must have a new ifindex"
+        assert answer["ifindex"] != fields(ready)["ifindex"], "a new device must have a new ifindex"
         phases.append(("back-on-wire", bench.join_wire(tap)))
-    case.step(f"{command}: {answer}")
+    case.step(f"{command}: {answer['line']}")
     traffic.finish(timeout=10)
     after, counters = _quiet_reading(bench, tap, source)
     reports = traffic.analyze(phases)
@@ -327,7 +309,7 @@ def test_negative_control_loss_is_caught(livetap_bench, case, control):
     sent_ns = traffic.streams[0].sent_times()
     sent_while_not_reading = sum(1 for t in sent_ns if stopped_ns <= t < resumed_ns)
     case.save_json("traffic.json", traffic.record(phases, reports))
-    case.save_json("control.json", {"command": command, "answer": answer, "flow": row, "link_before": before.to_json(),
+    case.save_json("control.json", {"command": command, "answer": answer["line"], "flow": row, "link_before": before.to_json(),
                                     "link_after": after.to_json(), "sent_while_not_reading": sent_while_not_reading})
     case.metric("lost", row["lost"])
     case.metric("never_read_by_backend", row["never_read"])
@@ -373,25 +355,25 @@ def test_unprivileged_target_serves(livetap_bench, case):
     queues, validates them and serves; nothing is lost."""
     bench = livetap_bench
     tap, source, ready = _tap(bench, 1)
-    target, before, traffic, source_counters, hop = _one_hand_off_run(
+    target, before, traffic, hop = _one_hand_off_run(
         bench, case, tap, source, target_options={"user": NOBODY})
     identity = _identity(target)
     case.step(f"target runs as uid {identity['uid']}, CapEff {identity['cap_eff']}")
     assert identity["uid"] == str(NOBODY) and int(identity["cap_eff"], 16) == 0, \
         f"the target is not unprivileged: {identity}"
     assert source.wait(5) == 0
-    phases = [("before", traffic.started_ns), ("handoff", hop["stopped_reading_ns"]), ("after", hop["serving_ns"])]
+    phases = hop.phases(traffic.started_ns)
     after, target_counters, reports = _finish_one(bench, tap, traffic, target, phases)
-    rows = _per_flow_checks(traffic, reports, [source_counters, target_counters])
+    rows = _per_flow_checks(traffic, reports, [hop.source, target_counters])
     case.save_json("traffic.json", traffic.record(phases, reports))
-    case.metric("blackout", hop["blackout_us"], "us")
+    case.metric("blackout", hop.blackout_us, "us")
     case.metric("lost", sum(r["lost"] for r in rows))
-    assert _state(hop["state"]) == ready
+    assert hop.state == ready
     assert all(r["lost"] == 0 and r["duplicates"] == 0 and r["reordered"] == 0 for r in rows), _describe(rows)
     stream = traffic.streams[0].stream_id
-    assert target_counters.streams[stream][0] == source_counters.streams[stream][1] + 1
+    assert target_counters.streams[stream][0] == hop.source.streams[stream][1] + 1
     assert target_counters.echoed > 0, "the unprivileged target read but did not answer"
-    assert after.tx_packets == source_counters.frames + target_counters.frames
+    assert after.tx_packets == hop.source.frames + target_counters.frames
     assert after.tx_dropped == before.tx_dropped and after.carrier_changes == before.carrier_changes
 
 

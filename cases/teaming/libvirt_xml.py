@@ -117,11 +117,10 @@ def _qemu_argv(qemu: str, device_options):
 
 @pytest.mark.rule("FO-NEG-01", "TEAM-05")
 @pytest.mark.parametrize("stem", VALID)
+@pytest.mark.needs("qemu")
 def test_qemu_accepts_the_team_and_hides_the_primaries(vm_factory, case, stem):
-    if vm_factory.run.profile == "reference":
-        pytest.skip("the reference profile has no QEMU to start")
     verdict = vnetct_native.teaming_check_file(str(DOMAINS / f"{stem}.xml"))
-    argv = _qemu_argv(vm_factory.run.qemu, verdict["argv"][1::2])
+    argv = _qemu_argv(vm_factory.sut.binary, verdict["argv"][1::2])
     case.save_json("qemu-argv.json", argv)
     # No query-pci: without firmware (-S) the root ports' buses are not numbered yet and it lists
     # nothing behind them. /machine/peripheral holds every device QEMU created.

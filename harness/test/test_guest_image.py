@@ -3,7 +3,6 @@
 in order, under the image's kernel. Boots one guest (about 10 s under TCG);
 needs root and the set-up that `vnetct test` does first."""
 
-import json
 import os
 import secrets
 import shutil
@@ -11,25 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from vnetct.setup import accel
 from vnetct.core import paths
 from vnetct.failover.guest import PRIMARY_DRIVERS, VF_DRIVERS
 from vnetct.vm.guest import VmSpec
-from vnetct.vm.factory import RunContext, VmFactory, qemu_version
+from vnetct.vm.factory import RunContext, VmFactory
+from vnetct.sut.base import SutOptions
+from vnetct.sut.qemu import QemuSut
 
 
 @pytest.fixture
 def factory(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    image_paths = accel.image_paths(json.loads((paths.IMAGE_CACHE / "image.json").read_text()))
-    qemu = str(paths.DEFAULT_QEMU)
     short_id = secrets.token_hex(3)
     socket_root = Path("/tmp") / f"vnetct-{short_id}"
     socket_root.mkdir()
-    chosen = accel.choose(qemu, image_paths, paths.CACHE, lambda text: None)
-    run = RunContext("test-guest-image", short_id, tmp_path, "qemu", qemu, qemu_version(qemu), chosen, image_paths,
-                     socket_root)
+    sut = QemuSut(SutOptions("qemu", str(paths.DEFAULT_QEMU), [], None, lambda text: None))
+    run = RunContext("test-guest-image", short_id, tmp_path, sut, socket_root)
+    sut.open(run)
     made = VmFactory(run, tmp_path, "test_guest_image")
     try:
         yield made

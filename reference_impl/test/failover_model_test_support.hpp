@@ -1,5 +1,5 @@
-// Shared by the failover model tests: device specs for the working pair of
-// DESIGN.md, a one-line-per-output trace, and a base fixture. Test names start
+// Shared by the failover model tests: device specs for the working pair
+// (virtio-net standby + e1000e primary, each on its own root port), a one-line-per-output trace, and a base fixture. Test names start
 // with the rule ids they exercise (FO_MIG_SRC_01_02_... = FO-MIG-SRC-01, -02);
 // FailoverRuleCoverage_test reads them back.
 #pragma once

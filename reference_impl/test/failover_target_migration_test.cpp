@@ -1,5 +1,5 @@
 // Failover model: the migration target (FO-MIG-TGT-*), and source + target
-// together against the traces QEMU 10 produced (DESIGN.md).
+// together against the traces QEMU 10.0.2 produced under the harness.
 #include "failover_model_test_support.hpp"
 
 namespace vnetct::reference_impl {

@@ -5,7 +5,6 @@ import pytest
 
 from vnetct.failover.guest import PRIMARY_ID, failover_spec
 from vnetct.failover.migration import EVENTS_ON
-from vnetct.failover.trace import assert_trace_conformant
 
 UNPLUG_STATES = ("wait-unplug",)
 
@@ -27,10 +26,7 @@ def test_failover_off_migrates_without_unplug(vm_factory, case):
     statuses = [e["data"]["status"] for e in seen if e["name"] == "MIGRATION"]
     assert "wait-unplug" not in statuses, f"wait-unplug without a primary to release: {statuses}"
     target.qmp.wait_event("RESUME", None, 0, timeout=60)
-    target.connect_agent()
     netdevs = target.report()
     assert [n for n in netdevs if n.get("driver") == "e1000e"], "the e1000e did not come across as a plain NIC"
     assert PRIMARY_ID in target.pci_ids()
     case.save_json("target-netdevs.json", netdevs)
-    assert_trace_conformant(case, source)
-    assert_trace_conformant(case, target)

@@ -16,16 +16,16 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import pytest
 
-from vnetct.setup import accel
 from vnetct.core import paths
-from vnetct.vm.guest import Vm
-from vnetct.vm.factory import RunContext, VmFactory, qemu_version, sweep_run
 from vnetct.core.native import vnetct_native
-from vnetct.sut.profiles import PROFILES
+from vnetct.sut.base import CAPABILITIES, PROFILES, SutOptions
+from vnetct.vm.factory import RunContext, VmFactory, sweep_run
+from vnetct.failover.trace import assert_trace_conformant
+from vnetct.report.recorder import CaseRecorder
 from vnetct.report.results import Results, case_id_from_nodeid, now_iso
 
 RULES = {rule["id"]: rule for rule in [*vnetct_native.failover_rules(), *vnetct_native.livetap_rules(),
@@ -46,71 +46,22 @@ def pytest_addoption(parser):
     group.addoption("--vnetct-short-id", default=None, help="6 hex chars naming the run's namespaces and devices")
 
 
-class CaseRecorder:
-    """What one case records: steps, metrics, artifacts. Fixture `case`."""
-
-    def __init__(self, state: "RunState", case_id: str):
-        self._state = state
-        self.id = case_id
-        self.dir = state.run_dir / "cases" / case_id
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.started = time.monotonic()
-        self.steps: List[dict] = []
-        self.metrics: Dict[str, dict] = {}
-        self.artifacts: Dict[str, Path] = {}
-        self.extra: Dict[str, Any] = {}  # timeline, series: pictures for the report
-        self.finishers: List[Any] = []  # called when the case ends, pass or fail
-
-    def step(self, text: str) -> None:
-        elapsed = time.monotonic() - self.started
-        self.steps.append({"t": round(elapsed, 3), "text": text})
-        self._state.progress(f"       · {elapsed:6.1f} s  {text}")
-
-    def metric(self, name: str, value: Any, unit: str = "") -> None:
-        self.metrics[name] = {"value": value, "unit": unit}
-
-    def timeline(self, data: dict) -> None:
-        """Events on named tracks, phases and windows, in ms from one origin
-        (reports/RESULTS.md: case.timeline)."""
-        self.extra["timeline"] = data
-
-    def at_finish(self, finisher) -> None:
-        """`finisher()` runs when the case has ended (also after a failure),
-        before its results are written: for records that sum up the case."""
-        self.finishers.append(finisher)
-
-    def series(self, name: str, data: dict) -> None:
-        """Parallel lists to chart (reports/RESULTS.md: case.series)."""
-        self.extra.setdefault("series", {})[name] = data
-
-    def artifact(self, name: str, path: Path) -> None:
-        self.artifacts[name] = Path(path)
-
-    def save_json(self, name: str, data: Any) -> Path:
-        path = self.dir / name
-        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        self.artifact(name, path)
-        return path
-
-    def uses(self, *vms: Vm) -> None:
-        models = self._state.results.data.setdefault("sut", {}).setdefault("nic_models", [])
-        for vm in vms:
-            for nic in vm.spec.nics:
-                if nic.driver not in models:
-                    models.append(nic.driver)
-            for name, path in vm.artifact_paths().items():
-                self.artifact(name, path)
-            if vm.boot_seconds is not None:
-                self.metric(f"boot_seconds_{vm.name}", round(vm.boot_seconds, 2), "s")
-
-
 class RunState:
     def __init__(self, config):
         self.config = config
         option = config.getoption
-        self.profile = option("--vnetct-profile")
-        if self.profile not in PROFILES:
-            raise pytest.UsageError(f"--profile {self.profile}: unknown profile; known: {', '.join(PROFILES)}")
+        self.profile = PROFILES.get(option("--vnetct-profile"))
+        if self.profile is None:
+            raise pytest.UsageError(f"--profile {option('--vnetct-profile')}: unknown profile; known: "
+                                    f"{', '.join(PROFILES)}")
+        problem = self.profile.usage_error(option("--vnetct-mutation"), None)
+        if problem:
+            raise pytest.UsageError(problem)
+        self.host = json.loads(option("--vnetct-vf")) if option("--vnetct-vf") else None
+        if (self.host is None) == self.profile.takes_host_config:
+            raise pytest.UsageError(f"--profile {self.profile.name} and --vnetct-vf: the prepared host goes with "
+                                    f"the profiles that take --host-config (./vnetct run --host-config FILE "
+                                    f"prepares the host and passes it)")
         run_dir = option("--vnetct-run-dir")
         if run_dir is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -119,20 +70,8 @@ class RunState:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_id = self.run_dir.name
         self.short_id = option("--vnetct-short-id") or secrets.token_hex(3)
-        self.qemu = option("--vnetct-qemu")
-        self.mutations = option("--vnetct-mutation")
-        known = vnetct_native.mutation_names()
-        for mutation in self.mutations:
-            if mutation not in known:
-                raise pytest.UsageError(f"--mutation {mutation}: unknown (known: {', '.join(known)})")
-        if self.mutations and self.profile != "reference":
-            raise pytest.UsageError("--mutation only applies to --profile reference")
-        self.vf = json.loads(option("--vnetct-vf")) if option("--vnetct-vf") else None
-        if (self.vf is None) != (self.profile != "vf"):
-            raise pytest.UsageError("--profile vf and --vnetct-vf go together (./vnetct run --profile vf "
-                                    "--host-config FILE prepares the host and passes it)")
         self.command = option("--vnetct-command") or " ".join(sys.argv)
-        self.results = Results(self.run_dir, {"run_id": self.run_id, "profile": self.profile,
+        self.results = Results(self.run_dir, {"run_id": self.run_id, "profile": self.profile.name,
                                               "command": self.command, "sut": {}})
         self.context: Optional[RunContext] = None
         self.recorders: Dict[str, CaseRecorder] = {}
@@ -156,38 +95,20 @@ class RunState:
             print(line, flush=True)
 
     def run_context(self) -> RunContext:
-        if self.context is None and self.profile == "reference":
-            socket_root = Path("/tmp") / f"vnetct-{self.short_id}"
-            self.context = RunContext(self.run_id, self.short_id, self.run_dir, self.profile, "", "", None, {},
-                                      socket_root, mutations=list(self.mutations))
-            self.results.data["sut"] = {"host": "vnetct reference failover model (reference_impl FailoverHost)",
-                                        "guest": "simulated in process (no datapath)",
-                                        "mutations": list(self.mutations)}
-            self.results.write()
+        """The run and its SUT, made on first use (a SUT may probe its binary
+        and the accelerator)."""
         if self.context is None:
-            image_json = paths.IMAGE_CACHE / "image.json"
+            options = SutOptions(self.profile.name, self.config.getoption("--vnetct-qemu"),
+                                 list(self.config.getoption("--vnetct-mutation")), self.host, self.progress)
             try:
-                image = json.loads(image_json.read_text())
-                image["paths"]["kernel"], image["paths"]["initramfs"]
-            except (OSError, ValueError, KeyError, TypeError) as error:
-                raise pytest.UsageError(f"{image_json}: missing, unreadable or without paths.kernel and "
-                                        f"paths.initramfs ({error!r}); run ./vnetct setup") from error
-            image_paths = {"kernel": image["paths"]["kernel"], "initramfs": image["paths"]["initramfs"],
-                           "digest": image.get("inputs_hash"), "kernel_version": image.get("kernel_version")}
-            version = qemu_version(self.qemu)
-            chosen = accel.choose(self.qemu, image_paths, paths.CACHE, self.progress)
-            self.progress(f"vnetct: accelerator {chosen.name} ({chosen.reason})")
+                sut = self.profile.sut_class()(options)
+            except Exception as error:  # noqa: BLE001 - the SUT's own words, as a usage error
+                raise pytest.UsageError(f"profile {self.profile.name}: {error}") from error
             socket_root = Path("/tmp") / f"vnetct-{self.short_id}"
             socket_root.mkdir(parents=True, exist_ok=True)
-            self.context = RunContext(self.run_id, self.short_id, self.run_dir, self.profile, self.qemu, version,
-                                      chosen, image_paths, socket_root, vf=self.vf)
-            self.results.data["sut"] = {
-                "qemu_binary": self.qemu, "qemu_version": version, "accelerator": chosen.to_json(),
-                "machine": "q35", "guest_kernel": image.get("kernel_version"),
-                "guest_image_digest": image.get("inputs_hash"), "host_kernel": os.uname().release,
-            }
-            if self.vf is not None:
-                self.results.data["sut"]["sriov"] = self.vf
+            self.context = RunContext(self.run_id, self.short_id, self.run_dir, sut, socket_root)
+            sut.open(self.context)
+            self.results.data["sut"] = sut.identity()
             self.results.write()
         return self.context
 
@@ -197,9 +118,6 @@ _state: Optional[RunState] = None
 
 def pytest_configure(config):
     global _state
-    config.addinivalue_line("markers", "rule(*ids): the rule ids of the reference table this case checks")
-    config.addinivalue_line("markers", "finding(text): a known deviation of a QEMU release this case reports "
-                                       "(it still runs and still fails while the deviation lasts)")
     if config.getoption("--vnetct-list") or config.getoption("--collect-only"):
         return
     _state = RunState(config)
@@ -217,6 +135,11 @@ def pytest_collection_modifyitems(session, config, items):
             if rule_id not in RULES:
                 problems.append(f"{item.nodeid}: unknown rule id '{rule_id}' (known: {', '.join(RULES)})")
         item.vnetct_rules = [RULES[rule_id] for rule_id in rule_ids if rule_id in RULES]
+        for marker in item.iter_markers("needs"):
+            for capability in marker.args:
+                if capability not in CAPABILITIES:
+                    problems.append(f"{item.nodeid}: needs unknown capability '{capability}' "
+                                    f"(known: {', '.join(CAPABILITIES)})")
         # -k can select by case id (substring, e.g. -k failover/config) or rule id (-k FO-CFG-02).
         item.extra_keyword_matches.add(item.vnetct_id)
         item.extra_keyword_matches.update(rule_ids)
@@ -257,6 +180,61 @@ def pytest_runtest_setup(item):
     rules = ", ".join(rule["id"] for rule in item.vnetct_rules)
     _state.progress(f"[{_state.done:2d}/{_state.total}] {item.vnetct_id}  ({rules})")
     _state.phases[item.nodeid] = {"item": item, "started": now_iso(), "t0": time.monotonic(), "reports": []}
+    _arm_case_timeout(item)
+    for marker in item.iter_markers("needs"):
+        for capability in marker.args:
+            reason = _state.run_context().sut.lacks(capability)
+            if reason is not None:
+                pytest.skip(reason)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item):
+    signal.setitimer(signal.ITIMER_REAL, 0)  # teardown cleans up whatever time it takes
+
+
+# --- per-case timeout ------------------------------------------------------------
+# A backstop, not a verdict: every wait in a case has its own, shorter deadline.
+# Set-up (boots) and the case body together get CASE_TIMEOUT_S unless the case
+# says otherwise with @pytest.mark.case_timeout(seconds).
+CASE_TIMEOUT_S = 300.0
+
+
+class CaseTimeout(Exception):
+    """The case outlived its timeout (set-up and body)."""
+
+
+def _arm_case_timeout(item) -> None:
+    marker = item.get_closest_marker("case_timeout")
+    seconds = float(marker.args[0]) if marker else CASE_TIMEOUT_S
+
+    def expired(signum, frame):
+        raise CaseTimeout(f"{item.vnetct_id}: the case ran longer than its timeout of {seconds:.0f} s "
+                          f"(set-up and body; @pytest.mark.case_timeout changes it)")
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+# --- the factory's trace check -----------------------------------------------------
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """After the case body, every VM the case used has its trace replayed by the
+    trace checker: a violation fails a case that passed otherwise (naming the
+    rule); after a failure the verdicts are still saved as evidence. A case
+    marked @pytest.mark.judges_trace judges its traces itself."""
+    outcome = yield
+    recorder = _state.recorders.get(item.nodeid) if _state is not None else None
+    if recorder is None or item.get_closest_marker("judges_trace"):
+        return
+    violations = []
+    for vm in recorder.judged_vms():
+        try:
+            assert_trace_conformant(recorder, vm)
+        except AssertionError as violation:
+            violations.append(f"{vm.name}: {violation}")
+    if violations and outcome.excinfo is None:
+        raise AssertionError("; ".join(violations))
 
 
 def pytest_runtest_logreport(report):
@@ -416,9 +394,12 @@ def session_factory(run_context):
 
 
 @pytest.fixture
-def vm_factory(run_context):
-    """VMs owned by one case; torn down and leak-checked when it ends."""
-    yield from _factory(run_context, "case")
+def vm_factory(run_context, case):
+    """VMs owned by one case; torn down and leak-checked when it ends; their
+    traces are checked when the case body ends (pytest_runtest_call)."""
+    for factory in _factory(run_context, "case"):
+        case.factories.append(factory)
+        yield factory
 
 
 def _interrupt_on_sigterm(signum, frame):

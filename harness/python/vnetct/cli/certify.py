@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from vnetct.setup import bootstrap
+from vnetct.sut.base import PROFILES, profile_named
 from vnetct.core import paths
 from vnetct.report import certification
 
@@ -68,12 +69,18 @@ def command_certify(args) -> int:
     if args.runs < 1:
         print(f"vnetct: --runs {args.runs}: must be at least 1", file=sys.stderr)
         return 2
-    if args.profile not in ("qemu", "vf"):
-        print(f"vnetct: --profile {args.profile}: certify takes qemu or vf (the reference profile has no "
-              f"datapath, so no figures)", file=sys.stderr)
+    try:
+        profile = profile_named(args.profile)
+    except KeyError as error:
+        print(f"vnetct: {error.args[0]}", file=sys.stderr)
         return 2
-    if (args.host_config is not None) != (args.profile == "vf"):
-        print("vnetct: --profile vf and --host-config FILE go together", file=sys.stderr)
+    if not profile.gives_figures:
+        print(f"vnetct: --profile {args.profile}: certify needs a profile whose runs give figures (with a "
+              f"datapath): {', '.join(p.name for p in PROFILES.values() if p.gives_figures)}", file=sys.stderr)
+        return 2
+    problem = profile.usage_error([], args.host_config)
+    if problem:
+        print(f"vnetct: {problem}", file=sys.stderr)
         return 2
     try:
         limits = certification.load_thresholds(args.thresholds)

@@ -35,7 +35,7 @@ from vnetct.cli import check_config
 from vnetct.cli import prepare_image as image_prep
 from vnetct.cli import lanes
 from vnetct.core import paths
-from vnetct.sut.profiles import PROFILES
+from vnetct.sut.base import profile_named
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -124,21 +124,20 @@ def _point_latest(out: Path, run_dir: Path) -> None:
 def command_run(args) -> int:
     # Usage errors that need nothing installed come first (they fail fast); the
     # --qemu check comes after the set-up, which installs the default QEMU.
-    if args.profile not in PROFILES:
-        known = "; ".join(f"{name}: {text}" for name, text in PROFILES.items())
-        print(f"vnetct: --profile {args.profile}: unknown profile (known: {known})", file=sys.stderr)
+    try:
+        profile = profile_named(args.profile)
+    except KeyError as error:
+        print(f"vnetct: {error.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     if args.jobs < 1:
         print(f"vnetct: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
         return EXIT_USAGE
-    if args.mutation and args.profile != "reference":
-        print("vnetct: --mutation only applies to --profile reference", file=sys.stderr)
+    problem = profile.usage_error(args.mutation, args.host_config)
+    if problem:
+        print(f"vnetct: {problem}", file=sys.stderr)
         return EXIT_USAGE
     host_profile = None
-    if (args.host_config is not None) != (args.profile == "vf"):
-        print("vnetct: --profile vf and --host-config FILE go together", file=sys.stderr)
-        return EXIT_USAGE
-    if args.profile == "vf":
+    if profile.takes_host_config:
         from vnetct.sut.host_profile import HostProfileError, load
 
         try:
@@ -146,17 +145,18 @@ def command_run(args) -> int:
         except HostProfileError as error:
             print(f"vnetct: --host-config {error}", file=sys.stderr)
             return EXIT_USAGE
-        if args.jobs != 1:
-            print("vnetct: profile vf runs in one lane (-j 1): the VF belongs to one guest at a time", flush=True)
-            args.jobs = 1
+    if profile.one_lane and args.jobs != 1:
+        print(f"vnetct: profile {profile.name} runs in one lane (-j 1): the VF belongs to one guest at a time",
+              flush=True)
+        args.jobs = 1
     if not args.no_setup:
-        if args.profile == "reference":  # no VM: no guest image, no QEMU needed
+        if profile.needs_guest_image:
+            bootstrap.prepare(with_image=True, targets=bootstrap.RUN_TARGETS)
+        else:  # no VM: no guest image, no QEMU needed
             bootstrap.ensure_packages()
             bootstrap.build_native(targets=("vnetct_native",))
-        else:
-            bootstrap.prepare(with_image=True, targets=bootstrap.RUN_TARGETS)
     bootstrap.require_root()
-    if args.profile != "reference" and (not Path(args.qemu).is_file() or not os.access(args.qemu, os.X_OK)):
+    if profile.needs_qemu and (not Path(args.qemu).is_file() or not os.access(args.qemu, os.X_OK)):
         print(f"vnetct: --qemu {args.qemu}: not an executable file", file=sys.stderr)
         return EXIT_USAGE
     if host_profile is not None:
@@ -199,8 +199,8 @@ def _run_cases(args, extra_args: Optional[List[str]] = None) -> int:
     run_dir.mkdir(parents=True)
     _point_latest(out, run_dir)
     command_line = " ".join(["./vnetct", *sys.argv[1:]])
-    under_test = "the reference model" if args.profile == "reference" else f"QEMU {args.qemu}"
-    print(f"vnetct: run {run_id}, profile {args.profile}, {under_test}", flush=True)
+    under_test = f", QEMU {args.qemu}" if profile_named(args.profile).needs_qemu else ""
+    print(f"vnetct: run {run_id}, profile {args.profile}{under_test}", flush=True)
     print(f"vnetct: results in {run_dir}", flush=True)
 
     def lane_args(lane_dir: Path, lane_id: str, targets: Optional[List[Path]]) -> List[str]:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from vnetct.vm.guest import Nic, Vm, VmSpec
+from vnetct.vm.guest import PRIMARY_DRIVERS, STANDBY_DRIVERS, VF_DRIVERS, Nic, Vm, VmSpec
 from vnetct.core.native import HostTimeout
 
 MAC = "52:54:00:6f:55:cc"
@@ -82,12 +82,6 @@ class Negotiation:
         return by_role(self.netdevs)[name]
 
 
-PRIMARY_DRIVERS = ("dca", "i2c_algo_bit", "igb", "e1000e")
-# A real VF as the primary (vfio-pci on the host): every VF driver of the image, in dependency
-# order; the one that matches the VF binds, the others stay idle.
-VF_DRIVERS = ("libeth", "libie", "iavf", "ixgbevf", "igbvf", "pci_hyperv_intf", "mlxfw", "mlx5_core", "bnxt_en")
-STANDBY_DRIVERS = ("failover", "net_failover", "virtio_net")
-VIRTIO_NET_F_STANDBY = 62
 
 
 def remaining(deadline: float) -> float:

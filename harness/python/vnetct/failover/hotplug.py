@@ -4,11 +4,8 @@ declare it. A case declares every NIC in its VmSpec; a NIC with
 its TAP exist from the start. `hot_plug` adds it later (netdev_add +
 device_add), `device_del` removes a device and waits for DEVICE_DELETED, and
 `load_standby_driver` lets the guest ack its standbys; each logs the model's
-input (hot-plug, device-del, guest-ack) in the VM's trace.
-
-The reference profile's simulated QMP has no device_add: there the reference
-model takes the same inputs directly, and the simulated guest finds the NIC
-in the VM's device catalogue."""
+input (hot-plug, device-del, guest-ack) in the VM's trace. Every SUT takes
+the same QMP commands."""
 
 from __future__ import annotations
 
@@ -19,17 +16,10 @@ from vnetct.failover.guest import (MAC, PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_DRI
                        wait_for_guest)
 from vnetct.vm.guest import Nic, Vm, VmSpec
 from vnetct.failover.migration import EVENTS_ON
-from vnetct.core.native import HostError
-from vnetct.failover.trace import assert_trace_conformant, device_spec
+from vnetct.failover.trace import device_spec
 
 E1000_FAMILY = ("e1000e", "igb", "e1000")
 BOOLEANS = {"on": True, "off": False}
-# A migration whose stream nobody loads: for cases that judge the source only.
-DISCARD_URI = "exec:cat > /dev/null"
-
-
-def simulated(vm) -> bool:
-    return getattr(vm, "simulated", False)
 
 
 def nic_index(vm, device_id: str) -> int:
@@ -42,12 +32,7 @@ def nic_index(vm, device_id: str) -> int:
 def boot(factory, spec: VmSpec, target_room: bool = False, timeout: float = 120.0) -> Vm:
     """A booted VM of `spec`; `target_room`: its wire has TAPs for a migration
     target too (start_target)."""
-    vm = factory.migration_source(spec, timeout) if target_room else factory.vm_booted(spec, timeout)
-    if simulated(vm):
-        # After start the catalogue serves only the simulated guest (which NIC has
-        # which MAC and driver); it must list the hot-pluggable NICs too, in spec order.
-        vm.devices = [device_spec(nic, index) for index, nic in enumerate(spec.nics)]
-    return vm
+    return factory.migration_source(spec, timeout) if target_room else factory.vm_booted(spec, timeout)
 
 
 def hot_plug(vm, device_id: str, timeout: float = 30.0) -> dict:
@@ -60,18 +45,8 @@ def hot_plug(vm, device_id: str, timeout: float = 30.0) -> dict:
         raise ValueError(f"{vm.name}: {device_id} is on the command line, not declared hot_plugged")
     device = device_spec(nic, index)
     vm.step(f"hot-plugging {nic.driver} {device_id} (bus {device['bus']})")
-    if simulated(vm):
-        vm.record("hot-plug", device=device)
-        vm.model_input("hot_plug", device)
-        if device_id not in vm.model.visible_devices:
-            try:
-                vm.model.primary_state(device_id)  # hidden: accepted
-            except Exception as error:  # noqa: BLE001 - the model refused the device
-                said = (vm.stderr_text().strip().splitlines() or ["refused"])[-1]
-                raise HostError(f"the command returned an error: device_add: GenericError: {said}") from error
-        return device
     netdev = f"hn{index}"  # as build_argv names the netdevs
-    if nic.tap:
+    if nic.tap and vm.taps:  # a SUT without a datapath has no TAPs: a hub port stands in
         tap = vm.taps[sum(1 for other in vm.spec.nics[:index] if other.tap)]
         vm.qmp.execute("netdev_add", {"type": "tap", "id": netdev, "ifname": tap, "script": "no",
                                       "downscript": "no", "vnet_hdr": True}, timeout=timeout)
@@ -96,10 +71,6 @@ def device_del(vm, device_id: str, timeout: float = 60.0) -> dict:
     mark = len(vm.qmp.events)
     vm.step(f"device_del {device_id}, waiting for DEVICE_DELETED")
     vm.record("device-del", id=device_id)
-    if simulated(vm):
-        vm.model_input("device_del", device_id)
-        vm.agent.acked.pop(device_id, None)  # the simulated guest's driver lets go of the device
-        return vm.qmp.wait_event("DEVICE_DELETED", {"device": device_id}, mark, timeout=timeout)
     vm.qmp.execute("device_del", {"id": device_id})
     deleted = vm.qmp.wait_event("DEVICE_DELETED", {"device": device_id}, mark, timeout=timeout)
     vm.qmp.execute("netdev_del", {"id": f"hn{nic_index(vm, device_id)}"})  # as build_argv named it
@@ -146,19 +117,14 @@ def start_target(factory, source, name: str) -> Vm:
             if (not nic.hot_plugged or nic.id in added) and nic.id not in deleted]
     spec = dataclasses.replace(source.spec, name=name, nics=nics, extra_args=list(source.spec.extra_args),
                                kernel_args=list(source.spec.kernel_args))
-    if simulated(source):
-        return factory.vm(spec, incoming=True)
-    return factory.vm(spec, incoming=True, wire=source.wire, taps=source.spare_taps)
+    return factory.target_of(source, spec)
 
 
 def migrate_source_only(factory, source) -> int:
     """Starts a migration of `source` with events on, into a stream that is
-    thrown away (QEMU: exec:cat > /dev/null; the reference profile needs a
-    target VM to migrate to, in process). Returns the source's QMP event
+    thrown away (the SUT's discard URI). Returns the source's QMP event
     index before the migration."""
-    uri = DISCARD_URI
-    if simulated(source):
-        uri = start_target(factory, source, f"{source.name}-sink").migration_uri
+    uri = factory.discard_uri(source)
     mark = len(source.qmp.events)
     source.qmp.execute("migrate-set-capabilities", EVENTS_ON)
     source.step(f"migrating {source.name} (source side only: the stream is discarded)")
@@ -206,19 +172,6 @@ def events_named(vm, name, mark):
 
 def e1000e_netdevs(netdevs):
     return [n for n in netdevs if n.get("driver") == "e1000e"]
-
-
-def verdicts(case, *vms) -> str:
-    """The trace checker's word on each VM, for a case that fails on its own
-    assertion: the traces and verdicts are saved either way."""
-    words = []
-    for vm in vms:
-        try:
-            assert_trace_conformant(case, vm)
-            words.append(f"{vm.name} conformant")
-        except AssertionError as violation:
-            words.append(f"{vm.name}: {violation}")
-    return "; ".join(words)
 
 
 def negotiate(vm) -> list:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 from vnetct.failover.guest import FailoverGuest, failover_spec
 from vnetct.vm.guest import Vm, VmSpec
@@ -41,6 +41,15 @@ class Migration:
         source.qmp.execute("migrate", {"uri": target.migration_uri})
         return self
 
+    def expect_source(self, *lines: str, timeout: float = 60.0) -> List[dict]:
+        """The source's QMP events named by protocol lines, each seen since the
+        migrate command, all within `timeout` (see expect_events)."""
+        return expect_events(self.source, lines, self.qmp_mark, timeout)
+
+    def expect_target(self, *lines: str, timeout: float = 120.0) -> List[dict]:
+        """The target's QMP events named by protocol lines (since it started)."""
+        return expect_events(self.target, lines, 0, timeout)
+
     def record_timeline(self) -> None:
         stream = self.traffic
         report = getattr(stream, "report", None)
@@ -49,6 +58,25 @@ class Migration:
         if report is not None:
             self.case.series("traffic", traffic_series(stream.stream.sent_times(), stream.stream.arrivals(),
                                                        self.begin_ns))
+
+
+# The data field a protocol line's argument names, per event.
+EVENT_ARGUMENT = {"UNPLUG_PRIMARY": "device-id", "FAILOVER_NEGOTIATED": "device-id", "MIGRATION": "status",
+                  "DEVICE_DELETED": "device"}
+
+
+def expect_events(vm, lines, from_index: int, timeout: float) -> List[dict]:
+    """Waits for one QMP event per protocol line ("UNPLUG_PRIMARY hostdev0",
+    "MIGRATION wait-unplug", "RESUME"), each from event `from_index` on (the
+    rules, not a release's habits, decide any order between them), all
+    within one `timeout`. Returns the events in the lines' order."""
+    deadline = time.monotonic() + timeout
+    events = []
+    for line in lines:
+        name, _, argument = line.partition(" ")
+        match = {EVENT_ARGUMENT[name]: argument} if argument else None
+        events.append(vm.qmp.wait_event(name, match, from_index, timeout=max(0.0, deadline - time.monotonic())))
+    return events
 
 
 # Native PCIe hotplug (pciehp) instead of q35's default ACPI hotplug.

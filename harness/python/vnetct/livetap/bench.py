@@ -97,6 +97,37 @@ def quiet_reading(bench, tap, holder):
                          f"{readings}")
 
 
+def tap_state(line: str) -> str:
+    """The TAP state of a ready/serving line, without the time."""
+    return " ".join(word for word in line.split() if not word.startswith("serving_ns="))
+
+
+@dataclass(frozen=True)
+class Committed:
+    """The holder's side of a hand-off: it stopped reading and committed."""
+    counters: Counters          # what the holder read until then
+    stopped_reading_ns: int
+    committed_ns: int
+
+
+@dataclass(frozen=True)
+class HandOff:
+    """One hand-off, as the holder and the target reported it."""
+    source: Counters            # what the holder read until it stopped
+    stopped_reading_ns: int
+    committed_ns: int
+    serving_ns: int             # the target reads from here on
+    state: str                  # the TAP state the target serves with
+
+    @property
+    def blackout_us(self) -> float:
+        return round((self.serving_ns - self.stopped_reading_ns) / 1e3, 1)
+
+    def phases(self, started_ns: int, label: str = "handoff") -> List[Tuple[str, int]]:
+        """The traffic phases around this hand-off: before, the hand-off, after."""
+        return [("before", started_ns), (label, self.stopped_reading_ns), ("after", self.serving_ns)]
+
+
 class Backend:
     """One livetap_backend process, driven by lines on its stdin; every line
     both ways is kept with its time (transcript)."""
@@ -131,6 +162,13 @@ class Backend:
         if not line.startswith(prefix):
             raise AssertionError(f"backend {self.name}: expected '{prefix}...', got '{line}'")
         return line
+
+    def ask(self, command: str, reply: str, timeout: float = 10.0) -> Dict[str, str]:
+        """Sends `command` and returns the fields of the reply, which must
+        start with `reply` (the whole line under "line")."""
+        self.send(command)
+        line = self.expect(reply, timeout)
+        return {**fields(line), "line": line}
 
     def _next_line(self, timeout: float, awaited: str) -> str:
         deadline = time.monotonic() + timeout
@@ -398,6 +436,23 @@ class Bench:
 
     def link(self, tap: str) -> Link:
         return read_link(self.netns, tap)
+
+    def commit(self, holder: Backend, path: str) -> Committed:
+        """The holder hands its TAP over to the target listening on `path`
+        and commits (it reads no more)."""
+        committed = holder.ask(f"handoff {path}", "committed ")
+        return Committed(Counters.parse(committed["line"]), int(committed["stopped_reading_ns"]),
+                         int(committed["committed_ns"]))
+
+    def serving(self, target: Backend, committed: Committed) -> HandOff:
+        """The target's report that it serves the TAP it was handed."""
+        serving = target.expect("serving ")
+        return HandOff(committed.counters, committed.stopped_reading_ns, committed.committed_ns,
+                       int(fields(serving)["serving_ns"]), tap_state(serving.removeprefix("serving ")))
+
+    def hand_off(self, holder: Backend, target: Backend, path: str) -> HandOff:
+        """One hand-off from `holder` to `target` (listening on `path`)."""
+        return self.serving(target, self.commit(holder, path))
 
     def streams(self, rate_pps: float, payload_bytes: int, seconds: float, flows: int = 1) -> Traffic:
         traffic = Traffic(self.netns, rate_pps, payload_bytes, seconds, flows)

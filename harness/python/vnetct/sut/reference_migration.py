@@ -55,11 +55,6 @@ class ReferenceMigration:
         if TARGETS.get(self.migration_uri) is self:
             del TARGETS[self.migration_uri]
 
-    def connect_agent(self) -> None:
-        """On QEMU the host connects to the target's agent socket; here the
-        target's simulated guest is there already."""
-        return None
-
     # -- QMP commands --------------------------------------------------------------
     def migration_command(self, command: str, arguments: Optional[dict]) -> Any:
         """The reply to a migration QMP command, or NotImplemented for others."""

@@ -13,13 +13,12 @@ import os
 import select
 import shutil
 import signal
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
-from vnetct.vm.guest import Accelerator, Vm, VmSpec
+from vnetct.vm.guest import Vm, VmSpec
 from vnetct.core.native import vnetct_native
 
 
@@ -28,23 +27,13 @@ class RunContext:
     run_id: str
     short_id: str               # 6 hex chars, the per-run name prefix
     run_dir: Path
-    profile: str
-    qemu: str
-    qemu_version: str
-    accelerator: Accelerator
-    image: dict
+    sut: object                 # the system under test (vnetct.sut.base.Sut)
     socket_root: Path           # short path for unix sockets (108-byte limit)
     step: Callable[[str], None] = lambda text: None
-    mutations: List[str] = field(default_factory=list)  # reference profile only
-    vf: Optional[dict] = None   # profile vf: the prepared host (vnetct.sriov.PreparedHost.to_json)
 
     @property
     def netns_prefix(self) -> str:
         return f"vnetct-{self.short_id}"
-
-
-class Leftovers(Exception):
-    """Processes or namespaces survived teardown."""
 
 
 @dataclass
@@ -54,8 +43,13 @@ class _Owned:
 
 
 class VmFactory:
+    """Owns the VMs and wires of one scope (a case, or the session). What a
+    VM is made of comes from the SUT (`run.sut`); the factory only declares
+    and tracks."""
+
     def __init__(self, run: RunContext, artifacts: Path, scope_name: str):
         self.run = run
+        self.sut = run.sut
         self.artifacts = artifacts
         self.scope_name = scope_name
         self._owned = _Owned()
@@ -70,47 +64,26 @@ class VmFactory:
         return list(self._owned.vms)
 
     def wire(self, taps: int):
-        index = _next_wire_index()
-        if self.run.vf is not None:  # the standby's TAPs on the host's bridge (or macvtaps on the PF)
-            from vnetct.sut.vf_wire import HostCarrier
-
-            carrier = HostCarrier.create(self.run.vf, f"v{self.run.short_id}{index:x}"[:9], taps)
-            self._owned.wires.append(carrier)
-            return carrier
-        topology = vnetct_native.Topology.create(
-            netns=f"{self.run.netns_prefix}-{index}", device_prefix=f"v{self.run.short_id}{index:x}"[:9],
-            taps=taps, peer_address="198.18.0.1/24")
-        self._owned.wires.append(topology)
-        return topology
+        """A wire with `taps` TAPs, or None on a SUT without a datapath."""
+        wire = self.sut.make_wire(self.run, _next_wire_index(), taps)
+        if wire is not None:
+            self._owned.wires.append(wire)
+        return wire
 
     def vm(self, spec: VmSpec, start: bool = True, incoming: bool = False, wire=None,
            taps: Optional[List[str]] = None, tap_fds: Optional[List[int]] = None) -> Vm:
         """A VM on a wire of its own, or on `wire` with the given `taps`.
         `incoming`: a migration target waiting for the source's state."""
-        if self.run.profile == "reference":
-            from vnetct.sut.reference import ReferenceVm
-
-            vm = ReferenceVm(spec, self.artifacts / spec.name, self.run.mutations,
-                             on_step=lambda text: self.run.step(text), incoming=incoming)
-            self._owned.vms.append(vm)
-            if start:
-                vm.start()
-            return vm
-        if self.run.vf is not None:
-            from vnetct.sut.vf_wire import vf_spec
-
-            spec = vf_spec(spec, self.run.vf, incoming)
+        spec = self.sut.adapt_spec(spec, incoming)
         tap_count = sum(1 for nic in spec.nics if nic.tap)
         if wire is None and tap_count:
             wire = self.wire(tap_count)
-            taps = wire.taps
+            taps = wire.taps if wire is not None else []
         if tap_fds is None and wire is not None and getattr(wire, "fds_for", None) is not None:
             tap_fds = wire.fds_for(taps)  # macvtap: QEMU takes its queue as an fd
         sockets = self.run.socket_root / f"{spec.name}-{self._next()}"
-        vm = Vm(spec, self.run.qemu, self.run.accelerator, self.run.image, sockets, self.artifacts / spec.name,
-                netns=wire.netns if wire else "", taps=taps or [],
-                on_step=lambda text: self.run.step(text), incoming=incoming, tap_fds=tap_fds)
-        vm.wire = wire
+        vm = self.sut.make_vm(self.run, spec, self.artifacts / spec.name, sockets, wire, taps or [], tap_fds,
+                              incoming)
         self._owned.vms.append(vm)
         if start:
             vm.start()
@@ -122,32 +95,33 @@ class VmFactory:
         start_target() starts the target. `hand_over_taps`: the harness opens
         the TAP queues and gives them to QEMU as fds, and the target gets the
         same queues (one TAP per NIC, shared by both processes)."""
-        if self.run.profile == "reference":
+        tap_count = sum(1 for nic in self.sut.adapt_spec(spec, False).nics if nic.tap)
+        wire = self.wire(tap_count if hand_over_taps else 2 * tap_count) if tap_count else None
+        if wire is None:
             return self.vm_booted(spec, timeout)
-        tap_count = sum(1 for nic in spec.nics if nic.tap)
         if hand_over_taps:
-            wire = self.wire(tap_count)
             fds = [vnetct_native.open_tap_in_netns(wire.netns, tap) for tap in wire.taps]
             source = self.vm(spec, wire=wire, taps=wire.taps, tap_fds=fds)
-            source.spare_taps = []
-            source.wait_booted(timeout=timeout)
-            return source
-        wire = self.wire(2 * tap_count)
-        source = self.vm(spec, wire=wire, taps=wire.taps[:tap_count])
-        source.spare_taps = wire.taps[tap_count:]
+        else:
+            source = self.vm(spec, wire=wire, taps=wire.taps[:tap_count])
+            source.spare_taps = wire.taps[tap_count:]
         source.wait_booted(timeout=timeout)
         return source
 
     def start_target(self, source: Vm, name: str, spec: Optional[VmSpec] = None) -> Vm:
         """The migration target of `source`: the same devices, its own name.
-        Its TAPs are kept off the wire (link down) until connect_target_ports():
-        a flooding wire would otherwise queue every frame for the guest in the
-        target's TAPs while the target waits, and the target would replay that
-        stale backlog when it resumes. A source that handed its TAPs over as
-        fds gives the target the same queues instead. `spec`: the target's own
-        devices (e.g. TAPs waiting for incoming fds) instead of the source's."""
-        target_spec = dataclasses.replace(spec or source.spec, name=name)
-        if self.run.profile == "reference":
+        `spec`: the target's own devices (e.g. TAPs waiting for incoming fds)
+        instead of the source's."""
+        return self.target_of(source, dataclasses.replace(spec or source.spec, name=name))
+
+    def target_of(self, source: Vm, target_spec: VmSpec) -> Vm:
+        """A migration target of `source` with `target_spec`. Its TAPs are kept
+        off the wire (link down) until connect_target_ports(): a flooding wire
+        would otherwise queue every frame for the guest in the target's TAPs
+        while the target waits, and the target would replay that stale backlog
+        when it resumes. A source that handed its TAPs over as fds gives the
+        target the same queues instead."""
+        if source.wire is None:
             return self.vm(target_spec, incoming=True)
         if source.tap_fds:  # the same TAP queues as the source (migration_source(hand_over_taps=True))
             return self.vm(target_spec, incoming=True, wire=source.wire, taps=source.taps,
@@ -155,6 +129,9 @@ class VmFactory:
         set_ports(source.wire, source.spare_taps, up=False)
         return self.vm(target_spec, incoming=True, wire=source.wire, taps=source.spare_taps)
 
+    def discard_uri(self, source: Vm) -> str:
+        """Where `source` can migrate to when nobody loads the stream."""
+        return self.sut.discard_uri(self, source)
 
     def vm_booted(self, spec: VmSpec, timeout: float = 120.0) -> Vm:
         vm = self.vm(spec)
@@ -207,17 +184,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def qemu_version(qemu: str) -> str:
-    try:
-        result = subprocess.run([qemu, "--version"], capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise FileNotFoundError(f"--qemu {qemu}: cannot run it ({error})") from error
-    if result.returncode != 0 or "QEMU emulator version" not in result.stdout:
-        raise FileNotFoundError(f"--qemu {qemu}: '{qemu} --version' did not print a QEMU version "
-                                f"(exit {result.returncode}): {result.stdout[:200]}{result.stderr[:200]}")
-    return result.stdout.splitlines()[0].replace("QEMU emulator version ", "").strip()
-
-
 def leftover_processes(marker: str) -> List[str]:
     """Processes whose command line mentions `marker` (the run's socket root)."""
     found = []
@@ -258,10 +224,7 @@ def sweep_run(run: RunContext) -> List[str]:
         cleaned.append(f"killed {line}")
     for name in vnetct_native.sweep_netns(run.netns_prefix):
         cleaned.append(f"deleted namespace {name}")
-    if run.vf is not None:  # profile vf: the standby carriers live in the host's namespace
-        from vnetct.sut.vf_wire import sweep_host_links
-
-        cleaned += [f"deleted host link {name}" for name in sweep_host_links(f"v{run.short_id}")]
+    cleaned += run.sut.sweep(run)
     shutil.rmtree(run.socket_root, ignore_errors=True)
     return cleaned
 

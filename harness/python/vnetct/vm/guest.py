@@ -19,7 +19,12 @@ from vnetct.failover.trace import TraceLog
 AGENT_PORT_NAME = "org.vnetct.agent"
 CONSOLE_FAILURE = re.compile(r"Kernel panic|vnetct-init: agent exited|KVM internal error|"
                              r"emulation failure|end trace")
-DRIVER_MODULES = ("failover", "net_failover", "virtio_net", "dca", "i2c_algo_bit", "igb", "e1000e")
+# The guest's NIC drivers, in load order (each module's depends= first).
+STANDBY_DRIVERS = ("failover", "net_failover", "virtio_net")
+PRIMARY_DRIVERS = ("dca", "i2c_algo_bit", "igb", "e1000e")
+# SR-IOV VF drivers (profile vf) with their dependencies, in load order.
+VF_DRIVERS = ("libeth", "libie", "iavf", "ixgbevf", "igbvf", "pci_hyperv_intf", "mlxfw", "mlx5_core", "bnxt_en")
+DRIVER_MODULES = STANDBY_DRIVERS + PRIMARY_DRIVERS
 
 
 @dataclass
@@ -163,7 +168,7 @@ class Vm(TraceLog):
     cancel_unplug_timeout_ms = 30_000
 
     def __init__(self, spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets: Path, artifacts: Path,
-                 netns: str = "", taps: Optional[List[str]] = None, on_step=None, incoming: bool = False,
+                 wire=None, taps: Optional[List[str]] = None, on_step=None, incoming: bool = False,
                  tap_fds: Optional[List[int]] = None):
         self.init_trace()
         self.spec = spec
@@ -173,8 +178,10 @@ class Vm(TraceLog):
         self.image = image
         self.sockets = sockets
         self.artifacts = artifacts
-        self.netns = netns
+        self.wire = wire            # the wire its TAPs are on (the factory owns it), or None
+        self.netns = wire.netns if wire is not None else ""
         self.taps = taps or []
+        self.spare_taps: List[str] = []  # TAPs of its wire kept for its migration target
         self.process = None
         self.qmp = None
         self.agent = None
@@ -326,10 +333,6 @@ class Vm(TraceLog):
         status = self.process.terminate(grace=5.0)
         self.process = None
         return status.describe()
-
-    def connect_agent(self) -> None:
-        """The agent socket is connected at start; after a migration the guest
-        agent talks through the target's socket already."""
 
     @property
     def running(self) -> bool:

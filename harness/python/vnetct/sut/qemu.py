@@ -1,0 +1,120 @@
+"""Profile `qemu`: a real QEMU binary with the tiny Linux guest, each VM on
+a wire of its own (a namespace with an eswitch-like bridge and TAPs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from vnetct.core import paths
+from vnetct.core.native import vnetct_native
+from vnetct.sut.base import PROFILES, Sut, SutOptions
+from vnetct.vm.guest import Vm, VmSpec
+
+
+class SutUnusable(Exception):
+    """The SUT cannot be used at all (missing image, a binary that is no QEMU)."""
+
+
+def qemu_version(qemu: str) -> str:
+    try:
+        result = subprocess.run([qemu, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise SutUnusable(f"--qemu {qemu}: cannot run it ({error})") from error
+    if result.returncode != 0 or "QEMU emulator version" not in result.stdout:
+        raise SutUnusable(f"--qemu {qemu}: '{qemu} --version' did not print a QEMU version "
+                          f"(exit {result.returncode}): {result.stdout[:200]}{result.stderr[:200]}")
+    return result.stdout.splitlines()[0].replace("QEMU emulator version ", "").strip()
+
+
+def guest_image() -> dict:
+    """The guest image the set-up built (kernel, initramfs, digest)."""
+    image_json = paths.IMAGE_CACHE / "image.json"
+    try:
+        image = json.loads(image_json.read_text())
+        kernel, initramfs = image["paths"]["kernel"], image["paths"]["initramfs"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SutUnusable(f"{image_json}: missing, unreadable or without paths.kernel and paths.initramfs "
+                          f"({error!r}); run ./vnetct setup") from error
+    return {"kernel": kernel, "initramfs": initramfs, "digest": image.get("inputs_hash"),
+            "kernel_version": image.get("kernel_version")}
+
+
+class QemuSut(Sut):
+    profile = PROFILES["qemu"]
+
+    def __init__(self, options: SutOptions):
+        super().__init__(options)
+        from vnetct.setup import accel
+
+        self.binary = options.qemu
+        self.version = qemu_version(self.binary)
+        self.image = guest_image()
+        self.accelerator = accel.choose(self.binary, self.image, paths.CACHE, options.progress)
+        options.progress(f"vnetct: accelerator {self.accelerator.name} ({self.accelerator.reason})")
+        self._live_tap: Optional[dict] = None
+        self.run = None
+
+    def identity(self) -> dict:
+        return {"profile": self.profile.name, "name": "QEMU", "version": self.version, "binary": self.binary,
+                "fingerprint": _digest(self.binary), "qemu_binary": self.binary, "qemu_version": self.version,
+                "accelerator": self.accelerator.to_json(), "machine": "q35",
+                "guest_kernel": self.image.get("kernel_version"), "guest_image_digest": self.image.get("digest"),
+                "host_kernel": os.uname().release}
+
+    def missing(self) -> Dict[str, str]:
+        return {}
+
+    def lacks(self, capability: str) -> Optional[str]:
+        if capability == "live-tap-series":
+            found = self.live_tap_probe()
+            from vnetct.livetap import series
+
+            return None if series.Interface.of(found) else series.missing(found)
+        return super().lacks(capability)
+
+    def live_tap_probe(self) -> dict:
+        """What this QEMU offers of the live-TAP series (probed once per run:
+        a probe starts a QEMU)."""
+        if self._live_tap is None:
+            from vnetct.livetap import series
+            from vnetct.vm.factory import VmFactory
+
+            factory = VmFactory(self.run, self.run.run_dir / "vms", "probe")
+            try:
+                self._live_tap = series.probe(factory.vm(VmSpec("livetap-probe")))
+            finally:
+                factory.close()
+        return self._live_tap
+
+    def live_tap_interface(self):
+        from vnetct.livetap import series
+
+        return series.Interface.of(self.live_tap_probe())
+
+    def make_wire(self, run, index: int, taps: int):
+        return vnetct_native.Topology.create(
+            netns=f"{run.netns_prefix}-{index}", device_prefix=f"v{run.short_id}{index:x}"[:9],
+            taps=taps, peer_address="198.18.0.1/24")
+
+    def make_vm(self, run, spec: VmSpec, artifacts: Path, sockets: Path, wire, taps: List[str],
+                tap_fds: Optional[List[int]], incoming: bool) -> Vm:
+        return Vm(spec, self.binary, self.accelerator, self.image, sockets, artifacts, wire=wire, taps=taps,
+                  on_step=lambda text: run.step(text), incoming=incoming, tap_fds=tap_fds)
+
+
+def _digest(path: str) -> Optional[str]:
+    """sha256 of the binary under test (what exactly was tested)."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as binary:
+            return "sha256:" + hashlib.file_digest(binary, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+SUT = QemuSut
