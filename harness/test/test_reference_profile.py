@@ -79,4 +79,4 @@ def test_mutation_needs_the_reference_profile(tmp_path):
     result = subprocess.run([str(paths.REPO / "vnetct"), "run", "--no-setup", "--mutation", "NegotiatedBeforeAck",
                              "--out", str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
-    assert "--mutation only applies to --profile reference" in result.stderr
+    assert "--mutation does not apply to --profile qemu" in result.stderr

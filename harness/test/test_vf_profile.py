@@ -159,7 +159,7 @@ def test_bad_host_config_is_a_usage_error_naming_file_line_and_key(tmp_path):
     assert f"{bad}:5: vf.index: expected an integer 0..3" in result.stderr, result.stderr
     missing = subprocess.run([VNETCT, "run", "--no-setup", "--profile", "vf"], capture_output=True, text=True,
                              timeout=60, check=False)
-    assert missing.returncode == 2 and "--profile vf and --host-config FILE go together" in missing.stderr
+    assert missing.returncode == 2 and "--profile vf needs --host-config FILE" in missing.stderr
 
 
 # --- set-up and restore on a fake sysfs tree --------------------------------------

@@ -35,37 +35,6 @@ HostResult<std::string> option_list(std::string_view driver, const Properties& p
     return text;
 }
 
-QemuCommand::QemuCommand(std::string binary) { m_argv.push_back(std::move(binary)); }
-
-QemuCommand& QemuCommand::flag(std::string name) {
-    m_argv.push_back(std::move(name));
-    return *this;
-}
-
-QemuCommand& QemuCommand::option(std::string name, std::string value) {
-    m_argv.push_back(std::move(name));
-    m_argv.push_back(std::move(value));
-    return *this;
-}
-
-QemuCommand& QemuCommand::option(std::string name, std::string_view driver, const Properties& properties) {
-    auto list = option_list(driver, properties);
-    if (!list) {
-        if (m_first_error.empty()) {
-            m_first_error = name + ": " + list.error().detail;
-        }
-        return *this;
-    }
-    return option(std::move(name), std::move(*list));
-}
-
-HostResult<std::vector<std::string>> QemuCommand::argv() const {
-    if (!m_first_error.empty()) {
-        return fail(HostErrc::InvalidArgument, m_first_error);
-    }
-    return m_argv;
-}
-
 std::string shell_quote(std::string_view argument) {
     const bool plain = !argument.empty() &&
                        argument.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -83,17 +52,6 @@ std::string shell_quote(std::string_view argument) {
     }
     quoted += '\'';
     return quoted;
-}
-
-std::string QemuCommand::shell_line() const {
-    std::string line;
-    for (const auto& argument : m_argv) {
-        if (!line.empty()) {
-            line += ' ';
-        }
-        line += shell_quote(argument);
-    }
-    return line;
 }
 
 }  // namespace vnetct::host_agent

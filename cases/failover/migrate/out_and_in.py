@@ -84,7 +84,7 @@ def test_unplug_migrate_replug(vm_factory, case, hotplug):
     # Source: the primary is requested, and the migration waits until the guest let it go.
     unplug, wait_unplug, active = migration.expect_source(f"UNPLUG_PRIMARY {PRIMARY_ID}", "MIGRATION wait-unplug",
                                                           "MIGRATION active")
-    # The target runs the guest from RESUME on: its TAPs join the wire then (lifecycle.start_target).
+    # The target runs the guest from RESUME on: its TAPs join the wire then (VmFactory.target_of).
     resume, = migration.expect_target("RESUME")
     ports_ns = connect_target_ports(target)
     completed, = migration.expect_source("MIGRATION completed", timeout=120)

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from vnetct.vm.guest import PRIMARY_DRIVERS, STANDBY_DRIVERS, VF_DRIVERS, Nic, Vm, VmSpec
+from vnetct.vm.guest import PRIMARY_DRIVERS, STANDBY_DRIVERS, VF_DRIVERS, NoMoreEvents, Nic, Vm, VmSpec
 from vnetct.core.native import HostTimeout
 
 MAC = "52:54:00:6f:55:cc"
@@ -56,10 +56,9 @@ def wait_for_guest(vm: Vm, condition, what: str, timeout: float, from_index: int
             # Any agent event (netdev-added, -removed, -changed) may complete the condition.
             event = vm.agent.wait_event("", None, index, timeout=min(remaining, 2.0))
             index = event["index"] + 1
+        except NoMoreEvents:
+            deadline = time.monotonic()  # the guest changes only when the harness acts
         except HostTimeout:
-            if getattr(vm, "simulated", False):
-                # A simulated guest changes only when the harness acts: nothing more will come.
-                deadline = time.monotonic()
             index = len(vm.agent.events)
 
 

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from vnetct.vm.guest import VmSpec, VmStartError, DRIVER_MODULES
-from vnetct.core.native import HostError, HostTimeout, vnetct_native
+from vnetct.vm.guest import VmSpec, VmStartError, DRIVER_MODULES, NoMoreEvents
+from vnetct.core.native import HostError, vnetct_native
 from vnetct.sut.reference_migration import ReferenceMigration
 from vnetct.failover.trace import VIRTIO_NET_F_STANDBY, TraceLog, device_spec, device_specs
 
@@ -66,7 +66,7 @@ class _EventStore:
         if event is not None:
             return event
         seen = ", ".join(e["name"] for e in self.events[from_index:]) or "none"
-        raise HostTimeout(f"{self.what} event {name} matching {match} not seen (reference model: nothing more "
+        raise NoMoreEvents(f"{self.what} event {name} matching {match} not seen (reference model: nothing more "
                           f"will arrive); events since #{from_index}: {seen}")
 
     def pump(self, timeout: float) -> int:

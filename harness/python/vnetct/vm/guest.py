@@ -1,6 +1,6 @@
 """Guests under test: a declarative VM spec, the QEMU argv built from it, and
 the VM object that owns one QEMU process, its QMP and guest agent clients and
-its artifacts. Only the factory in `lifecycle.py` creates VMs, so every QEMU
+its artifacts. Only the factory in `vm/factory.py` creates VMs, so every QEMU
 has one owner that always reaps it."""
 
 from __future__ import annotations
@@ -67,6 +67,12 @@ class VmStartError(Exception):
         super().__init__(message)
         self.stderr = stderr
         self.exit_status = exit_status
+
+
+class NoMoreEvents(HostTimeout):
+    """A wait that found nothing, from an event source that knows nothing more
+    will come until the harness acts (the reference SUT is synchronous): a
+    waiting loop can stop at once instead of running out its deadline."""
 
 
 class GuestFailure(Exception):
