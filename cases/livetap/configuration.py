@@ -20,6 +20,9 @@ import pytest
 from vnetct.livetap.bench import Counters, describe_flows, per_flow_checks, quiet_reading
 from vnetct.core.native import vnetct_native
 
+# These cases judge vnetct's own reference backend, not the SUT.
+pytestmark = pytest.mark.subject("reference")
+
 RATE = 10_000
 SMALL = 64
 

@@ -27,6 +27,7 @@ from vnetct.vm.factory import RunContext, VmFactory, qemu_version, sweep_run
 from vnetct.core.native import vnetct_native
 from vnetct.sut.profiles import PROFILES
 from vnetct.report.results import Results, case_id_from_nodeid, now_iso
+from vnetct.report.rules_table import DEFAULT_SUBJECT, SUBJECTS
 
 RULES = {rule["id"]: rule for rule in [*vnetct_native.failover_rules(), *vnetct_native.livetap_rules(),
                                        *vnetct_native.teaming_rules(), *vnetct_native.groupid_rules()]}
@@ -133,7 +134,7 @@ class RunState:
                                     "--host-config FILE prepares the host and passes it)")
         self.command = option("--vnetct-command") or " ".join(sys.argv)
         self.results = Results(self.run_dir, {"run_id": self.run_id, "profile": self.profile,
-                                              "command": self.command, "sut": {}})
+                                              "command": self.command, "sut": {}}, rules=RULES.values())
         self.context: Optional[RunContext] = None
         self.recorders: Dict[str, CaseRecorder] = {}
         self.phases: Dict[str, Dict[str, Any]] = {}
@@ -200,6 +201,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "rule(*ids): the rule ids of the reference table this case checks")
     config.addinivalue_line("markers", "finding(text): a known deviation of a QEMU release this case reports "
                                        "(it still runs and still fails while the deviation lasts)")
+    config.addinivalue_line("markers", "subject(name): what the case judges: 'sut' (the system under test, the "
+                                       "default) or 'reference' (vnetct's own reference: backend, checkers, codecs)")
     if config.getoption("--vnetct-list") or config.getoption("--collect-only"):
         return
     _state = RunState(config)
@@ -217,11 +220,23 @@ def pytest_collection_modifyitems(session, config, items):
             if rule_id not in RULES:
                 problems.append(f"{item.nodeid}: unknown rule id '{rule_id}' (known: {', '.join(RULES)})")
         item.vnetct_rules = [RULES[rule_id] for rule_id in rule_ids if rule_id in RULES]
+        item.vnetct_subject = _subject(item, problems)
         # -k can select by case id (substring, e.g. -k failover/config) or rule id (-k FO-CFG-02).
         item.extra_keyword_matches.add(item.vnetct_id)
         item.extra_keyword_matches.update(rule_ids)
     if problems:
         raise pytest.UsageError("bad case declarations:\n  " + "\n  ".join(problems))
+
+
+def _subject(item, problems: List[str]) -> str:
+    marker = item.get_closest_marker("subject")
+    if marker is None:
+        return DEFAULT_SUBJECT
+    if len(marker.args) != 1 or marker.kwargs or marker.args[0] not in SUBJECTS:
+        given = ", ".join([*map(repr, marker.args), *(f"{k}={v!r}" for k, v in marker.kwargs.items())])
+        problems.append(f"{item.nodeid}: bad @pytest.mark.subject({given}): give one of {', '.join(SUBJECTS)}")
+        return DEFAULT_SUBJECT
+    return marker.args[0]
 
 
 def pytest_collection_finish(session):
@@ -311,7 +326,8 @@ def _finish_case(phase: dict) -> None:
     case = {
         "id": item.vnetct_id, "nodeid": item.nodeid,
         "rules": [{"id": r["id"], "sentence": r["sentence"]} for r in item.vnetct_rules],
-        "outcome": outcome, "reason": reason, "duration_s": round(time.monotonic() - phase["t0"], 3),
+        "subject": item.vnetct_subject, "outcome": outcome, "reason": reason,
+        "duration_s": round(time.monotonic() - phase["t0"], 3),
         "started": phase["started"], "artifacts": {}, "metrics": {}, "steps": [],
     }
     if details:
@@ -352,6 +368,7 @@ def pytest_keyboard_interrupt(excinfo):
         _state.results.add_case({
             "id": item.vnetct_id, "nodeid": item.nodeid,
             "rules": [{"id": r["id"], "sentence": r["sentence"]} for r in item.vnetct_rules],
+            "subject": item.vnetct_subject,
             "outcome": "error", "reason": "interrupted (Ctrl-C or SIGTERM) while running",
             "duration_s": round(time.monotonic() - phase["t0"], 3), "started": phase["started"],
             "artifacts": {}, "metrics": {}, "steps": []})
