@@ -110,6 +110,20 @@ def test_a_results_file_without_a_table_gets_one_from_its_cases():
     assert table_of({"rules": rules_table(RULES, []), "cases": []})[1]["id"] == "LT-DATA-01"
 
 
+def test_the_run_summary_prints_the_sut_verdicts_and_the_reference_self_check_apart(capsys):
+    from vnetct.cli.main import _summarise_rules
+
+    cases = [_case("f/a", "failed", ["FO-NEG-01"], reason="visible", known_finding="QEMU 10.0: x"),
+             _case("f/b", "passed", ["FO-NEG-01"]),
+             _case("l/ref", "passed", ["LT-DATA-01"], subject="reference"),
+             _case("l/sut", "skipped", ["LT-DATA-01"], reason="no series")]
+    _summarise_rules({"sut": {"qemu_version": "10.0.2"}, "rules": rules_table(RULES, cases), "cases": cases})
+    assert capsys.readouterr().out.splitlines() == [
+        "vnetct: SUT (QEMU 10.0.2): 0 rules conform, 1 violated, 2 not judged",
+        "  VIOLATED FO-NEG-01: f/a",
+        "vnetct: reference self-check: 1 rules passed, 0 failed"]
+
+
 # --- properties --------------------------------------------------------------------
 
 try:
