@@ -33,6 +33,7 @@ SITUATIONS = [
 ]
 
 
+@pytest.mark.subject("reference")
 @pytest.mark.parametrize("standby_group,primary_group,standby_mac,primary_mac,paired,by", [
     pytest.param(*situation[1:7], id=situation[0], marks=pytest.mark.rule("FO-GRP-01", situation[7]))
     for situation in SITUATIONS])
@@ -53,6 +54,7 @@ def test_pairing_by_group_id(case, standby_group, primary_group, standby_mac, pr
     assert (decision["paired"], decision["by"]) == (paired, by), decision["why"]
 
 
+@pytest.mark.subject("reference")
 @pytest.mark.rule("FO-GRP-05")
 @pytest.mark.parametrize("damage", ["loop", "pointer-into-header", "image-cut-short"])
 def test_malformed_config_space_is_an_error(case, damage):

@@ -20,8 +20,9 @@ import pytest
 from vnetct.livetap.bench import describe_flows, per_flow_checks, quiet_reading
 from vnetct.core.native import vnetct_native
 
-# The reference backend needs real TAPs, processes and traffic.
-pytestmark = [pytest.mark.needs("datapath")]
+# These cases judge vnetct's own reference backend, not the SUT; it needs real TAPs,
+# processes and traffic.
+pytestmark = [pytest.mark.subject("reference"), pytest.mark.needs("datapath")]
 
 RATE = 10_000
 SMALL = 64

@@ -27,8 +27,9 @@ from vnetct.livetap.bench import describe_flows as _describe
 from vnetct.livetap.bench import per_flow_checks as _per_flow_checks
 from vnetct.livetap.bench import quiet_reading as _quiet_reading
 
-# The reference backend needs real TAPs, processes and traffic.
-pytestmark = [pytest.mark.needs("datapath")]
+# These cases judge vnetct's own reference backend, not the SUT; it needs real TAPs,
+# processes and traffic.
+pytestmark = [pytest.mark.subject("reference"), pytest.mark.needs("datapath")]
 
 SMALL, MTU = 64, 1472  # UDP payload bytes: 106- and 1514-byte frames
 STEADY_S = 0.2         # traffic before the first hand-off

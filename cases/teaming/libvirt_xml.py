@@ -46,6 +46,7 @@ def _params():
             for stem, rules in EXPECTED.items()]
 
 
+@pytest.mark.subject("reference")
 @pytest.mark.parametrize("stem,rules", _params())
 def test_domain_verdict(case, stem, rules):
     verdict = vnetct_native.teaming_check_file(str(DOMAINS / f"{stem}.xml"))
@@ -66,6 +67,7 @@ def test_domain_verdict(case, stem, rules):
                 f"{primary} names no failover=on standby among {standbys}"
 
 
+@pytest.mark.subject("reference")
 @pytest.mark.rule("TEAM-08")
 @pytest.mark.parametrize("stem", list(BAD_INPUT))
 def test_bad_input_is_refused_with_file_and_line(case, stem):
@@ -79,6 +81,7 @@ def test_bad_input_is_refused_with_file_and_line(case, stem):
     assert "root:" not in message, "the external entity's target was read"
 
 
+@pytest.mark.subject("reference")
 @pytest.mark.rule("TEAM-08")
 def test_oversized_domain_is_refused_unparsed(case, tmp_path):
     big = tmp_path / "big.xml"
@@ -147,6 +150,7 @@ def test_qemu_accepts_the_team_and_hides_the_primaries(vm_factory, case, stem):
                         f"them with their standby"
 
 
+@pytest.mark.subject("reference")
 @pytest.mark.rule("TEAM-02", "TEAM-03", "TEAM-04", "TEAM-05", "TEAM-06", "TEAM-07")
 def test_libvirt_agrees(case, tmp_path):
     """libvirt's own verdict on every domain (virsh domxml-to-native through an

@@ -43,3 +43,28 @@ def test_the_real_cases_all_declare_known_rules():
                             capture_output=True, text=True, cwd=paths.REPO, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "failover/negotiation/primary-hidden-until-ack" in result.stdout
+
+
+def test_a_bad_subject_is_a_usage_error_naming_the_case(tmp_path):
+    result = _collect(tmp_path, '@pytest.mark.subject("referenc")\n@pytest.mark.rule("FO-NEG-01")\n'
+                                'def test_x():\n    pass\n')
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "demo.py::test_x: bad @pytest.mark.subject('referenc'): give one of sut, reference" in result.stderr
+
+
+def test_the_reference_cases_declare_their_subject():
+    """Every case records its subject; the ones judging vnetct's own reference say so."""
+    result = subprocess.run([sys.executable, "-m", "pytest", str(paths.CASES), "-p", "vnetct.plugin",
+                             "--collect-only", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
+                             "-o", "python_files=*.py", "--rootdir", str(paths.REPO), "-m", "subject",
+                             "--vnetct-list"],
+                            capture_output=True, text=True, cwd=paths.REPO, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = result.stdout
+    for reference in ("livetap/reference-backend/", "livetap/configuration/", "teaming/libvirt-xml/domain-verdict",
+                      "teaming/libvirt-xml/libvirt-agrees", "failover/group-id/pairing-by-group-id",
+                      "failover/group-id/malformed-config-space-is-an-error"):
+        assert reference in listed, reference
+    for sut in ("teaming/libvirt-xml/qemu-accepts-the-team", "failover/group-id/qemu-offers-failover-group-id",
+                "failover/negotiation/"):
+        assert sut not in listed, sut

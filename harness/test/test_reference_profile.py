@@ -60,6 +60,12 @@ def test_clean_model_passes_every_failover_case_in_seconds(tmp_path):
         assert outcomes.pop(case_id) == "skipped", case_id
     assert outcomes and set(outcomes.values()) == {"passed"}, outcomes
     assert results["sut"]["mutations"] == []
+    # Every case says what it judges; no rule is violated; every known rule has its row.
+    assert {case["subject"] for case in results["cases"]} == {"sut", "reference"}
+    assert not [entry["id"] for entry in results["rules"] if entry["sut"]["verdict"] == "violated"]
+    known = [*vnetct_native.failover_rules(), *vnetct_native.livetap_rules(), *vnetct_native.teaming_rules(),
+             *vnetct_native.groupid_rules()]
+    assert [entry["id"] for entry in results["rules"]] == [rule["id"] for rule in known]
 
 
 def test_every_mutation_of_the_model_is_listed():
@@ -73,6 +79,8 @@ def test_each_model_bug_is_caught_with_its_rule(tmp_path, mutation):
     assert results["sut"]["mutations"] == [mutation]
     assert CAUGHT[mutation] <= _failed_rules(results), \
         f"{mutation} should fail a case citing {CAUGHT[mutation]}; failed: {_failed_rules(results)}"
+    violated = {entry["id"] for entry in results["rules"] if entry["sut"]["verdict"] == "violated"}
+    assert CAUGHT[mutation] <= violated, f"the rules table should mark {CAUGHT[mutation]} violated: {violated}"
 
 
 def test_mutation_needs_the_reference_profile(tmp_path):

@@ -14,6 +14,7 @@ import pytest
 from vnetct.cli import main as cli
 from vnetct.core import paths
 from vnetct.report import ResultsError, ThresholdError, render, write_report
+from vnetct.report.rules_table import rules_table
 
 RULE = {"id": "FO-MIG-SRC-01", "sentence": "When a migration starts, the source emits UNPLUG_PRIMARY."}
 SUT = {"qemu_binary": "/usr/bin/qemu-system-x86_64", "qemu_version": "10.0.2 (Debian 1:10.0.2+ds-2)",
@@ -200,6 +201,46 @@ def test_several_runs_are_compared(tmp_path):
     assert "200 ms" in text  # the older run's downtime, converted from s to the figure's unit
 
 
+def _first_table(html: str) -> str:
+    body = html[html.index("<body"):]
+    start = body.index("<table")
+    return body[start:body.index("</table>", start)]
+
+
+LT_RULE = {"id": "LT-DATA-01", "area": "livetap", "sentence": "No frame is lost across the hand-off."}
+
+
+def test_report_opens_with_the_rules_table(tmp_path):
+    cases = [_case("failover/migrate/a", "passed"),
+             _case("failover/removal/b", "failed", reason="refused", known_finding="QEMU 10.0: old primary"),
+             _case("livetap/reference-backend/handoff", "passed", rules=[LT_RULE], subject="reference"),
+             _case("livetap/qemu-adapter/handoff", "skipped", rules=[LT_RULE], subject="sut",
+                   reason="QEMU lacks backend-transfer")]
+    unjudged = {"id": "TEAM-08", "area": "teaming", "sentence": "Bad input is refused with file and line."}
+    run_dir = make_run(tmp_path, cases=cases, rules=rules_table([RULE, LT_RULE, unjudged], cases))
+    html = write_report(run_dir).read_text()
+    first = _first_table(html)
+    assert 'class="rules"' in first and html.index('id="rules"') < html.index('id="certification"')
+    rows = {attrs["id"]: attrs["class"].split() for attrs in _Page(first).all("tr") if "id" in attrs}
+    assert rows == {"rule-FO-MIG-SRC-01": ["rule", "violated"], "rule-LT-DATA-01": ["rule", "not-judged"],
+                    "rule-TEAM-08": ["rule", "not-judged", "unselected"]}
+    text = " ".join(_Page(first).text)
+    assert "case livetap/qemu-adapter/handoff: skipped: QEMU lacks backend-transfer" in text
+    assert "no case selected" in text and "unattributed" in text and "known finding" in text
+    # The evidence links lead to the case entries.
+    hrefs = [attrs["href"] for attrs in _Page(first).all("a")]
+    assert "#case-failover-removal-b" in hrefs and 'id="case-failover-removal-b"' in html
+    reference = _Page(first[first.index('id="rule-LT-DATA-01"'):]).all("span", "badge")
+    assert "passed" in [b["class"].split()[1] for b in reference]
+
+
+def test_a_run_without_a_rules_table_gets_one_computed_from_its_cases(tmp_path):
+    html = write_report(make_run(tmp_path)).read_text()
+    first = _first_table(html)
+    assert 'id="rule-FO-MIG-SRC-01" class="rule violated"' in first
+    assert "computed from its cases" in html
+
+
 def test_vnetct_report_command(tmp_path, capsys):
     run_dir = make_run(tmp_path)
     assert cli.main(["report", str(run_dir)]) == 0
@@ -249,6 +290,11 @@ def test_report_in_headless_chromium(tmp_path):
     assert 'data-rendered="1"' in root, "the report's script ran and found one timeline"
     assert "data-errors" not in root, root
     assert dom.count('<g class="mark">') == 8 and '<svg class="series"' in dom
+    # The report opens with the rules table: a rule id and its verdict, the violated rule marked.
+    first = _first_table(dom)
+    assert 'class="rules"' in first and 'class="rule-id mono">FO-MIG-SRC-01' in first
+    assert '<tr id="rule-FO-MIG-SRC-01" class="rule violated">' in first
+    assert '<td class="verdict-sut"><span class="badge violated">violated</span>' in first
     screenshot = tmp_path / "report.png"
     shot = _chromium(tmp_path, report.as_uri(), f"--screenshot={screenshot}", "--window-size=1280,2200")
     assert shot.returncode == 0 and screenshot.stat().st_size > 20_000, shot.stderr[-2000:]

@@ -56,3 +56,38 @@ def test_junit_has_one_testcase_per_case_with_outcome(tmp_path):
     assert cases[1].find("failure").get("message") == "boom <&>"
     assert cases[2].find("skipped").get("message") == "no feature"
     assert cases[0].find("properties/property").get("value") == "FO-NEG-01"
+
+
+KNOWN = [{"id": "FO-NEG-01", "area": "failover", "sentence": "s."},
+         {"id": "FO-NEG-02", "area": "failover", "sentence": "t."}]
+
+
+def test_every_write_recomputes_the_rules_table_over_every_known_rule(tmp_path):
+    results = Results(tmp_path, {"run_id": "r1", "profile": "qemu", "command": "", "sut": {}}, rules=KNOWN)
+    results.write()
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert [(e["id"], e["sut"]["verdict"]) for e in on_disk["rules"]] == [("FO-NEG-01", "not-judged"),
+                                                                          ("FO-NEG-02", "not-judged")]
+    results.add_case({**_case("failover/a/one", "passed"), "subject": "sut"})  # a partial run: a partial table
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["rules"][0]["sut"]["verdict"] == "conforms"
+    assert on_disk["rules"][1]["sut"]["reasons"] == ["no case selected"]
+    results.add_case({**_case("failover/a/two", "failed", "AssertionError: primary visible"), "subject": "sut"})
+    assert json.loads((tmp_path / "results.json").read_text())["rules"][0]["sut"]["verdict"] == "violated"
+
+
+def test_the_lanes_merge_keeps_every_known_rule(tmp_path):
+    from vnetct.cli import lanes
+
+    lane_dirs = []
+    for name, case in (("lane-a", _case("failover/a/one", "passed")), ("lane-b", _case("failover/b/two", "failed"))):
+        lane_dir = tmp_path / name
+        lane_dir.mkdir()
+        lane = Results(lane_dir, {"run_id": name, "profile": "qemu", "command": "", "sut": {}}, rules=KNOWN)
+        lane.add_case(case)
+        lane.write(finished=True)
+        lane_dirs.append(lane_dir)
+    merged = lanes.merge(tmp_path, lane_dirs)
+    assert [(e["id"], e["sut"]["verdict"]) for e in merged["rules"]] == [("FO-NEG-01", "violated"),
+                                                                        ("FO-NEG-02", "not-judged")]
+    assert json.loads((tmp_path / "results.json").read_text())["rules"] == merged["rules"]

@@ -16,7 +16,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -27,6 +27,7 @@ from vnetct.vm.factory import RunContext, VmFactory, sweep_run
 from vnetct.failover.trace import assert_trace_conformant
 from vnetct.report.recorder import CaseRecorder
 from vnetct.report.results import Results, case_id_from_nodeid, now_iso
+from vnetct.report.rules_table import DEFAULT_SUBJECT, SUBJECTS
 
 RULES = {rule["id"]: rule for rule in [*vnetct_native.failover_rules(), *vnetct_native.livetap_rules(),
                                        *vnetct_native.teaming_rules(), *vnetct_native.groupid_rules()]}
@@ -72,7 +73,7 @@ class RunState:
         self.short_id = option("--vnetct-short-id") or secrets.token_hex(3)
         self.command = option("--vnetct-command") or " ".join(sys.argv)
         self.results = Results(self.run_dir, {"run_id": self.run_id, "profile": self.profile.name,
-                                              "command": self.command, "sut": {}})
+                                              "command": self.command, "sut": {}}, rules=RULES.values())
         self.context: Optional[RunContext] = None
         self.recorders: Dict[str, CaseRecorder] = {}
         self.phases: Dict[str, Dict[str, Any]] = {}
@@ -140,11 +141,23 @@ def pytest_collection_modifyitems(session, config, items):
                 if capability not in CAPABILITIES:
                     problems.append(f"{item.nodeid}: needs unknown capability '{capability}' "
                                     f"(known: {', '.join(CAPABILITIES)})")
+        item.vnetct_subject = _subject(item, problems)
         # -k can select by case id (substring, e.g. -k failover/config) or rule id (-k FO-CFG-02).
         item.extra_keyword_matches.add(item.vnetct_id)
         item.extra_keyword_matches.update(rule_ids)
     if problems:
         raise pytest.UsageError("bad case declarations:\n  " + "\n  ".join(problems))
+
+
+def _subject(item, problems: List[str]) -> str:
+    marker = item.get_closest_marker("subject")
+    if marker is None:
+        return DEFAULT_SUBJECT
+    if len(marker.args) != 1 or marker.kwargs or marker.args[0] not in SUBJECTS:
+        given = ", ".join([*map(repr, marker.args), *(f"{k}={v!r}" for k, v in marker.kwargs.items())])
+        problems.append(f"{item.nodeid}: bad @pytest.mark.subject({given}): give one of {', '.join(SUBJECTS)}")
+        return DEFAULT_SUBJECT
+    return marker.args[0]
 
 
 def pytest_collection_finish(session):
@@ -289,7 +302,8 @@ def _finish_case(phase: dict) -> None:
     case = {
         "id": item.vnetct_id, "nodeid": item.nodeid,
         "rules": [{"id": r["id"], "sentence": r["sentence"]} for r in item.vnetct_rules],
-        "outcome": outcome, "reason": reason, "duration_s": round(time.monotonic() - phase["t0"], 3),
+        "subject": item.vnetct_subject, "outcome": outcome, "reason": reason,
+        "duration_s": round(time.monotonic() - phase["t0"], 3),
         "started": phase["started"], "artifacts": {}, "metrics": {}, "steps": [],
     }
     if details:
@@ -330,6 +344,7 @@ def pytest_keyboard_interrupt(excinfo):
         _state.results.add_case({
             "id": item.vnetct_id, "nodeid": item.nodeid,
             "rules": [{"id": r["id"], "sentence": r["sentence"]} for r in item.vnetct_rules],
+            "subject": item.vnetct_subject,
             "outcome": "error", "reason": "interrupted (Ctrl-C or SIGTERM) while running",
             "duration_s": round(time.monotonic() - phase["t0"], 3), "started": phase["started"],
             "artifacts": {}, "metrics": {}, "steps": []})

@@ -128,7 +128,9 @@ def merge(run_dir: Path, lane_dirs: List[Path]) -> Optional[dict]:
               if key in ("run_id", "profile", "command", "sut")}
     header["run_id"] = run_dir.name
     header["lanes"] = [lane_dir.name for lane_dir, _ in parts]
-    merged = Results(run_dir, header)
+    # The lanes know the same rules; their tables carry them (older lanes: none, then only the cited ones).
+    known = [rule for rule in parts[0][1].get("rules") or [] if isinstance(rule, dict) and "id" in rule]
+    merged = Results(run_dir, header, rules=known)
     merged.data["started"] = min(part["started"] for _, part in parts)
     merged.data["interrupted"] = any(part.get("interrupted") for _, part in parts)
     merged.data["run_problems"] = [problem for _, part in parts for problem in part.get("run_problems", [])]

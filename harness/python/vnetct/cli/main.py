@@ -296,6 +296,7 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: Lis
     print("")
     print(f"vnetct: {counts.get('passed', 0)} passed, {counts.get('failed', 0)} failed, "
           f"{counts.get('error', 0)} errors, {counts.get('skipped', 0)} skipped in {elapsed:.1f} s")
+    _summarise_rules(results)
     for case in results.get("cases", []):
         if case["outcome"] != "passed":
             reason = str(case.get("reason"))
@@ -320,6 +321,41 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: Lis
         print("vnetct: no case matched the selection", file=sys.stderr)
         return EXIT_USAGE
     return 0 if ok else EXIT_FAILED
+
+
+def _sut_label(results: dict) -> str:
+    sut = results.get("sut") or {}
+    if sut.get("qemu_version"):
+        return f"QEMU {sut['qemu_version']}"
+    if results.get("profile") == "reference":
+        return "the reference model"
+    return f"profile {results.get('profile', '?')}"
+
+
+def _summarise_rules(results: dict) -> None:
+    """The verdicts per rule on the SUT, and the reference's self-check apart
+    (results.json: rules); they do not change the exit status."""
+    from vnetct.report.rules_table import counts, table_of
+
+    try:
+        table = table_of(results)
+        tally = counts(table)
+    except (KeyError, TypeError, ValueError) as error:  # a malformed table must not cost the summary
+        print(f"vnetct: no verdicts per rule: results.json has a malformed rules table ({error!r})")
+        return
+    print(f"vnetct: SUT ({_sut_label(results)}): {tally['sut']['conforms']} rules conform, "
+          f"{tally['sut']['violated']} violated, {tally['sut']['not-judged']} not judged")
+    for entry in table:
+        if entry["sut"]["verdict"] == "violated":
+            failing = [case["id"] for case in entry["sut"]["cases"] if case["outcome"] == "failed"]
+            print(f"  VIOLATED {entry['id']}: {', '.join(failing)}")
+    reference = tally["reference"]
+    line = f"vnetct: reference self-check: {reference['passed']} rules passed, {reference['failed']} failed"
+    print(line + (f", {reference['not-run']} not run" if reference["not-run"] else ""))
+    for entry in table:
+        if entry["reference"]["verdict"] == "failed":
+            failing = [case["id"] for case in entry["reference"]["cases"] if case["outcome"] == "failed"]
+            print(f"  REFERENCE FAILED {entry['id']}: {', '.join(failing)}")
 
 
 def _write_report(run_dir: Path) -> Optional[Path]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 from urllib.parse import quote
 
-from . import certification, charts
+from . import certification, charts, rules_table
 
 # SUT fields in the order a reader looks for them; others follow as they come.
 SUT_LABELS = [
@@ -168,6 +168,39 @@ def case_view(case: dict, run_dir: Path, output_dir: Path) -> dict:
     }
 
 
+def _evidence_view(cases: List[dict]) -> List[dict]:
+    return [{"id": case.get("id", "?"), "anchor": anchor(case.get("id", "?")),
+             "outcome": case.get("outcome", "error"), "reason": case.get("reason"),
+             "known_finding": case.get("known_finding")} for case in cases]
+
+
+def rules_view(results: dict) -> dict:
+    """The rules table: from results.json's `rules`, or, for runs written
+    before it existed, computed from the cases (over the rules they cite)."""
+    stored = isinstance(results.get("rules"), list)
+    try:
+        table = rules_table.table_of(results)
+        tally = rules_table.counts(table)
+    except (KeyError, TypeError, ValueError) as error:  # a malformed table must not cost the report
+        return {"rows": [], "counts": None, "violated": [],
+                "note": f"results.json has a malformed rules table ({error!r})"}
+    rows = []
+    for entry in table:
+        sut, reference = entry.get("sut") or {}, entry.get("reference") or {}
+        rule_id = entry.get("id", "?")
+        rows.append({"id": rule_id, "anchor": "rule-" + re.sub(r"[^A-Za-z0-9]+", "-", rule_id),
+                     "area": entry.get("area"), "sentence": entry.get("sentence", ""),
+                     "sut": {"verdict": sut.get("verdict", "not-judged"), "attribution": sut.get("attribution"),
+                             "reasons": sut.get("reasons") or [], "cases": _evidence_view(sut.get("cases") or [])},
+                     "reference": {"verdict": reference.get("verdict", "not-run"),
+                                   "reasons": reference.get("reasons") or [],
+                                   "cases": _evidence_view(reference.get("cases") or [])}})
+    note = None if stored else ("results.json has no rules table (written before vnetct recorded one): computed "
+                                "from its cases, over the rules they cite; cases without a subject count as SUT cases")
+    return {"rows": rows, "counts": tally, "note": note,
+            "violated": [row for row in rows if row["sut"]["verdict"] == "violated"]}
+
+
 def run_view(run: Run, output_dir: Path, limits: Dict[str, float]) -> dict:
     results = run.results
     cases = [case_view(case, run.run_dir, output_dir) for case in run.cases]
@@ -179,6 +212,7 @@ def run_view(run: Run, output_dir: Path, limits: Dict[str, float]) -> dict:
         "interrupted": bool(results.get("interrupted")), "run_problems": results.get("run_problems") or [],
         "lanes": results.get("lanes") or [], "summary": summary(results), "verdict": verdict(results),
         "sut": sut_rows(results.get("sut") or {}), "schema": results.get("schema", "?"),
+        "rules": rules_view(results),
         "results_sha256": run.sha256, "results_path": _href(run.run_dir, "results.json", output_dir),
         "fingerprint": certification.environment_fingerprint(results),
         "certification": certification.figures(run.cases, limits),

@@ -9,7 +9,9 @@ import os
 import xml.etree.ElementTree as ElementTree
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
+
+from vnetct.report.rules_table import rules_table
 
 SCHEMA = "vnetct-results/1"
 OUTCOMES = ("passed", "failed", "skipped", "error")
@@ -20,8 +22,12 @@ def now_iso() -> str:
 
 
 class Results:
-    def __init__(self, run_dir: Path, header: Dict[str, Any]):
+    def __init__(self, run_dir: Path, header: Dict[str, Any], rules: Iterable[dict] = ()):
+        """`rules`: every known rule ({"id", "area", "sentence"}); the rules
+        table lists them all, judged or not."""
         self.run_dir = run_dir
+        self.rules = [{"id": rule["id"], "area": rule.get("area"), "sentence": rule.get("sentence", "")}
+                      for rule in rules]
         self.data: Dict[str, Any] = {"schema": SCHEMA, **header, "started": now_iso(), "finished": None,
                                      "interrupted": False, "cases": [], "run_problems": []}
 
@@ -49,6 +55,7 @@ class Results:
         if finished:
             self.data["finished"] = now_iso()
         self.data["summary"] = self.summary()
+        self.data["rules"] = rules_table(self.rules, self.cases)
         path = self.run_dir / "results.json"
         temporary = path.with_suffix(".json.tmp")
         temporary.write_text(json.dumps(self.data, indent=2, sort_keys=False) + "\n")

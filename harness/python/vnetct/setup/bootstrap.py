@@ -44,6 +44,7 @@ PACKAGES: Dict[str, str] = {
 # Only `vnetct test` needs these (kept out of `vnetct run`'s install).
 TEST_PACKAGES: Dict[str, str] = {
     "chromium": "the report's browser test (headless: loads report.html, checks the console, keeps a screenshot)",
+    "python3-hypothesis": "property tests of the rules table (harness/test/test_rules_table.py)",
 }
 # `vnetct prepare-image` (and its tests) need these.
 IMAGE_PACKAGES: Dict[str, str] = {

@@ -1,0 +1,109 @@
+"""The rules table of results.json: one verdict per rule on the system under
+test, and apart from it the self-check of vnetct's own reference, from the
+cases that cite the rule (reports/RESULTS.md: rules).
+
+A pure function of (rules, cases): no I/O, no pytest, no native module, so the
+results store, the lanes merge, the summary and the report all compute the
+same table the same way."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Optional
+
+SUBJECTS = ("sut", "reference")
+DEFAULT_SUBJECT = "sut"
+
+# The SUT side: a rule conforms, is violated, or could not be judged.
+CONFORMS, VIOLATED, NOT_JUDGED = "conforms", "violated", "not-judged"
+# The reference side: vnetct's own reference passed or failed its self-check, or did not run.
+PASSED, FAILED, NOT_RUN = "passed", "failed", "not-run"
+# Until a failure names the rule it breaks (a later issue), a violation of a
+# case citing several rules is attributed to none of them in particular.
+UNATTRIBUTED = "unattributed"
+NO_CASE_SELECTED = "no case selected"
+
+_VERDICTS = {"sut": (CONFORMS, VIOLATED, NOT_JUDGED), "reference": (PASSED, FAILED, NOT_RUN)}
+
+
+def subject_of(case: dict) -> str:
+    """A case's subject; results written before subjects existed judged the SUT."""
+    return case.get("subject") or DEFAULT_SUBJECT
+
+
+def _evidence(case: dict) -> dict:
+    entry = {"id": case.get("id", "?"), "outcome": case.get("outcome", "error")}
+    if entry["outcome"] != "passed" and case.get("reason"):
+        entry["reason"] = case["reason"]
+    if case.get("known_finding"):
+        entry["known_finding"] = case["known_finding"]
+    return entry
+
+
+def _not_judged_reason(entry: dict) -> str:
+    return f"case {entry['id']}: {entry['outcome']}: {entry.get('reason') or 'no reason given'}"
+
+
+def _side(subject: str, cases: List[dict]) -> dict:
+    good, bad, none = _VERDICTS[subject]
+    evidence = [_evidence(case) for case in cases]
+    outcomes = [entry["outcome"] for entry in evidence]
+    reasons: List[str] = []
+    if "failed" in outcomes:
+        verdict = bad
+    elif "passed" in outcomes:
+        verdict = good
+    else:
+        verdict = none
+        for reason in ([_not_judged_reason(entry) for entry in evidence] or [NO_CASE_SELECTED]):
+            if reason not in reasons:
+                reasons.append(reason)
+    side: Dict[str, Any] = {"verdict": verdict}
+    if subject == "sut":
+        side["attribution"] = UNATTRIBUTED if verdict == VIOLATED else None
+    side["cases"] = evidence
+    side["reasons"] = reasons
+    return side
+
+
+def rules_table(rules: Iterable[dict], cases: Iterable[dict]) -> List[dict]:
+    """One entry per rule: every rule of `rules` ({"id", "area", "sentence"},
+    in their order), then any rule a case cites that `rules` lacks. Each entry
+    judges the rule on the SUT from the SUT-subject cases citing it, and
+    self-checks the reference from the reference-subject cases citing it."""
+    entries: Dict[str, dict] = {}
+    for rule in rules:
+        entries.setdefault(rule["id"], {"id": rule["id"], "area": rule.get("area"),
+                                        "sentence": rule.get("sentence", "")})
+    citing: Dict[str, Dict[str, List[dict]]] = {}
+    for case in cases:
+        cited = {rule["id"]: rule for rule in case.get("rules") or []}  # a rule cited twice counts once
+        for rule in cited.values():
+            entries.setdefault(rule["id"], {"id": rule["id"], "area": rule.get("area"),
+                                            "sentence": rule.get("sentence", "")})
+            by_subject = citing.setdefault(rule["id"], {subject: [] for subject in SUBJECTS})
+            by_subject.setdefault(subject_of(case), []).append(case)
+    table = []
+    for rule_id, entry in entries.items():
+        by_subject = citing.get(rule_id, {})
+        table.append({**entry, **{subject: _side(subject, by_subject.get(subject, [])) for subject in SUBJECTS}})
+    return table
+
+
+def counts(table: Iterable[dict]) -> Dict[str, Dict[str, int]]:
+    """How many rules have each verdict, per side. The reference's `not-run`
+    counts only rules some selected reference case cites."""
+    tally = {subject: {verdict: 0 for verdict in _VERDICTS[subject]} for subject in SUBJECTS}
+    for entry in table:
+        tally["sut"][entry["sut"]["verdict"]] += 1
+        if entry["reference"]["cases"]:
+            tally["reference"][entry["reference"]["verdict"]] += 1
+    return tally
+
+
+def table_of(results: dict, rules: Optional[Iterable[dict]] = None) -> List[dict]:
+    """The table a results.json carries, or (older runs without one) the table
+    computed from its cases, over the rules they cite."""
+    table = results.get("rules")
+    if isinstance(table, list) and all(isinstance(entry, dict) and "sut" in entry for entry in table):
+        return table
+    return rules_table(rules or [], results.get("cases") or [])
