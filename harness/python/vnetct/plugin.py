@@ -27,8 +27,7 @@ from .native import vnetct_native
 from .profiles import PROFILES
 from .results import Results, case_id_from_nodeid, now_iso
 
-RULES = {rule["id"]: rule for rule in [*vnetct_native.failover_rules(), *vnetct_native.livetap_rules(),
-                                       *vnetct_native.teaming_rules(), *vnetct_native.groupid_rules()]}
+RULES = {rule["id"]: rule for rule in vnetct_native.rules()}
 
 
 def pytest_addoption(parser):

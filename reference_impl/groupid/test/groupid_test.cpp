@@ -6,7 +6,7 @@
 #include <random>
 
 #include "vnetct/groupid/groupid.hpp"
-#include "vnetct/groupid/rules.hpp"
+#include "vnetct/reference_impl/rules.hpp"
 
 using namespace vnetct::groupid;
 
@@ -62,9 +62,12 @@ TEST(GroupId_test, PairingDecisionTable) {
 }
 
 TEST(GroupId_test, RulesTable) {
-    ASSERT_EQ(groupid_rules().size(), 5u);
-    for (const auto& rule : groupid_rules()) {
-        EXPECT_TRUE(find_groupid_rule(rule.id).has_value());
+    using vnetct::reference_impl::RuleTable;
+    const auto rules = vnetct::reference_impl::rules_of(RuleTable::GroupId);
+    ASSERT_EQ(rules.size(), 5u);
+    for (const auto& rule : rules) {
+        EXPECT_EQ(rule.id.substr(0, 7), "FO-GRP-");
+        EXPECT_TRUE(vnetct::reference_impl::find_rule(rule.id).has_value());
     }
 }
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "vnetct/teaming/rules.hpp"
+#include "vnetct/reference_impl/rules.hpp"
 #include "vnetct/teaming/teaming.hpp"
 
 using namespace vnetct::teaming;
@@ -97,12 +97,15 @@ TEST(Teaming_test, ValidTeamIsConformantAndGivesLibvirtsDeviceOptions) {
 }
 
 TEST(Teaming_test, RulesTableHasEveryIdOnceWithASentence) {
-    ASSERT_EQ(teaming_rules().size(), 8u);
-    for (const auto& rule : teaming_rules()) {
-        EXPECT_TRUE(find_teaming_rule(rule.id).has_value());
+    using vnetct::reference_impl::RuleTable;
+    const auto rules = vnetct::reference_impl::rules_of(RuleTable::Teaming);
+    ASSERT_EQ(rules.size(), 8u);
+    for (const auto& rule : rules) {
+        EXPECT_EQ(rule.id.substr(0, 5), "TEAM-");
+        EXPECT_TRUE(vnetct::reference_impl::find_rule(rule.id).has_value());
         EXPECT_FALSE(rule.sentence.empty());
     }
-    EXPECT_FALSE(find_teaming_rule("TEAM-99").has_value());
+    EXPECT_FALSE(vnetct::reference_impl::find_rule("TEAM-99").has_value());
 }
 
 TEST(Teaming_test, TEAM_01_UnknownTeamingType) {
