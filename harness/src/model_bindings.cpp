@@ -35,21 +35,17 @@ struct EnumValues<Mutation> {
 };
 #undef VNETCT_ENUM_VALUE
 
-#define VNETCT_ENUM_NAME(name, text) #name,
-constexpr std::array kBusKindNames{VNETCT_BUS_KINDS(VNETCT_ENUM_NAME)};
-constexpr std::array kMutationNames{VNETCT_FAILOVER_MUTATIONS(VNETCT_ENUM_NAME)};
-#undef VNETCT_ENUM_NAME
-
-template <typename Enum, std::size_t N>
-Enum by_name(const std::string& name, const std::array<const char*, N>& names, const char* what) {
-    for (std::size_t index = 0; index < N; ++index) {
-        if (name == names[index]) {
-            return EnumValues<Enum>::values[index];
+// The enumerator named `name` (name_of), or ValueError listing the known names.
+template <typename Enum>
+Enum by_name(const std::string& name, const char* what) {
+    for (const Enum value : EnumValues<Enum>::values) {
+        if (name_of(value) == name) {
+            return value;
         }
     }
     std::string known;
-    for (const char* candidate : names) {
-        known += (known.empty() ? "" : ", ") + std::string(candidate);
+    for (const Enum value : EnumValues<Enum>::values) {
+        known += (known.empty() ? "" : ", ") + std::string(name_of(value));
     }
     throw py::value_error(std::string("unknown ") + what + " '" + name + "' (known: " + known + ")");
 }
@@ -64,7 +60,7 @@ DeviceSpec device_spec(const py::dict& spec) {
     }
     device.bus = spec.contains("bus") ? spec["bus"].cast<std::string>() : "";
     if (spec.contains("bus_kind")) {
-        device.bus_kind = by_name<BusKind>(spec["bus_kind"].cast<std::string>(), kBusKindNames, "bus kind");
+        device.bus_kind = by_name<BusKind>(spec["bus_kind"].cast<std::string>(), "bus kind");
     }
     device.multifunction = spec.contains("multifunction") && spec["multifunction"].cast<bool>();
     device.network_class = !spec.contains("network_class") || spec["network_class"].cast<bool>();
@@ -90,7 +86,10 @@ py::list outputs(FailoverHost& host) {
 
 void bind_model(py::module_& module) {
     module.def("mutation_names", [] {
-        std::vector<std::string> names(kMutationNames.begin(), kMutationNames.end());
+        std::vector<std::string> names;
+        for (const Mutation mutation : EnumValues<Mutation>::values) {
+            names.emplace_back(name_of(mutation));
+        }
         return names;
     });
 
@@ -135,7 +134,7 @@ void bind_model(py::module_& module) {
                      options.cancel_unplug_timeout = ms(*cancel_unplug_timeout_ms);
                  }
                  for (const auto& name : mutation_names) {
-                     options.mutations.add(by_name<Mutation>(name, kMutationNames, "mutation"));
+                     options.mutations.add(by_name<Mutation>(name, "mutation"));
                  }
                  if (role != "source" && role != "target") {
                      throw py::value_error("role must be 'source' or 'target', got '" + role + "'");

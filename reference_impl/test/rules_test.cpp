@@ -7,17 +7,6 @@
 
 using namespace vnetct::reference_impl;
 
-TEST(Rules_test, IdsAreUniqueAndWellFormed) {
-    std::set<std::string_view> seen;
-    for (const Rule& rule : rules_of(RuleTable::Failover)) {
-        EXPECT_TRUE(seen.insert(rule.id).second) << "duplicate rule id " << rule.id;
-        EXPECT_EQ(rule.id.substr(0, 3), "FO-") << rule.id;
-        EXPECT_FALSE(rule.sentence.empty()) << rule.id;
-        EXPECT_EQ(rule.sentence.back(), '.') << rule.id << " sentence must be one full sentence";
-    }
-    EXPECT_GE(seen.size(), 24U);
-}
-
 TEST(Rules_test, FindRuleByIdAndUnknownId) {
     const auto rule = find_rule("FO-NEG-02");
     ASSERT_TRUE(rule.has_value());
@@ -28,20 +17,39 @@ TEST(Rules_test, FindRuleByIdAndUnknownId) {
 }
 
 TEST(Rules_test, OneRegistryHoldsEveryTableInOrderWithUniqueIds) {
+    struct Table {
+        RuleTable table;
+        std::string_view prefix;
+        std::size_t size;
+    };
+    const Table tables[] = {{RuleTable::Failover, "FO-", 24},
+                            {RuleTable::Livetap, "LT-", 13},
+                            {RuleTable::Teaming, "TEAM-", 8},
+                            {RuleTable::GroupId, "FO-GRP-", 5}};
     std::set<std::string_view> seen;
-    for (const Rule& rule : all_rules()) {
-        EXPECT_TRUE(seen.insert(rule.id).second) << "duplicate rule id " << rule.id;
-        EXPECT_EQ(find_rule(rule.id)->sentence, rule.sentence);
-    }
     std::size_t total = 0;
-    for (const RuleTable table : {RuleTable::Failover, RuleTable::Livetap, RuleTable::Teaming, RuleTable::GroupId}) {
+    for (const auto& [table, prefix, size] : tables) {
         const auto rules = rules_of(table);
-        ASSERT_FALSE(rules.empty());
+        EXPECT_EQ(rules.size(), size) << prefix;
         EXPECT_EQ(rules.data(), all_rules().data() + total) << "tables are consecutive, in RuleTable order";
         total += rules.size();
+        for (const Rule& rule : rules) {
+            EXPECT_TRUE(seen.insert(rule.id).second) << "duplicate rule id " << rule.id;
+            EXPECT_TRUE(rule.id.starts_with(prefix)) << rule.id;
+            EXPECT_FALSE(rule.area.empty()) << rule.id;
+            EXPECT_EQ(rule.sentence.back(), '.') << rule.id << " sentence must be one full sentence";
+            EXPECT_EQ(find_rule(rule.id)->sentence, rule.sentence);
+        }
     }
     EXPECT_EQ(total, all_rules().size());
     EXPECT_EQ(all_rules().size(), 50U);
-    EXPECT_EQ(rules_of(RuleTable::Livetap).front().id, "LT-CFG-01");
-    EXPECT_EQ(rules_of(RuleTable::GroupId).back().id, "FO-GRP-05");
+}
+
+TEST(Rules_test, FindRuleSearchesEveryTable) {
+    const auto rule = find_rule("LT-XFER-01");
+    ASSERT_TRUE(rule.has_value());
+    EXPECT_NE(rule->sentence.find("SCM_RIGHTS"), std::string_view::npos);
+    EXPECT_EQ(find_rule("TEAM-08")->area, "checker input");
+    EXPECT_EQ(find_rule("FO-GRP-05")->area, "group id");
+    EXPECT_FALSE(find_rule("TEAM-99").has_value());
 }

@@ -6,7 +6,6 @@
 #include <random>
 
 #include "vnetct/groupid/groupid.hpp"
-#include "vnetct/reference_impl/rules.hpp"
 
 using namespace vnetct::groupid;
 
@@ -59,16 +58,6 @@ TEST(GroupId_test, PairingDecisionTable) {
     EXPECT_FALSE(decide_pairing(mac, kGroup, mac, std::nullopt).paired);  // FO-GRP-04
     EXPECT_FALSE(decide_pairing(mac, std::nullopt, mac, kGroup).paired);
     EXPECT_NE(decide_pairing(mac, std::nullopt, mac, kGroup).why.find("only the primary"), std::string::npos);
-}
-
-TEST(GroupId_test, RulesTable) {
-    using vnetct::reference_impl::RuleTable;
-    const auto rules = vnetct::reference_impl::rules_of(RuleTable::GroupId);
-    ASSERT_EQ(rules.size(), 5u);
-    for (const auto& rule : rules) {
-        EXPECT_EQ(rule.id.substr(0, 7), "FO-GRP-");
-        EXPECT_TRUE(vnetct::reference_impl::find_rule(rule.id).has_value());
-    }
 }
 
 TEST(GroupId_test, FO_GRP_05_SelfLoopAndLongerLoop) {
