@@ -61,16 +61,17 @@ def test_malformed_config_space_is_an_error(case, damage):
     config = bytearray(vnetct_native.groupid_encode_nic_config(GROUP))
     if damage == "loop":
         config[0x41] = 0x40
-        expected = "loops"
+        code, expected = "Loop", "loops"
     elif damage == "pointer-into-header":
         config[0x34] = 0x10
-        expected = "the pointer at 0x34 is 0x10, expected 0x40..0xff or 0"
+        code, expected = "BadPointer", "the pointer at 0x34 is 0x10, expected 0x40..0xff or 0"
     else:
         config = config[:0x60]  # sysfs gave less than the list spans: the next capability is past the end
-        expected = "the pointer at 0x51 is 0x60, expected 0x40..0x5f or 0"
-    with pytest.raises(ValueError) as refused:
+        code, expected = "BadPointer", "the pointer at 0x51 is 0x60, expected 0x40..0x5f or 0"
+    with pytest.raises(vnetct_native.GroupIdError) as refused:
         vnetct_native.groupid_nic(bytes(config))
-    case.step(str(refused.value))
+    case.step(f"{refused.value.code}: {refused.value}")
+    assert refused.value.code == code
     assert expected in str(refused.value)
 
 

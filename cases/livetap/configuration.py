@@ -3,8 +3,9 @@ backend: what happens when backend transfer is switched off, when the
 migration channel is not local, and when a target is given TAP options that
 conflict with incoming fds. The backend's behaviour is judged against the
 reference decisions (reference_impl/livetap/transfer_config, bound as
-vnetct_native.livetap_transfer_decision / livetap_check_tap_netdev): the
-answer and its wording must be the same, and a migration that moves no fd
+vnetct_native.livetap_transfer_decision, and livetap_check_target /
+livetap_check_tap_netdev, which raise LiveTapError): the answer and its
+wording must be the same, and a migration that moves no fd
 must cost the running source nothing (sequence numbers of a 10k pps stream,
 the TAP's counters as second witness).
 
@@ -26,6 +27,13 @@ pytestmark = [pytest.mark.subject("reference"), pytest.mark.needs("datapath")]
 
 RATE = 10_000
 SMALL = 64
+
+
+def _reference_refusal(check, *args, **options) -> vnetct_native.LiveTapError:
+    """The reference's LiveTapError for a configuration it refuses."""
+    with pytest.raises(vnetct_native.LiveTapError) as refusal:
+        check(*args, **options)
+    return refusal.value
 
 
 def _source_on_wire(bench, **switches):
@@ -62,9 +70,10 @@ def test_switch_off_moves_no_fd_and_waiting_target_fails(livetap_bench, case, pa
     bench = livetap_bench
     tap, source = _source_on_wire(bench, transfer_parameter=parameter, transfer_device=device)
     target, path = bench.target("target-waiting")
-    expected = vnetct_native.livetap_transfer_decision(parameter, device, True, True)
-    case.save_json("reference-decision.json", expected)
-    assert not expected["transfers_fds"] and expected["target_error"], expected
+    decision = vnetct_native.livetap_transfer_decision(parameter, device, True)
+    refusal = _reference_refusal(vnetct_native.livetap_check_target, parameter, device, True)
+    case.save_json("reference-decision.json", {**decision, "target_error": refusal.code, "message": str(refusal)})
+    assert not decision["transfers_fds"] and refusal.code == "NoIncomingFds", decision
     before = bench.link(tap)
     traffic = bench.streams(RATE, SMALL, 0.5)
     traffic.start()
@@ -73,10 +82,9 @@ def test_switch_off_moves_no_fd_and_waiting_target_fails(livetap_bench, case, pa
     failed = target.expect("failed ")
     case.step(f"source: {answer}; target: {failed}")
     why = answer.removeprefix("untransferred ")
-    assert failed == f"failed {expected['target_error'].split(': ', 1)[0]}: the source migrates without its " \
+    assert failed == f"failed {str(refusal).split(': ', 1)[0]}: the source migrates without its " \
                      f"backend: {why}", f"the target's error differs from the reference decision: {failed}"
-    assert expected["target_error"].endswith(why), \
-        f"the source's reason '{why}' is not the reference's '{expected['target_error']}'"
+    assert str(refusal).endswith(why), f"the source's reason '{why}' is not the reference's '{refusal}'"
     assert target.wait(5) == 1, "a target that got no fds must fail (exit 1)"
     _judge_source_kept_everything(bench, case, tap, source, traffic, before)
 
@@ -90,15 +98,15 @@ def test_non_local_channel_moves_no_fd(livetap_bench, case):
     bench = livetap_bench
     tap, source = _source_on_wire(bench)
     target, path = bench.target("target1")
-    expected = vnetct_native.livetap_transfer_decision(True, True, False, True)
-    assert not expected["transfers_fds"], expected
+    assert not vnetct_native.livetap_transfer_decision(True, True, False)["transfers_fds"]
+    refusal = _reference_refusal(vnetct_native.livetap_check_target, True, True, False)
     before = bench.link(tap)
     traffic = bench.streams(RATE, SMALL, 0.6)
     traffic.start()
     traffic.wait_echoed(RATE // 5, 3)
     answer = source.ask("handoff tcp:127.0.0.1:4444", "untransferred ")["line"]
-    assert expected["target_error"].endswith(answer.removeprefix("untransferred ")), \
-        f"'{answer}' does not give the reference's reason '{expected['target_error']}'"
+    assert str(refusal).endswith(answer.removeprefix("untransferred ")), \
+        f"'{answer}' does not give the reference's reason '{refusal}'"
     assert target.describe_exit() == "running"
     traffic.wait_echoed(RATE * 2 // 5, 3)
     committed = bench.hand_off(source, target, f"unix:{path}").source
@@ -128,9 +136,9 @@ def test_incoming_fds_refuses_conflicting_tap_options(livetap_bench, case, given
     extra = tuple(word for name in given for word in CONFLICTS[name])
     target, path = bench.target("target-misconfigured", extra=extra, listening=False)
     refusal = target.expect("failed ")
-    expected = vnetct_native.livetap_check_tap_netdev(True, **{name: True for name in given})
+    expected = _reference_refusal(vnetct_native.livetap_check_tap_netdev, True, **{name: True for name in given})
     case.step(f"target: {refusal}")
-    assert expected is not None
+    assert expected.code == "ConflictingOptions"
     assert refusal == f"failed {expected}", f"the backend said '{refusal}', the reference '{expected}'"
     assert target.wait(5) == 1
     assert not Path(path).exists(), "a refused target created its socket"

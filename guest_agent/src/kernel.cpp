@@ -56,10 +56,6 @@ GuestResult<std::vector<std::string>> read_kernel_log() {
     return split_lines(buffer);
 }
 
-std::string_view to_string(ModuleStatus status) {
-    return status == ModuleStatus::AlreadyLoaded ? "already-loaded" : "loaded";
-}
-
 int finit_module_file(const std::filesystem::path& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {

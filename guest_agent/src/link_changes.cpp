@@ -6,18 +6,6 @@
 
 namespace vnetct::guest_agent {
 
-std::string_view to_string(LinkEventKind kind) {
-    switch (kind) {
-        case LinkEventKind::Added:
-            return "netdev-added";
-        case LinkEventKind::Removed:
-            return "netdev-removed";
-        case LinkEventKind::Changed:
-            return "netdev-changed";
-    }
-    return "netdev-changed";
-}
-
 std::string operstate_name(std::uint8_t oper_state) {
     // Same table as the kernel's sysfs operstate attribute (IF_OPER_*).
     static constexpr std::array<const char*, 7> kNames = {

@@ -228,20 +228,6 @@ NetdevFacts gather_facts(const fs::path& netdev_dir, Ethtool& ethtool) {
 
 }  // namespace
 
-std::string_view to_string(FailoverRole role) {
-    switch (role) {
-        case FailoverRole::Master:
-            return "master";
-        case FailoverRole::Standby:
-            return "standby";
-        case FailoverRole::Primary:
-            return "primary";
-        case FailoverRole::None:
-            break;
-    }
-    return "none";
-}
-
 FailoverRole classify_failover_role(const RoleInputs& inputs) {
     static constexpr std::string_view kFailoverDriver = "net_failover";
     if (inputs.driver == kFailoverDriver) {

@@ -37,6 +37,7 @@ TEST_F(FailoverRole_test, RoleNames) {
     EXPECT_EQ(to_string(FailoverRole::Master), "master");
     EXPECT_EQ(to_string(FailoverRole::Standby), "standby");
     EXPECT_EQ(to_string(FailoverRole::Primary), "primary");
+    EXPECT_EQ(to_string(FailoverRole::None), "none");
 }
 
 class VirtioFeatureBits_test : public ::testing::Test {};

@@ -33,6 +33,12 @@ TEST_F(LinkChangeDetector_test, SeededLinksProduceNoEventWhenUnchanged) {
     EXPECT_FALSE(m_sut.on_new_link(link(3, "eth1", 2, "up")).has_value());
 }
 
+TEST_F(LinkChangeDetector_test, EventNamesOnTheAgentChannel) {
+    EXPECT_EQ(to_string(LinkEventKind::Added), "netdev-added");
+    EXPECT_EQ(to_string(LinkEventKind::Removed), "netdev-removed");
+    EXPECT_EQ(to_string(LinkEventKind::Changed), "netdev-changed");
+}
+
 TEST_F(LinkChangeDetector_test, NewIfindexIsAdded) {
     const auto event = m_sut.on_new_link(link(4, "eth2", 0, "down"));
     ASSERT_TRUE(event.has_value());

@@ -35,21 +35,17 @@ struct EnumValues<Mutation> {
 };
 #undef VNETCT_ENUM_VALUE
 
-#define VNETCT_ENUM_NAME(name, text) #name,
-constexpr std::array kBusKindNames{VNETCT_BUS_KINDS(VNETCT_ENUM_NAME)};
-constexpr std::array kMutationNames{VNETCT_FAILOVER_MUTATIONS(VNETCT_ENUM_NAME)};
-#undef VNETCT_ENUM_NAME
-
-template <typename Enum, std::size_t N>
-Enum by_name(const std::string& name, const std::array<const char*, N>& names, const char* what) {
-    for (std::size_t index = 0; index < N; ++index) {
-        if (name == names[index]) {
-            return EnumValues<Enum>::values[index];
+// The enumerator named `name` (name_of), or ValueError listing the known names.
+template <typename Enum>
+Enum by_name(const std::string& name, const char* what) {
+    for (const Enum value : EnumValues<Enum>::values) {
+        if (name_of(value) == name) {
+            return value;
         }
     }
     std::string known;
-    for (const char* candidate : names) {
-        known += (known.empty() ? "" : ", ") + std::string(candidate);
+    for (const Enum value : EnumValues<Enum>::values) {
+        known += (known.empty() ? "" : ", ") + std::string(name_of(value));
     }
     throw py::value_error(std::string("unknown ") + what + " '" + name + "' (known: " + known + ")");
 }
@@ -64,7 +60,7 @@ DeviceSpec device_spec(const py::dict& spec) {
     }
     device.bus = spec.contains("bus") ? spec["bus"].cast<std::string>() : "";
     if (spec.contains("bus_kind")) {
-        device.bus_kind = by_name<BusKind>(spec["bus_kind"].cast<std::string>(), kBusKindNames, "bus kind");
+        device.bus_kind = by_name<BusKind>(spec["bus_kind"].cast<std::string>(), "bus kind");
     }
     device.multifunction = spec.contains("multifunction") && spec["multifunction"].cast<bool>();
     device.network_class = !spec.contains("network_class") || spec["network_class"].cast<bool>();
@@ -90,7 +86,10 @@ py::list outputs(FailoverHost& host) {
 
 void bind_model(py::module_& module) {
     module.def("mutation_names", [] {
-        std::vector<std::string> names(kMutationNames.begin(), kMutationNames.end());
+        std::vector<std::string> names;
+        for (const Mutation mutation : EnumValues<Mutation>::values) {
+            names.emplace_back(name_of(mutation));
+        }
         return names;
     });
 
@@ -98,7 +97,7 @@ void bind_model(py::module_& module) {
         "check_failover_trace",
         [](const py::object& trace) {
             const nlohmann::json parsed = from_python(trace);
-            const Verdict verdict = unwrap_model(check_failover_trace(parsed));
+            const Verdict verdict = unwrap(check_failover_trace(parsed));
             py::dict result;
             result["conformant"] = verdict.conformant;
             result["notes"] = verdict.notes;
@@ -135,7 +134,7 @@ void bind_model(py::module_& module) {
                      options.cancel_unplug_timeout = ms(*cancel_unplug_timeout_ms);
                  }
                  for (const auto& name : mutation_names) {
-                     options.mutations.add(by_name<Mutation>(name, kMutationNames, "mutation"));
+                     options.mutations.add(by_name<Mutation>(name, "mutation"));
                  }
                  if (role != "source" && role != "target") {
                      throw py::value_error("role must be 'source' or 'target', got '" + role + "'");
@@ -145,34 +144,34 @@ void bind_model(py::module_& module) {
              py::arg("role") = "source", py::arg("unplug_timeout_ms") = py::none(),
              py::arg("mutations") = std::vector<std::string>{},
              py::arg("cancel_unplug_timeout_ms") = py::none())
-        .def("cold_plug", [](FailoverHost& self, const py::dict& spec) { unwrap_model(self.cold_plug(device_spec(spec))); })
-        .def("start", [](FailoverHost& self, double now) { unwrap_model(self.start(ms(now))); })
+        .def("cold_plug", [](FailoverHost& self, const py::dict& spec) { unwrap(self.cold_plug(device_spec(spec))); })
+        .def("start", [](FailoverHost& self, double now) { unwrap(self.start(ms(now))); })
         .def("hot_plug", [](FailoverHost& self, const py::dict& spec, double now) {
-            unwrap_model(self.hot_plug(device_spec(spec), ms(now)));
+            unwrap(self.hot_plug(device_spec(spec), ms(now)));
         })
-        .def("device_del", [](FailoverHost& self, const std::string& id, double now) { unwrap_model(self.device_del(id, ms(now))); })
+        .def("device_del", [](FailoverHost& self, const std::string& id, double now) { unwrap(self.device_del(id, ms(now))); })
         .def("guest_ack_features", [](FailoverHost& self, const std::string& standby, bool bit, double now) {
-            unwrap_model(self.guest_ack_features(standby, bit, ms(now)));
+            unwrap(self.guest_ack_features(standby, bit, ms(now)));
         })
-        .def("guest_reset", [](FailoverHost& self, double now) { unwrap_model(self.guest_reset(ms(now))); })
+        .def("guest_reset", [](FailoverHost& self, double now) { unwrap(self.guest_reset(ms(now))); })
         .def("guest_released", [](FailoverHost& self, const std::string& id, double now) {
-            unwrap_model(self.guest_released(id, ms(now)));
+            unwrap(self.guest_released(id, ms(now)));
         })
-        .def("tick", [](FailoverHost& self, double now) { unwrap_model(self.tick(ms(now))); })
-        .def("migrate", [](FailoverHost& self, double now) { unwrap_model(self.migrate(ms(now))); })
-        .def("migrate_cancel", [](FailoverHost& self, double now) { unwrap_model(self.migrate_cancel(ms(now))); })
-        .def("migration_failed", [](FailoverHost& self, double now) { unwrap_model(self.migration_failed(ms(now))); })
-        .def("transfer_done", [](FailoverHost& self, double now) { unwrap_model(self.transfer_done(ms(now))); })
-        .def("incoming", [](FailoverHost& self, double now) { unwrap_model(self.incoming(ms(now))); })
+        .def("tick", [](FailoverHost& self, double now) { unwrap(self.tick(ms(now))); })
+        .def("migrate", [](FailoverHost& self, double now) { unwrap(self.migrate(ms(now))); })
+        .def("migrate_cancel", [](FailoverHost& self, double now) { unwrap(self.migrate_cancel(ms(now))); })
+        .def("migration_failed", [](FailoverHost& self, double now) { unwrap(self.migration_failed(ms(now))); })
+        .def("transfer_done", [](FailoverHost& self, double now) { unwrap(self.transfer_done(ms(now))); })
+        .def("incoming", [](FailoverHost& self, double now) { unwrap(self.incoming(ms(now))); })
         .def("incoming_loaded", [](FailoverHost& self, const std::vector<std::string>& standbys, double now) {
-            unwrap_model(self.incoming_loaded(standbys, ms(now)));
+            unwrap(self.incoming_loaded(standbys, ms(now)));
         })
         .def("take_outputs", &outputs)
         .def_property_readonly("migration_state",
                                [](const FailoverHost& self) { return std::string(to_string(self.migration_state())); })
         .def("primary_state",
              [](const FailoverHost& self, const std::string& id) {
-                 return std::string(to_string(unwrap_model(self.primary_state(id))));
+                 return std::string(to_string(unwrap(self.primary_state(id))));
              })
         .def_property_readonly("visible_devices", &FailoverHost::visible_devices)
         .def_property_readonly("guest_running", &FailoverHost::guest_running);

@@ -1,9 +1,11 @@
 // vnetct_native: the one place where C++ error values become Python exceptions.
 //
-// Every Result<T, HostErrc> is unwrapped here; an error raises
-// vnetct_native.HostError (or its subclass HostTimeout for deadlines) whose
-// `code` attribute is the error code's name and whose message is the error's
-// sentence plus detail. Blocking calls release the GIL.
+// Every Result<T, Errc> is unwrapped with unwrap() (error_binding.hpp); an
+// error raises the type bound for its enum (HostError, its subclass
+// HostTimeout for deadlines, ModelError, LiveTapError here; SriovError,
+// TeamingError, GroupIdError beside their bindings) whose `code` attribute is
+// the error code's name and whose message is the error's sentence plus detail.
+// Blocking calls release the GIL.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -14,9 +16,11 @@
 #include "vnetct/host_agent/process.hpp"
 #include "vnetct/host_agent/qemu_command.hpp"
 #include "vnetct/host_agent/topology.hpp"
-#include "vnetct/livetap/rules.hpp"
+#include "vnetct/livetap/errors.hpp"
 #include "vnetct/livetap/transfer_config.hpp"
+#include "vnetct/reference_impl/failover_model.hpp"
 #include "vnetct/reference_impl/rules.hpp"
+#include "vnetct/reference_impl/trace_checker.hpp"
 #include "json_bridge.hpp"
 #include "qmp_bindings.hpp"
 #include "rule_list.hpp"
@@ -35,62 +39,19 @@ void bind_teaming(py::module_& module);
 // failover-group-id (groupid_bindings.cpp).
 void bind_groupid(py::module_& module);
 
-namespace {
-// Deliberately leaked (never destroyed): a static py::object would be released
-// after the interpreter has finalized, which can crash at exit.
-py::object& g_host_error = *new py::object();
-py::object& g_host_timeout = *new py::object();
-py::object& g_model_error = *new py::object();
-
-#define VNETCT_ERRC_NAME_CASE(name, sentence) \
-    case HostErrc::name:                      \
-        return #name;
-const char* code_name(HostErrc code) {
-    switch (code) { VNETCT_HOST_ERRORS(VNETCT_ERRC_NAME_CASE) }
-    return "Unknown";
-}
-#undef VNETCT_ERRC_NAME_CASE
-}  // namespace
-
-HostFailure::HostFailure(const Error<HostErrc>& error)
-    : std::runtime_error(error.message()), code(error.code) {}
-
 Deadline deadline_in(double seconds) {
     return std::chrono::steady_clock::now() +
            std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds));
 }
 
 void register_errors(py::module_& module) {
-    g_host_error = py::reinterpret_steal<py::object>(
-        PyErr_NewExceptionWithDoc("vnetct_native.HostError",
-                                  "A host-side operation failed; `code` names the error code.", nullptr, nullptr));
-    g_host_timeout = py::reinterpret_steal<py::object>(PyErr_NewExceptionWithDoc(
-        "vnetct_native.HostTimeout", "A deadline passed; the message says what was awaited.",
-        g_host_error.ptr(), nullptr));
-    g_model_error = py::reinterpret_steal<py::object>(PyErr_NewExceptionWithDoc(
-        "vnetct_native.ModelError", "The reference model refused an input; `code` names the error code.",
-        nullptr, nullptr));
-    module.attr("ModelError") = g_model_error;
-    module.attr("HostError") = g_host_error;
-    module.attr("HostTimeout") = g_host_timeout;
-    py::register_exception_translator([](std::exception_ptr pointer) {
-        try {
-            if (pointer) {
-                std::rethrow_exception(pointer);
-            }
-        } catch (const HostFailure& failure) {
-            py::gil_scoped_acquire gil;
-            const py::object type = failure.code == HostErrc::Timeout ? g_host_timeout : g_host_error;
-            py::object exception = type(failure.what());
-            exception.attr("code") = code_name(failure.code);
-            PyErr_SetObject(type.ptr(), exception.ptr());
-        } catch (const ModelFailure& failure) {
-            py::gil_scoped_acquire gil;
-            py::object exception = g_model_error(failure.what());
-            exception.attr("code") = failure.code;
-            PyErr_SetObject(g_model_error.ptr(), exception.ptr());
-        }
-    });
+    bind_error<HostErrc>(module, "HostError", "A host-side operation failed; `code` names the error code.");
+    bind_error_code(module, HostErrc::Timeout, "HostTimeout",
+                    "A deadline passed; the message says what was awaited.");
+    bind_error<vnetct::reference_impl::ModelErrc, vnetct::reference_impl::TraceErrc>(
+        module, "ModelError", "The reference model refused an input; `code` names the error code.");
+    bind_error<vnetct::livetap::LivetapErrc>(
+        module, "LiveTapError", "A live-TAP configuration the rules refuse; `code` names the error code.");
 }
 
 }  // namespace vnetct::harness
@@ -101,29 +62,36 @@ PYBIND11_MODULE(vnetct_native, module) {
     module.doc() = "vnetct's native core: QMP and guest agent clients, QEMU launcher, topology, rules.";
     register_errors(module);
 
-    // --- rules (reference_impl) -------------------------------------------
-    module.def("failover_rules", [] { return rule_list(vnetct::reference_impl::failover_rules()); });
-    module.def("livetap_rules", [] { return rule_list(vnetct::livetap::livetap_rules()); });
-    // The LT-CFG decisions (transfer_config.hpp): None when allowed, else the error's message.
+    // --- rules (reference_impl: every table) ----------------------------------
+    module.def("rules", [] { return rule_list(vnetct::reference_impl::all_rules()); },
+               "Every rule of every table as {'id', 'area', 'sentence'}, in table order.");
+    // The LT-CFG decisions (transfer_config.hpp).
     module.def(
         "livetap_transfer_decision",
-        [](bool migration_parameter, bool device_option, bool unix_channel, bool target_waits_for_fds) {
-            const vnetct::livetap::TransferConfig config{migration_parameter, device_option, unix_channel};
+        [](bool migration_parameter, bool device_option, bool unix_channel) {
             py::dict decision;
-            decision["transfers_fds"] = vnetct::livetap::transfers_fds(config);
-            auto target = vnetct::livetap::check_target(config, target_waits_for_fds);
-            decision["target_error"] = target ? py::object(py::none()) : py::str(target.error().message());
+            decision["transfers_fds"] =
+                vnetct::livetap::transfers_fds({migration_parameter, device_option, unix_channel});
             return decision;
         },
         py::arg("migration_parameter"), py::arg("device_option"), py::arg("unix_channel"),
-        py::arg("target_waits_for_fds"));
+        "LT-CFG-01/04: {'transfers_fds': bool}.");
+    module.def(
+        "livetap_check_target",
+        [](bool migration_parameter, bool device_option, bool unix_channel, bool target_waits_for_fds) {
+            const vnetct::livetap::TransferConfig config{migration_parameter, device_option, unix_channel};
+            unwrap(vnetct::livetap::check_target(config, target_waits_for_fds));
+        },
+        py::arg("migration_parameter"), py::arg("device_option"), py::arg("unix_channel"),
+        py::arg("target_waits_for_fds") = true,
+        "LT-CFG-03: None, or LiveTapError (NoIncomingFds) saying why no fds come.");
     module.def(
         "livetap_check_tap_netdev",
-        [](bool incoming_fds, bool ifname, bool vnet_hdr, bool fd) -> py::object {
-            auto checked = vnetct::livetap::check_tap_netdev({incoming_fds, ifname, vnet_hdr, fd});
-            return checked ? py::object(py::none()) : py::str(checked.error().message());
+        [](bool incoming_fds, bool ifname, bool vnet_hdr, bool fd) {
+            unwrap(vnetct::livetap::check_tap_netdev({incoming_fds, ifname, vnet_hdr, fd}));
         },
-        py::arg("incoming_fds"), py::arg("ifname") = false, py::arg("vnet_hdr") = false, py::arg("fd") = false);
+        py::arg("incoming_fds"), py::arg("ifname") = false, py::arg("vnet_hdr") = false, py::arg("fd") = false,
+        "LT-CFG-02: None, or LiveTapError (ConflictingOptions) naming every conflicting option.");
 
     // --- argv building ------------------------------------------------------
     module.def("escape_option_value", &escape_option_value);

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "error_binding.hpp"
 #include "vnetct/sriov/journal.hpp"
 #include "vnetct/sriov/setup.hpp"
 
@@ -18,33 +19,6 @@ using namespace vnetct::sriov;
 
 namespace vnetct::harness {
 namespace {
-
-py::object& g_sriov_error = *new py::object();  // leaked on purpose, as in native_module.cpp
-
-#define VNETCT_SRIOV_NAME_CASE(name, sentence) \
-    case SriovErrc::name:                      \
-        return #name;
-const char* code_name(SriovErrc code) {
-    switch (code) { VNETCT_SRIOV_ERRORS(VNETCT_SRIOV_NAME_CASE) }
-    return "Unknown";
-}
-#undef VNETCT_SRIOV_NAME_CASE
-
-struct SriovFailure : std::runtime_error {
-    explicit SriovFailure(const Error<SriovErrc>& error)
-        : std::runtime_error(error.message()), code(code_name(error.code)) {}
-    std::string code;
-};
-
-template <typename T>
-T unwrap_sriov(SriovResult<T>&& result) {
-    if (!result) {
-        throw SriovFailure(result.error());
-    }
-    if constexpr (!std::is_void_v<T>) {
-        return std::move(*result);
-    }
-}
 
 template <typename T>
 std::optional<T> optional_item(const py::dict& entry, const char* key) {
@@ -84,20 +58,7 @@ py::dict report_dict(const Journal::Report& report, const Journal& journal) {
 }  // namespace
 
 void bind_sriov(py::module_& module) {
-    g_sriov_error = py::reinterpret_steal<py::object>(PyErr_NewExceptionWithDoc(
-        "vnetct_native.SriovError", "An SR-IOV host operation failed; `code` names the error code.", nullptr, nullptr));
-    module.attr("SriovError") = g_sriov_error;
-    py::register_exception_translator([](std::exception_ptr pointer) {
-        try {
-            if (pointer) {
-                std::rethrow_exception(pointer);
-            }
-        } catch (const SriovFailure& failure) {
-            py::object exception = g_sriov_error(failure.what());
-            exception.attr("code") = failure.code;
-            PyErr_SetObject(g_sriov_error.ptr(), exception.ptr());
-        }
-    });
+    bind_error<SriovErrc>(module, "SriovError", "An SR-IOV host operation failed; `code` names the error code.");
 
     module.def(
         "sriov_probe",
@@ -105,9 +66,9 @@ void bind_sriov(py::module_& module) {
             Sysfs sysfs(sysfs_root);
             py::dict result;
             result["pf"] = pf;
-            result["address"] = unwrap_sriov(sysfs.pf_address(pf));
-            result["total_vfs"] = unwrap_sriov(sysfs.total_vfs(pf));
-            result["num_vfs"] = unwrap_sriov(sysfs.num_vfs(pf));
+            result["address"] = unwrap(sysfs.pf_address(pf));
+            result["total_vfs"] = unwrap(sysfs.total_vfs(pf));
+            result["num_vfs"] = unwrap(sysfs.num_vfs(pf));
             result["vfio_pci_loaded"] = sysfs.driver_loaded("vfio-pci");
             return result;
         },
@@ -127,7 +88,7 @@ void bind_sriov(py::module_& module) {
                 return prepare(setup, sysfs, link, journal);
             }();
             py::list vfs;
-            for (const auto& vf : unwrap_sriov(std::move(prepared))) {
+            for (const auto& vf : unwrap(std::move(prepared))) {
                 py::dict entry;
                 entry["index"] = vf.index;
                 entry["address"] = vf.address;
@@ -151,7 +112,7 @@ void bind_sriov(py::module_& module) {
                 nothing["left"] = 0;
                 return nothing;
             }
-            auto journal = unwrap_sriov(Journal::load(journal_path));
+            auto journal = unwrap(Journal::load(journal_path));
             Journal::Report report;
             {
                 py::gil_scoped_release release;

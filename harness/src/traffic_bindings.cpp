@@ -94,7 +94,7 @@ std::vector<EchoArrival> to_arrivals(const ArrivalArguments& arrivals) {
     for (std::size_t i = 0; i < arrivals.size(); ++i) {
         const auto [seq, arrival_ns] = arrivals[i];
         if (seq < 0 || seq > std::int64_t{std::numeric_limits<std::uint32_t>::max()}) {
-            throw HostFailure(Error<HostErrc>{HostErrc::InvalidArgument, "arrival #" + std::to_string(i) + " has seq " +
+            throw Failure<HostErrc>(Error<HostErrc>{HostErrc::InvalidArgument, "arrival #" + std::to_string(i) + " has seq " +
                                                                              std::to_string(seq) +
                                                                              ", not a 32-bit sequence number"});
         }

@@ -24,18 +24,6 @@ std::string wall_clock_iso8601() {
     return text;
 }
 
-std::string_view to_string(TranscriptDirection direction) {
-    switch (direction) {
-        case TranscriptDirection::In:
-            return "in";
-        case TranscriptDirection::Out:
-            return "out";
-        case TranscriptDirection::Note:
-            return "note";
-    }
-    return "note";
-}
-
 HostResult<Transcript> Transcript::open(const std::string& path) {
     Transcript transcript;
     if (path.empty()) {

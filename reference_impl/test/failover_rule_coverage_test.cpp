@@ -46,7 +46,7 @@ std::set<std::string> rules_cited_by_test_names() {
 
 TEST(FailoverRuleCoverage_test, EveryRuleIsCitedByATest) {
     const std::set<std::string> cited = rules_cited_by_test_names();
-    for (const Rule& rule : failover_rules()) {
+    for (const Rule& rule : rules_of(RuleTable::Failover)) {
         const std::string id{rule.id};
         if (kNotForTheHostModel.contains(id)) {
             continue;

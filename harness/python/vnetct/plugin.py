@@ -29,8 +29,7 @@ from vnetct.report.recorder import CaseRecorder
 from vnetct.report.results import Results, case_id_from_nodeid, now_iso
 from vnetct.report.rules_table import DEFAULT_SUBJECT, SUBJECTS
 
-RULES = {rule["id"]: rule for rule in [*vnetct_native.failover_rules(), *vnetct_native.livetap_rules(),
-                                       *vnetct_native.teaming_rules(), *vnetct_native.groupid_rules()]}
+RULES = {rule["id"]: rule for rule in vnetct_native.rules()}
 
 
 def pytest_addoption(parser):

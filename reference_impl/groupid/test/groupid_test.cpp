@@ -6,7 +6,6 @@
 #include <random>
 
 #include "vnetct/groupid/groupid.hpp"
-#include "vnetct/groupid/rules.hpp"
 
 using namespace vnetct::groupid;
 
@@ -59,13 +58,6 @@ TEST(GroupId_test, PairingDecisionTable) {
     EXPECT_FALSE(decide_pairing(mac, kGroup, mac, std::nullopt).paired);  // FO-GRP-04
     EXPECT_FALSE(decide_pairing(mac, std::nullopt, mac, kGroup).paired);
     EXPECT_NE(decide_pairing(mac, std::nullopt, mac, kGroup).why.find("only the primary"), std::string::npos);
-}
-
-TEST(GroupId_test, RulesTable) {
-    ASSERT_EQ(groupid_rules().size(), 5u);
-    for (const auto& rule : groupid_rules()) {
-        EXPECT_TRUE(find_groupid_rule(rule.id).has_value());
-    }
 }
 
 TEST(GroupId_test, FO_GRP_05_SelfLoopAndLongerLoop) {

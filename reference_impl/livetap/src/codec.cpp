@@ -106,22 +106,6 @@ bool known_errc(std::uint16_t code) {
 
 }  // namespace
 
-std::string_view to_string(MessageType type) {
-    switch (type) {
-        case MessageType::Offer:
-            return "Offer";
-        case MessageType::Accept:
-            return "Accept";
-        case MessageType::Reject:
-            return "Reject";
-        case MessageType::Commit:
-            return "Commit";
-        case MessageType::NoBackend:
-            return "NoBackend";
-    }
-    return "unknown";
-}
-
 std::uint32_t crc32(std::span<const std::uint8_t> bytes, std::uint32_t crc) {
     crc = ~crc;
     for (std::uint8_t byte : bytes) {

@@ -214,3 +214,13 @@ TEST(Codec_test, NoBackendFrameRoundTripsWithItsReason) {
     EXPECT_EQ(frame->payload, payload);
     EXPECT_EQ(to_string(MessageType::NoBackend), "NoBackend");
 }
+
+TEST(Codec_test, MessageTypesKeepTheirWireValues) {
+    static_assert(sizeof(MessageType) == sizeof(std::uint16_t));
+    EXPECT_EQ(static_cast<int>(MessageType::Offer), 1);
+    EXPECT_EQ(static_cast<int>(MessageType::Accept), 2);
+    EXPECT_EQ(static_cast<int>(MessageType::Reject), 3);
+    EXPECT_EQ(static_cast<int>(MessageType::Commit), 4);
+    EXPECT_EQ(static_cast<int>(MessageType::NoBackend), 5);
+    EXPECT_EQ(to_string(MessageType::Commit), "Commit");
+}

@@ -10,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "vnetct/teaming/rules.hpp"
 #include "vnetct/teaming/teaming.hpp"
 
 using namespace vnetct::teaming;
@@ -94,15 +93,6 @@ TEST(Teaming_test, ValidTeamIsConformantAndGivesLibvirtsDeviceOptions) {
               "virtio-net-pci,netdev=hostua-backup0,id=ua-backup0,mac=52:54:00:6f:55:cc,bus=pci.1,addr=0x0,failover=on");
     EXPECT_EQ(verdict.argv[3],
               "vfio-pci,host=0000:3b:02.1,id=ua-hostdev0,bus=pci.2,addr=0x0,failover_pair_id=ua-backup0");
-}
-
-TEST(Teaming_test, RulesTableHasEveryIdOnceWithASentence) {
-    ASSERT_EQ(teaming_rules().size(), 8u);
-    for (const auto& rule : teaming_rules()) {
-        EXPECT_TRUE(find_teaming_rule(rule.id).has_value());
-        EXPECT_FALSE(rule.sentence.empty());
-    }
-    EXPECT_FALSE(find_teaming_rule("TEAM-99").has_value());
 }
 
 TEST(Teaming_test, TEAM_01_UnknownTeamingType) {

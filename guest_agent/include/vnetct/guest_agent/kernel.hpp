@@ -18,8 +18,11 @@ namespace vnetct::guest_agent {
 [[nodiscard]] GuestResult<std::vector<std::string>> read_kernel_log();
 [[nodiscard]] std::vector<std::string> split_lines(std::string_view text);
 
-enum class ModuleStatus { Loaded, AlreadyLoaded };
-[[nodiscard]] std::string_view to_string(ModuleStatus status);
+// X(Name, "spelling in the load-modules reply")
+#define VNETCT_MODULE_STATUSES(X) \
+    X(Loaded, "loaded")           \
+    X(AlreadyLoaded, "already-loaded")
+VNETCT_DEFINE_ENUM(ModuleStatus, VNETCT_MODULE_STATUSES)
 
 struct ModuleLoadOutcome {
     std::string name;

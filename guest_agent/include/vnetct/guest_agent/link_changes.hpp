@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "vnetct/common/result.hpp"
+
 namespace vnetct::guest_agent {
 
 struct LinkState {
@@ -24,9 +26,12 @@ struct LinkState {
     friend bool operator==(const LinkState&, const LinkState&) = default;
 };
 
-enum class LinkEventKind { Added, Removed, Changed };
-
-[[nodiscard]] std::string_view to_string(LinkEventKind kind);
+// X(Name, "event name on the agent channel")
+#define VNETCT_LINK_EVENT_KINDS(X)  \
+    X(Added, "netdev-added")        \
+    X(Removed, "netdev-removed")    \
+    X(Changed, "netdev-changed")
+VNETCT_DEFINE_ENUM(LinkEventKind, VNETCT_LINK_EVENT_KINDS)
 
 struct LinkEvent {
     LinkEventKind kind = LinkEventKind::Changed;

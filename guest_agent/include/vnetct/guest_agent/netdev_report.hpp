@@ -14,10 +14,13 @@
 
 namespace vnetct::guest_agent {
 
-enum class FailoverRole { None, Master, Standby, Primary };
-
-// "master" / "standby" / "primary"; None maps to JSON null by the caller.
-[[nodiscard]] std::string_view to_string(FailoverRole role);
+// X(Name, "spelling in the report"); None maps to JSON null by the caller.
+#define VNETCT_FAILOVER_ROLES(X) \
+    X(None, "none")              \
+    X(Master, "master")          \
+    X(Standby, "standby")        \
+    X(Primary, "primary")
+VNETCT_DEFINE_ENUM(FailoverRole, VNETCT_FAILOVER_ROLES)
 
 // The facts classification needs about one netdev.
 struct RoleInputs {

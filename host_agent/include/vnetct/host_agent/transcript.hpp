@@ -23,9 +23,12 @@ namespace vnetct::host_agent {
 // CLOCK_REALTIME as "2024-05-01T12:34:56.123456Z".
 [[nodiscard]] std::string wall_clock_iso8601();
 
-enum class TranscriptDirection { In, Out, Note };
-
-[[nodiscard]] std::string_view to_string(TranscriptDirection direction);
+// X(Name, "dir" field of a transcript line)
+#define VNETCT_TRANSCRIPT_DIRECTIONS(X) \
+    X(In, "in")                         \
+    X(Out, "out")                       \
+    X(Note, "note")
+VNETCT_DEFINE_ENUM(TranscriptDirection, VNETCT_TRANSCRIPT_DIRECTIONS)
 
 class Transcript {
   public:

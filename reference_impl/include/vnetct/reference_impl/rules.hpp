@@ -1,6 +1,7 @@
-// The rule table of the executable specification. Every conformance case names
-// the rule(s) it checks by id; the docs, `vnetct list` and the failure messages
-// are all generated from this one list.
+// The rule registry of the executable specification. Every conformance case
+// names the rule(s) it checks by id; the docs, `vnetct list` and the failure
+// messages are all generated from the registry (rules.cpp), which gathers the
+// failover list below and the live-TAP, teaming and group-id lists.
 #pragma once
 
 #include <optional>
@@ -102,10 +103,19 @@ struct Rule {
     std::string_view sentence;
 };
 
-// All rules, in table order.
-[[nodiscard]] std::span<const Rule> failover_rules();
+// The rule tables, one X-macro list each: this file's failover rules (FO-*),
+// vnetct/livetap/rules.hpp (LT-*), vnetct/teaming/rules.hpp (TEAM-*) and
+// vnetct/groupid/rules.hpp (FO-GRP-*). One registry holds them all, in this
+// order; ids are unique across it.
+enum class RuleTable { Failover, Livetap, Teaming, GroupId };
 
-// The rule with this id, if any.
+// Every rule of every table, in table order.
+[[nodiscard]] std::span<const Rule> all_rules();
+
+// One table's rules, in table order.
+[[nodiscard]] std::span<const Rule> rules_of(RuleTable table);
+
+// The rule with this id, from any table, if any.
 [[nodiscard]] std::optional<Rule> find_rule(std::string_view id);
 
 }  // namespace vnetct::reference_impl

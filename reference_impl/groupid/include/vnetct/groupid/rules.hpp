@@ -1,16 +1,8 @@
 // The failover-group-id rules (a proposal neither QEMU nor virtio adopted;
 // the layout is in groupid.hpp), beside the failover rules, same shape.
+// One list of the rule registry (vnetct/reference_impl/rules.hpp:
+// all_rules(), rules_of(RuleTable::GroupId), find_rule()).
 #pragma once
-
-#include <optional>
-#include <span>
-#include <string_view>
-
-#include "vnetct/reference_impl/rules.hpp"
-
-namespace vnetct::groupid {
-
-using vnetct::reference_impl::Rule;
 
 // X(id, area, sentence)
 #define VNETCT_GROUPID_RULES(X)                                                                 \
@@ -29,8 +21,3 @@ using vnetct::reference_impl::Rule;
     X("FO-GRP-05", "group id",                                                                   \
       "A config space whose capability list is malformed (no list, a pointer into the header "   \
       "or past the end, a loop, a cut capability) gives an error, never a hang or a guess.")
-
-[[nodiscard]] std::span<const Rule> groupid_rules();
-[[nodiscard]] std::optional<Rule> find_groupid_rule(std::string_view id);
-
-}  // namespace vnetct::groupid

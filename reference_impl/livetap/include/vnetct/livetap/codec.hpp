@@ -34,9 +34,14 @@ inline constexpr std::size_t max_reason_bytes = 1024;
 // NoBackend: the source migrates without its backend (a switch is off or the
 // channel is not local, LT-CFG-01/04); the payload says why, in UTF-8, and no
 // fd travels with it. A target waiting for fds fails on it (LT-CFG-03).
-enum class MessageType : std::uint16_t { Offer = 1, Accept = 2, Reject = 3, Commit = 4, NoBackend = 5 };
-
-[[nodiscard]] std::string_view to_string(MessageType type);
+// X(Name, wire value, "text"): the values are the frame's type field.
+#define VNETCT_LIVETAP_MESSAGE_TYPES(X) \
+    X(Offer, 1, "Offer")                \
+    X(Accept, 2, "Accept")              \
+    X(Reject, 3, "Reject")              \
+    X(Commit, 4, "Commit")              \
+    X(NoBackend, 5, "NoBackend")
+VNETCT_DEFINE_VALUED_ENUM(MessageType, std::uint16_t, VNETCT_LIVETAP_MESSAGE_TYPES)
 
 struct Frame {
     MessageType type = MessageType::Offer;

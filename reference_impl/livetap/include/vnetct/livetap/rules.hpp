@@ -1,17 +1,9 @@
 // The live-TAP local migration rules: a table of its own beside the failover
 // one (vnetct/reference_impl/rules.hpp), same shape, ids LT-<area>-<n>. The
 // hand-off code and its tests name the rule they implement or check.
+// One list of the rule registry (vnetct/reference_impl/rules.hpp:
+// all_rules(), rules_of(RuleTable::Livetap), find_rule()).
 #pragma once
-
-#include <optional>
-#include <span>
-#include <string_view>
-
-#include "vnetct/reference_impl/rules.hpp"
-
-namespace vnetct::livetap {
-
-using vnetct::reference_impl::Rule;
 
 // X(id, area, sentence)
 #define VNETCT_LIVETAP_RULES(X)                                                                \
@@ -54,11 +46,3 @@ using vnetct::reference_impl::Rule;
     X("LT-DATA-02", "datapath",                                                                \
       "The device survives the hand-off unchanged: same ifindex, vnet header size and "        \
       "offloads, carrier never changed, counters continuous.")
-
-// All live-TAP rules, in table order.
-[[nodiscard]] std::span<const Rule> livetap_rules();
-
-// The live-TAP rule with this id, if any.
-[[nodiscard]] std::optional<Rule> find_livetap_rule(std::string_view id);
-
-}  // namespace vnetct::livetap

@@ -3,17 +3,9 @@
 // TEAM-07 is what failover itself needs of the pair (FO-PAIR-01: the guest
 // pairs by MAC). The QEMU-side placement rules stay the failover model's
 // FO-CFG-* rules, which check() applies to the addresses in the XML.
+// One list of the rule registry (vnetct/reference_impl/rules.hpp:
+// all_rules(), rules_of(RuleTable::Teaming), find_rule()).
 #pragma once
-
-#include <optional>
-#include <span>
-#include <string_view>
-
-#include "vnetct/reference_impl/rules.hpp"
-
-namespace vnetct::teaming {
-
-using vnetct::reference_impl::Rule;
 
 // X(id, area, sentence)
 #define VNETCT_TEAMING_RULES(X)                                                                   \
@@ -39,8 +31,3 @@ using vnetct::reference_impl::Rule;
       "A domain XML that cannot be read, exceeds 1 MiB, is not well-formed, declares a DOCTYPE "  \
       "or is not a <domain> is refused with an error naming the file and the line; nothing "       \
       "outside the document (DTD, entity, network) is ever read.")
-
-[[nodiscard]] std::span<const Rule> teaming_rules();
-[[nodiscard]] std::optional<Rule> find_teaming_rule(std::string_view id);
-
-}  // namespace vnetct::teaming
