@@ -96,12 +96,14 @@ def test_the_factory_judges_every_trace_after_the_case(tmp_path):
     assert _outcome(results, "test_negotiates")["outcome"] == "passed", clean.stdout[-2000:]
 
 
-def test_a_case_that_judges_its_trace_itself_opts_out(tmp_path):
-    result, results = _run_cases(tmp_path, NEGOTIATION.format(marker="@pytest.mark.judges_trace"),
-                                 "--vnetct-mutation=NegotiatedBeforeAck")
+def test_a_case_that_judges_its_trace_itself_opts_out_saying_why(tmp_path):
+    marker = '@pytest.mark.no_trace_check("the case judges it itself")'
+    result, results = _run_cases(tmp_path, NEGOTIATION.format(marker=marker), "--vnetct-mutation=NegotiatedBeforeAck")
     case = _outcome(results, "test_negotiates")
     assert case["outcome"] == "passed", case
-    assert "violations" not in case
+    assert "violations" not in case and case["trace_check"] == "off: the case judges it itself"
+    result, _ = _run_cases(tmp_path / "no-reason", NEGOTIATION.format(marker="@pytest.mark.no_trace_check"))
+    assert result.returncode == 4 and "no_trace_check needs the reason" in result.stdout + result.stderr
 
 
 def test_a_case_past_its_timeout_fails_saying_so(tmp_path):

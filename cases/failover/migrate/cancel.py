@@ -5,7 +5,7 @@ it again."""
 import pytest
 
 from vnetct.failover.guest import MAC, PRIMARY_ID, failover_formed, wait_for_guest
-from vnetct.failover.migration import start_migration
+from vnetct.failover.migration import reap_failed_target, start_migration
 from vnetct.failover.trace import record_guest_release
 from vnetct.traffic.echo import assert_carried_by
 
@@ -21,8 +21,10 @@ def test_while_active_replugs_on_source(vm_factory, case):
 
     case.step("cancelling the migration while it is active")
     source.record("migrate-cancel")
+    migration.target.record("migration-failed")  # the cancel closes the stream under the target
     source.qmp.execute("migrate_cancel")
     migration.expect_source("MIGRATION cancelled")
+    case.save_json("target-after-cancel.json", reap_failed_target(migration.target))
     agent_after_cancel = len(source.agent.events)
     assert PRIMARY_ID in source.pci_ids(), "the primary was not plugged back on the source after the cancel"
     wait_for_guest(source, failover_formed, "the primary re-enslaved on the source", 60.0, agent_after_cancel)

@@ -140,6 +140,9 @@ def pytest_collection_modifyitems(session, config, items):
                 if capability not in CAPABILITIES:
                     problems.append(f"{item.nodeid}: needs unknown capability '{capability}' "
                                     f"(known: {', '.join(CAPABILITIES)})")
+        opted_out = item.get_closest_marker("no_trace_check")
+        if opted_out is not None and (len(opted_out.args) != 1 or not str(opted_out.args[0]).strip()):
+            problems.append(f"{item.nodeid}: @pytest.mark.no_trace_check needs the reason, in one string")
         item.vnetct_subject = _subject(item, problems)
         # -k can select by case id (substring, e.g. -k failover/config) or rule id (-k FO-CFG-02).
         item.extra_keyword_matches.add(item.vnetct_id)
@@ -234,10 +237,15 @@ def pytest_runtest_call(item):
     """After the case body, every VM the case used has its trace replayed by the
     trace checker: a violation fails a case that passed otherwise (naming the
     rule); after a failure the verdicts are still saved as evidence. A case
-    marked @pytest.mark.judges_trace judges its traces itself."""
+    marked @pytest.mark.no_trace_check(reason) is not checked (the reason is
+    recorded)."""
     outcome = yield
     recorder = _state.recorders.get(item.nodeid) if _state is not None else None
-    if recorder is None or item.get_closest_marker("judges_trace"):
+    if recorder is None:
+        return
+    opted_out = item.get_closest_marker("no_trace_check")
+    if opted_out is not None:
+        recorder.extra["trace_check"] = f"off: {opted_out.args[0]}"
         return
     violations = []
     for vm in recorder.judged_vms():
