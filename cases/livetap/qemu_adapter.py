@@ -194,6 +194,9 @@ def test_target_waiting_for_fds_fails_without_transfer(vm_factory, case):
         "it waits for the state: the running source's traffic stops")),
     "new-tap"])
 @pytest.mark.needs("datapath")
+# Without the series nothing hands the TAP over: these measure what a QEMU can do
+# without it (LT-DATA-01's goal), they do not judge the series' rule.
+@pytest.mark.subject("exploration")
 def test_local_migration_loss(vm_factory, case, handoff):
     report = _migrate_with_stream(vm_factory, case, f"lt-{handoff}", hand_over_taps=handoff == "same-tap-fd")
     across = [phase(report, "target-waiting"), phase(report, "migration"), phase(report, "after")]

@@ -161,3 +161,19 @@ def test_verdicts_follow_the_failed_sut_cases():
         assert sum(counts(table)["sut"].values()) == len(table)
 
     check()
+
+
+def test_an_exploration_judges_no_rule():
+    # A QEMU without the live-TAP series: the series' own case skips, the adapter's
+    # measurement of a shared TAP fd fails (a known finding); LT-DATA-01 is not judged.
+    rules = [{"id": "LT-DATA-01", "area": "datapath", "sentence": "No frame is lost."}]
+    cases = [{"id": "livetap/qemu-adapter/backend-transfer", "subject": "sut", "outcome": "skipped",
+              "reason": "this QEMU lacks the live-TAP series", "rules": [{"id": "LT-DATA-01"}]},
+             {"id": "livetap/qemu-adapter/local-migration-loss/same-tap-fd", "subject": "exploration",
+              "outcome": "failed", "reason": "traffic stopped", "rules": [{"id": "LT-DATA-01"}]}]
+    entry = rules_table(rules, cases)[0]
+    assert entry["sut"]["verdict"] == "not-judged"
+    assert entry["sut"]["reasons"] == ["case livetap/qemu-adapter/backend-transfer: skipped: this QEMU lacks the "
+                                       "live-TAP series"]
+    assert [case["id"] for case in entry["sut"]["cases"] + entry["reference"]["cases"]] == \
+        ["livetap/qemu-adapter/backend-transfer"]

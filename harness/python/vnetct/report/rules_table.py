@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Optional
 
-SUBJECTS = ("sut", "reference")
+SUBJECTS = ("sut", "reference", "exploration")
 DEFAULT_SUBJECT = "sut"
+# The subjects that give verdicts. An exploration measures the SUT outside the
+# protocol a rule describes (e.g. local migration on a QEMU without the live-TAP
+# series): its outcome and figures are reported, and it judges no rule.
+JUDGED = ("sut", "reference")
 
 # The SUT side: a rule conforms, is violated, or could not be judged.
 CONFORMS, VIOLATED, NOT_JUDGED = "conforms", "violated", "not-judged"
@@ -80,19 +84,19 @@ def rules_table(rules: Iterable[dict], cases: Iterable[dict]) -> List[dict]:
         for rule in cited.values():
             entries.setdefault(rule["id"], {"id": rule["id"], "area": rule.get("area"),
                                             "sentence": rule.get("sentence", "")})
-            by_subject = citing.setdefault(rule["id"], {subject: [] for subject in SUBJECTS})
+            by_subject = citing.setdefault(rule["id"], {subject: [] for subject in JUDGED})
             by_subject.setdefault(subject_of(case), []).append(case)
     table = []
     for rule_id, entry in entries.items():
         by_subject = citing.get(rule_id, {})
-        table.append({**entry, **{subject: _side(subject, by_subject.get(subject, [])) for subject in SUBJECTS}})
+        table.append({**entry, **{subject: _side(subject, by_subject.get(subject, [])) for subject in JUDGED}})
     return table
 
 
 def counts(table: Iterable[dict]) -> Dict[str, Dict[str, int]]:
     """How many rules have each verdict, per side. The reference's `not-run`
     counts only rules some selected reference case cites."""
-    tally = {subject: {verdict: 0 for verdict in _VERDICTS[subject]} for subject in SUBJECTS}
+    tally = {subject: {verdict: 0 for verdict in _VERDICTS[subject]} for subject in JUDGED}
     for entry in table:
         tally["sut"][entry["sut"]["verdict"]] += 1
         if entry["reference"]["cases"]:

@@ -76,16 +76,15 @@ class ReferenceMigration:
         try:
             self.model_input(method)
         except vnetct_native.ModelError as error:
-            raise HostError(f"the command returned an error: {command}: GenericError: {error}") from error
+            raise HostError(f"the command returned an error: {command}: refused by the reference model: {error}") from error
 
     def _migrate(self, uri: str) -> None:
         if self.incoming:
-            raise HostError("the command returned an error: migrate: GenericError: this VM is a migration target")
+            raise HostError("the command returned an error: migrate: refused by the reference model: this VM is a "
+                            "migration target")
         target = TARGETS.get(uri)
         if target is None or target.model.migration_state != "active" or target.migration_peer is not None:
-            path = uri.split(":", 1)[-1]
-            raise HostError(f"the command returned an error: migrate: GenericError: Failed to connect to '{path}': "
-                            f"Connection refused (no reference target listening on {uri})")
+            raise HostError(f"the command returned an error: migrate: no reference target listens on {uri}")
         self._model_command("migrate", "migrate")
         self.migration_peer = target
         target.migration_peer = self

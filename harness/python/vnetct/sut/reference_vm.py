@@ -101,8 +101,7 @@ class SimulatedQmp(_EventStore):
         elif (migration := self.vm.migration_command(command, arguments)) is not NotImplemented:
             reply = migration
         else:
-            raise HostError(f"the command returned an error: {command}: CommandNotFound: the reference model does "
-                            f"not implement {command}")
+            raise HostError(f"the command returned an error: {command}: the reference model does not implement it")
         self.vm.transcript("qmp", "in", {"return": reply})
         return reply
 
