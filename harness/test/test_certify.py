@@ -97,8 +97,9 @@ def _certify(*args, timeout=60):
 
 @pytest.mark.parametrize("args,message", [
     (["--runs", "0"], "--runs 0: must be at least 1"),
-    (["--profile", "reference"], "certify takes qemu or vf"),
-    (["--profile", "vf"], "--profile vf and --host-config FILE go together")])
+    (["--profile", "reference"], "certify needs a profile whose runs give figures (with a datapath): qemu, vf"),
+    (["--profile", "vf"], "--profile vf needs --host-config FILE"),
+    (["--profile", "kvm"], "--profile kvm: unknown profile")])
 def test_bad_usage_exits_2(args, message):
     result = _certify(*args)
     assert result.returncode == 2 and message in result.stderr, result.stderr

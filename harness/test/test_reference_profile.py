@@ -61,7 +61,7 @@ def test_clean_model_passes_every_failover_case_in_seconds(tmp_path):
     assert outcomes and set(outcomes.values()) == {"passed"}, outcomes
     assert results["sut"]["mutations"] == []
     # Every case says what it judges; no rule is violated; every known rule has its row.
-    assert {case["subject"] for case in results["cases"]} == {"sut", "reference"}
+    assert {case["subject"] for case in results["cases"]} == {"sut", "reference", "exploration"}
     assert not [entry["id"] for entry in results["rules"] if entry["sut"]["verdict"] == "violated"]
     known = vnetct_native.rules()
     assert [entry["id"] for entry in results["rules"]] == [rule["id"] for rule in known]

@@ -123,8 +123,5 @@ def reap_failed_target(target) -> dict:
         target.qmp.wait_event("MIGRATION", {"status": "failed"}, 0, timeout=30)
     except HostError:
         pass  # QEMU may exit before the event reaches us; the trace judges what arrived
-    try:
-        status = target.process.wait(timeout=10.0).describe()
-    except HostError:
-        status = "still running"
+    status = target.wait_exited(timeout=10.0)
     return {"target_statuses": migration_statuses(target), "target_exit": status}

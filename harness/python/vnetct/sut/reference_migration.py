@@ -95,7 +95,8 @@ class ReferenceMigration:
                 or target.model.migration_state in ENDED):
             return
         self._target_failed = True
-        target.record("migration-failed")
+        if not any(entry["kind"] == "migration-failed" for entry in target.trace_log):
+            target.record("migration-failed")  # unless the case logged it (as it must on a real QEMU)
         target.model_input("migration_failed")
 
     # -- the transfer ----------------------------------------------------------------

@@ -395,6 +395,10 @@ class ReferenceVm(TraceLog, ReferenceMigration):
         self.boot_seconds = 0.0
         return self.hello
 
+    def wait_exited(self, timeout: float) -> str:
+        """The in-process host does not exit: it says what state it ended in."""
+        return f"reference host (in process), migration {self.model.migration_state}"
+
     def stop(self) -> Optional[str]:
         self.unlisten()
         return "reference host stopped"

@@ -323,6 +323,14 @@ class Vm(TraceLog):
         self.boot_seconds = time.monotonic() - self.started_at
         return self.hello
 
+    def wait_exited(self, timeout: float) -> str:
+        """How QEMU ended (it exits by itself, e.g. after a failed incoming
+        migration), or "still running" after `timeout`."""
+        try:
+            return self.process.wait(timeout=timeout).describe()
+        except HostError:
+            return "still running"
+
     def stop(self) -> Optional[str]:
         """Quit QEMU (QMP quit, then SIGTERM/SIGKILL to its group); always reaps.
         Closes the harness's copies of the TAP queues handed to it."""
