@@ -26,6 +26,8 @@ PACKAGES: Dict[str, str] = {
     "zstd": "initramfs compression",
     "xz-utils": "kernel module decompression",
     "iproute2": "network namespaces, bridge, TAPs",
+    "nftables": "wire impairment for the seeded faults (bridge family: loss, blackouts)",
+    "python3-scapy": "the wire seen from the host: frames sniffed on the TAPs, attributed per port",
     "cmake": "C++ build",
     "make": "C++ build",
     "g++": "C++ build",

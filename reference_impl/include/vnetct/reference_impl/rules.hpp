@@ -95,7 +95,12 @@ namespace vnetct::reference_impl {
     X("FO-MIG-TGT-02", "migration target",                                                     \
       "Once the migrated state is loaded, the target emits FAILOVER_NEGOTIATED and plugs the " \
       "primary for every standby whose guest had acked VIRTIO_NET_F_STANDBY, and only then "   \
-      "emits RESUME and completes.")
+      "emits RESUME and completes.")                                                           \
+    X("FO-MIG-TGT-03", "migration target",                                                     \
+      "After RESUME the target announces the standby's MAC on the wire (QEMU's self-announce " \
+      "frames, or the guest's gratuitous ARP where VIRTIO_NET_F_GUEST_ANNOUNCE is "            \
+      "negotiated): the first within announce-initial, announce-rounds in all, spaced by "     \
+      "announce-step growing up to announce-max.")
 
 struct Rule {
     std::string_view id;
