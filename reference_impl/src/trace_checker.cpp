@@ -133,6 +133,19 @@ void TraceReplay::collect() {
                     break;
                 }
                 const bool to_visible = emitted.kind == OutputKind::Plugged;
+                if (!to_visible && emitted.rule == "FO-MIG-SRC-01") {
+                    view->partially_unplugged = true;
+                    view->pending.clear();
+                    note(view->spec.id + " released for the migration: partially unplugged, query-pci may "
+                         "still list it (its visibility is not judged until it is plugged back)");
+                    break;
+                }
+                if (to_visible && view->partially_unplugged) {
+                    // Plugged back: judged again, from "absent" (what the guest had) to visible.
+                    view->partially_unplugged = false;
+                    view->settled_visible = false;
+                    view->fresh = false;
+                }
                 if (view->fresh) {
                     view->settled_visible = !to_visible;
                 }
