@@ -42,6 +42,8 @@ def pytest_addoption(parser):
     group.addoption("--vnetct-list", action="store_true", help="print case ids and rules, run nothing")
     group.addoption("--vnetct-mutation", action="append", default=[],
                     help="reference profile: break the model on purpose (self-test); repeatable")
+    group.addoption("--vnetct-fault", default=None,
+                    help="profile qemu: seed this host fault into every VM (vnetct.faults.catalog)")
     group.addoption("--vnetct-vf", default=None,
                     help="profile vf: the prepared host as JSON (vnetct.sriov.PreparedHost.to_json; the CLI sets it)")
     group.addoption("--vnetct-short-id", default=None, help="6 hex chars naming the run's namespaces and devices")
@@ -100,7 +102,8 @@ class RunState:
         and the accelerator)."""
         if self.context is None:
             options = SutOptions(self.profile.name, self.config.getoption("--vnetct-qemu"),
-                                 list(self.config.getoption("--vnetct-mutation")), self.host, self.progress)
+                                 list(self.config.getoption("--vnetct-mutation")), self.host, self.progress,
+                                 self.config.getoption("--vnetct-fault"))
             try:
                 sut = self.profile.sut_class()(options)
             except Exception as error:  # noqa: BLE001 - the SUT's own words, as a usage error

@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     # (hotplug, unplug and cancel timers); measured on 2 cores: -j2 181 s, -j3 129 s, -j4 124 s.
     run.add_argument("-j", "--jobs", type=int, default=min(3, (os.cpu_count() or 1) + 1), metavar="N",
                      help="run the case files in N parallel lanes (default: %(default)s; 1 = one after another)")
+    run.add_argument("--fault", metavar="NAME", default=None,
+                     help="profile qemu: seed a host fault into every VM (./vnetct selftest --list names them); "
+                          "the cases citing its rule must fail naming it")
     run.add_argument("--mutation", metavar="NAME", action="append", default=[],
                      help="with --profile reference: break the reference model on purpose, to show which cases "
                           "catch it (repeatable; names: LeaveWaitUnplugEarly, NegotiatedBeforeAck, ...)")
@@ -136,6 +139,16 @@ def command_run(args) -> int:
     if problem:
         print(f"vnetct: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    if args.fault is not None:
+        from vnetct.faults.catalog import FAULTS
+
+        if args.profile != "qemu":
+            print(f"vnetct: --fault seeds a bug into a real QEMU: it needs --profile qemu, not {args.profile}",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        if args.fault not in FAULTS:
+            print(f"vnetct: --fault {args.fault}: unknown fault; known: {', '.join(FAULTS)}", file=sys.stderr)
+            return EXIT_USAGE
     host_profile = None
     if profile.takes_host_config:
         from vnetct.sut.host_profile import HostProfileError, load
@@ -209,6 +222,7 @@ def _run_cases(args, extra_args: Optional[List[str]] = None) -> int:
                      f"--vnetct-command={command_line}", f"--vnetct-short-id={lane_id}"]
         if args.keyword:
             arguments += ["-k", args.keyword]
+        arguments += [f"--vnetct-fault={args.fault}"] if args.fault else []
         return arguments + [f"--vnetct-mutation={mutation}" for mutation in args.mutation] + list(extra_args or [])
 
     try:

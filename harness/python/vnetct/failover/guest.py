@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 from vnetct.vm.guest import (PRIMARY_DRIVERS, STANDBY_DRIVERS, VF_DRIVERS, GuestFailure, NoMoreEvents, Nic, Vm,
                              VmSpec)
 from vnetct.core.native import HostTimeout
-from vnetct.core.verdict import Due, due_event, require
+from vnetct.core.verdict import Due, RuleViolation, due_event, require
 
 MAC = "52:54:00:6f:55:cc"
 STANDBY_ID = "net1"
@@ -62,6 +62,21 @@ def wait_for_guest(vm: Vm, condition, what: str, timeout: float, from_index: int
             deadline = time.monotonic()  # the guest changes only when the harness acts
         except HostTimeout:
             index = len(vm.agent.events)
+
+
+# A re-plug the guest must see: ACPI or pciehp hot-plug, then the driver's probe
+# and net_failover's enslaving, under TCG on a loaded host.
+REPLUG_SEEN_S = 15.0
+REPLUG_SEEN_SOURCE = "hot-plug notification, probe and enslaving under TCG; 15 s for a loaded host"
+
+
+def wait_for_guest_due(vm: Vm, condition, what: str, due: Due, from_index: int = 0) -> List[dict]:
+    """wait_for_guest for a change the host owes (a re-plug): its absence by
+    the due's deadline violates due.rule, with what the guest showed."""
+    try:
+        return wait_for_guest(vm, condition, what, max(0.5, due.remaining()), from_index)
+    except HostTimeout as error:
+        raise RuleViolation(due.rule, f"{what}: not seen {due.describe()}: {error}") from None
 
 
 def failover_formed(netdevs: List[dict]) -> bool:

@@ -171,3 +171,15 @@ def record_guest_release(vm, primary_id: str, primary_name: str, from_index: int
             vm.trace_log.append({"t_ns": event["host_ns"], "kind": "guest-released", "primary": primary_id})
             return event
     return None
+
+
+def wait_guest_release(vm, primary_id: str, primary_name: str, from_index: int, timeout: float) -> dict:
+    """Waits for the agent's netdev-removed of the primary (from agent event
+    `from_index` on) and logs the release into the trace at its arrival time.
+    The guest's pace: a miss is a HostTimeout, not a host verdict."""
+    logged = next((e for e in vm.trace_log if e["kind"] == "guest-released" and e.get("primary") == primary_id),
+                  None)
+    if logged is not None:  # the reference profile's VM logs it itself
+        return {"host_ns": logged["t_ns"], "name": "netdev-removed", "data": {"name": primary_name}}
+    vm.agent.wait_event("netdev-removed", {"name": primary_name}, from_index, timeout=timeout)
+    return record_guest_release(vm, primary_id, primary_name, from_index)

@@ -201,6 +201,7 @@ class Vm(TraceLog):
         artifacts.mkdir(parents=True, exist_ok=True)
         # Open TAP queues handed to QEMU (`fd=`): this Vm owns these copies and closes them at stop.
         self.tap_fds: List[int] = list(tap_fds or [])
+        self.closers: List[Any] = []  # run at stop (a seeded fault's QMP interposer)
         self.argv = build_argv(spec, qemu, accel, image, sockets, artifacts, self.taps,
                                incoming="defer" if incoming else None, tap_fds=bool(self.tap_fds))
 
@@ -337,6 +338,8 @@ class Vm(TraceLog):
         for fd in self.tap_fds:
             os.close(fd)
         self.tap_fds = []
+        while self.closers:
+            self.closers.pop()()
         if self.process is None:
             return None
         if self.qmp is not None and self.process.poll() is None:
