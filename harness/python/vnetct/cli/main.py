@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from vnetct.setup import bootstrap
-from vnetct.cli import certify
+from vnetct.cli import certify, selftest
 from vnetct.cli import check_config
 from vnetct.cli import prepare_image as image_prep
 from vnetct.cli import lanes
@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("list", help="print case ids and the rule each checks")
     certify.add_parser(commands)
+    selftest.add_parser(commands)
     check_config.add_parser(commands)
     image_prep.add_parser(commands)
     commands.add_parser("setup", help="install packages, build, and build the guest image")
@@ -445,6 +446,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 0
         if args.command == "certify":
             return certify.command_certify(args)
+        if args.command == "selftest":
+            return selftest.command_selftest(args)
         if args.command == "prepare-image":
             bootstrap.prepare(with_image=True, targets=("vnetct-guest-agent",), for_images=True)
             bootstrap.require_root()

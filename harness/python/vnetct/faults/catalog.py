@@ -45,6 +45,7 @@ def _rewrite_device(driver: str, old: str, new: str) -> ArgvRewrite:
 
 
 _OUT_AND_IN = "out-and-in and acpi"
+_NEGOTIATION = "primary-hidden-until-ack or failover-negotiated-names-standby"
 
 FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
     Fault("no-unplug-primary-event", "FO-MIG-SRC-01",
@@ -63,11 +64,11 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
                "set": {"status": "active"}, "armed_by": {"event": "MIGRATION", "data": {"status": "wait-unplug"}},
                "disarmed_by": {"event": "MIGRATION", "data": {"status": "completed"}}})),
     Fault("no-negotiated-event", "FO-NEG-02",
-          "the host never emits FAILOVER_NEGOTIATED after the guest's ack", "pairing", "qmp-interposer",
+          "the host never emits FAILOVER_NEGOTIATED after the guest's ack", _NEGOTIATION, "qmp-interposer",
           source_plan=_rules({"name": "drop FAILOVER_NEGOTIATED", "event": "FAILOVER_NEGOTIATED",
                               "action": "drop"}), quick=True),
     Fault("negotiated-before-ack", "FO-NEG-02",
-          "the host emits FAILOVER_NEGOTIATED before the guest acked VIRTIO_NET_F_STANDBY", "pairing",
+          "the host emits FAILOVER_NEGOTIATED before the guest acked VIRTIO_NET_F_STANDBY", _NEGOTIATION,
           "qmp-interposer",
           source_plan=_rules({"name": "forge FAILOVER_NEGOTIATED at connect", "on_connect": True,
                               "action": "forge",
@@ -87,10 +88,10 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
           "QEMU ends a migration whose primary was never released without its 'partially unplugged' warning",
           "unreleased", "stderr-filter", stderr_drop=["partially unplugged"]),
     Fault("standby-failover-off", "FO-NEG-02",
-          "the standby is started with failover=off while the case declares a pair", "pairing", "argv",
+          "the standby is started with failover=off while the case declares a pair", _NEGOTIATION, "argv",
           argv=_rewrite_device("virtio-net-pci", "failover=on", "failover=off"), quick=True),
     Fault("mistyped-pair-id", "FO-NEG-01",
-          "the primary's failover_pair_id is mistyped, so the host shows it before the ack", "pairing", "argv",
+          "the primary's failover_pair_id is mistyped, so the host shows it before the ack", _NEGOTIATION, "argv",
           argv=_rewrite_device("e1000e", f"failover_pair_id={STANDBY_ID}", f"failover_pair_id={STANDBY_ID}x")),
 ]}
 

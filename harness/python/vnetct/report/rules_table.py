@@ -109,6 +109,8 @@ def rules_table(rules: Iterable[dict], cases: Iterable[dict]) -> List[dict]:
     citing: Dict[str, Dict[str, List[dict]]] = {}
     for case in cases:
         cited = {rule["id"]: rule for rule in case.get("rules") or []}  # a rule cited twice counts once
+        for rule_id in case.get("violated_rules") or []:  # a failure may name a rule the case does not cite
+            cited.setdefault(rule_id, {"id": rule_id})
         for rule in cited.values():
             entries.setdefault(rule["id"], {"id": rule["id"], "area": rule.get("area"),
                                             "sentence": rule.get("sentence", "")})
