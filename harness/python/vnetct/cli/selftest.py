@@ -20,7 +20,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from vnetct.core import paths
 from vnetct.faults.catalog import FAULTS, Fault

@@ -77,11 +77,13 @@ def failover_trace(vm) -> dict:
     entries.sort(key=lambda pair: pair[0])  # stable: equal times keep the log's order
     entries = _inferred_inputs(vm, entries)
     end_ns = entries[-1][0] if entries else 0
-    # QEMU's stderr has no timestamps: its lines count as seen by the end of the trace.
+    # QEMU's stderr lines at their arrival (vnetct.vm.stderr_tap), judged in order with the
+    # events; a host without arrival times (the reference) has them count by the end.
     if not any(entry["kind"] == "start-error" for _, entry in entries):
-        for line in vm.stderr_text().splitlines():
-            if line.strip():
-                entries.append((end_ns, {"kind": "stderr", "text": line}))
+        timed = vm.timed_stderr() if hasattr(vm, "timed_stderr") else []
+        lines = timed or [(end_ns, line) for line in vm.stderr_text().splitlines()]
+        stderr = [(t_ns, {"kind": "stderr", "text": line}) for t_ns, line in lines if line.strip()]
+        entries = sorted(entries + stderr, key=lambda pair: pair[0])
     origin = entries[0][0] if entries else 0
     role = "target" if getattr(vm, "incoming", False) else "source"
     return {"role": role, "unplug_timeout_ms": None,

@@ -11,6 +11,7 @@ from typing import Callable, Dict, List, Optional
 # The failover cases' device ids (vnetct.failover.guest; not imported: the CLI
 # checks --fault before the set-up has built the native module it needs).
 STANDBY_ID = "net1"
+PRIMARY_ID = "hostdev0"
 
 ArgvRewrite = Callable[[List[str]], List[str]]
 
@@ -26,6 +27,7 @@ class Fault:
     target_plan: Optional[dict] = None   # QMP plan for migration targets
     argv: Optional[ArgvRewrite] = None
     stderr_drop: List[str] = field(default_factory=list)  # lines with these phrases never reach the harness
+    wire_loss: Optional[Dict[str, int]] = None  # {device id: percent}: random loss on that NIC's TAP
     quick: bool = False        # in the subset ./vnetct test runs
 
 
@@ -87,6 +89,9 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
     Fault("no-partial-unplug-warning", "FO-MIG-SRC-07",
           "QEMU ends a migration whose primary was never released without its 'partially unplugged' warning",
           "unreleased", "stderr-filter", stderr_drop=["partially unplugged"]),
+    Fault("primary-port-loss-1pct", "FO-DATA-01",
+          "the primary's port loses 1 % of the frames at random in steady state", _OUT_AND_IN, "wire",
+          wire_loss={PRIMARY_ID: 1}),
     Fault("standby-failover-off", "FO-NEG-02",
           "the standby is started with failover=off while the case declares a pair", _NEGOTIATION, "argv",
           argv=_rewrite_device("virtio-net-pci", "failover=on", "failover=off"), quick=True),
