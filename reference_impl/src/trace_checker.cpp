@@ -368,7 +368,7 @@ std::string TraceReplay::unexpected_event_rule(const TraceEntry& entry,
             return pending_rule;  // negotiated, but not this
         }
         if (m_trace.role == Role::Target && !m_loaded) {
-            return "FO-MIG-TGT-02";
+            return "FO-MIG-TGT-01";  // negotiated (so plugging the primary) before the state was loaded
         }
         const std::string id = entry.data.value("device-id", "");
         const auto spec = std::find_if(m_trace.devices.begin(), m_trace.devices.end(),

@@ -427,6 +427,12 @@ TEST_F(TraceChecker_test, FO_MIG_TGT_02_ResumeBeforeTheNegotiation) {
     expect_violation(trace, "FO-MIG-TGT-02", trace.last());
 }
 
+TEST_F(TraceChecker_test, FO_MIG_TGT_01_NegotiatedBeforeTheLoad) {
+    Trace trace{{standby(), primary()}, "target"};
+    trace.input("start").input("incoming").event("FAILOVER_NEGOTIATED", {{"device-id", "net1"}});
+    expect_violation(trace, "FO-MIG-TGT-01", trace.last());
+}
+
 TEST_F(TraceChecker_test, FO_MIG_TGT_01_PrimaryVisibleBeforeTheLoad) {
     Trace trace{{standby(), primary()}, "target"};
     trace.input("start").input("incoming").pci({"net1", "hostdev0"});

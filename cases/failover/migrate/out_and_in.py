@@ -58,7 +58,7 @@ def _check_carrier(case, label, carrier, other, echoes, exact_other=True):
         require(other == 0, "FO-DATA-01", f"{label}: the other slave sent {other} frames while the expected one was up")
 
 
-@pytest.mark.rule("FO-MIG-SRC-01", "FO-MIG-SRC-02", "FO-MIG-SRC-03", "FO-MIG-TGT-02")
+@pytest.mark.rule("FO-MIG-SRC-01", "FO-MIG-SRC-02", "FO-MIG-SRC-03", "FO-MIG-TGT-01", "FO-MIG-TGT-02")
 @pytest.mark.parametrize("hotplug", ["acpi", "pciehp"])
 def test_unplug_migrate_replug(vm_factory, case, hotplug):
     # acpi: q35's default; pciehp: native PCIe hotplug, whose eject waits for the attention button.

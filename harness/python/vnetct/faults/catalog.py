@@ -75,7 +75,7 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
           source_plan=_rules({"name": "forge FAILOVER_NEGOTIATED at connect", "on_connect": True,
                               "action": "forge",
                               "forge": [{"event": "FAILOVER_NEGOTIATED", "data": {"device-id": STANDBY_ID}}]})),
-    Fault("target-negotiated-before-load", "FO-MIG-TGT-02",
+    Fault("target-negotiated-before-load", "FO-MIG-TGT-01",
           "the target emits FAILOVER_NEGOTIATED before the migrated state is loaded", _OUT_AND_IN,
           "qmp-interposer",
           target_plan=_rules({"name": "forge FAILOVER_NEGOTIATED at connect", "on_connect": True,
