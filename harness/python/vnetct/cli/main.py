@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     # (hotplug, unplug and cancel timers); measured on 2 cores: -j2 181 s, -j3 129 s, -j4 124 s.
     run.add_argument("-j", "--jobs", type=int, default=min(3, (os.cpu_count() or 1) + 1), metavar="N",
                      help="run the case files in N parallel lanes (default: %(default)s; 1 = one after another)")
+    run.add_argument("--repeat", type=int, default=1, metavar="N",
+                     help="run N times and report every case whose outcome changed (repeat.json)")
     run.add_argument("--fault", metavar="NAME", default=None,
                      help="profile qemu: seed a host fault into every VM (./vnetct selftest --list names them); "
                           "the cases citing its rule must fail naming it")
@@ -136,6 +138,13 @@ def command_run(args) -> int:
     if args.jobs < 1:
         print(f"vnetct: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    if args.repeat < 1:
+        print(f"vnetct: --repeat {args.repeat}: must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    if args.repeat > 1:
+        from vnetct.cli import repeat
+
+        return repeat.command_repeat(args, sys.argv[2:])
     problem = profile.usage_error(args.mutation, args.host_config)
     if problem:
         print(f"vnetct: {problem}", file=sys.stderr)
