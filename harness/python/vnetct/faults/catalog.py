@@ -28,6 +28,7 @@ class Fault:
     argv: Optional[ArgvRewrite] = None
     stderr_drop: List[str] = field(default_factory=list)  # lines with these phrases never reach the harness
     wire_loss: Optional[Dict[str, int]] = None  # {device id: percent}: random loss on that NIC's TAP
+    backend_args: tuple = ()   # the reference live-TAP backend's source: a seeded bug (its self-check)
     quick: bool = False        # in the subset ./vnetct test runs
 
 
@@ -92,6 +93,10 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
     Fault("primary-port-loss-1pct", "FO-DATA-01",
           "the primary's port loses 1 % of the frames at random in steady state", _OUT_AND_IN, "wire",
           wire_loss={PRIMARY_ID: 1}),
+    Fault("backend-reads-after-commit", "LT-XFER-02",
+          "the reference live-TAP backend's source reads the queues for 200 ms after the Commit (the "
+          "reference's self-check, not a SUT verdict)", "handoff-loses-nothing and 10kpps-1queue-small", "reference-backend",
+          backend_args=("--seed-fault", "read-after-commit")),
     Fault("standby-failover-off", "FO-NEG-02",
           "the standby is started with failover=off while the case declares a pair", _NEGOTIATION, "argv",
           argv=_rewrite_device("virtio-net-pci", "failover=on", "failover=off"), quick=True),
