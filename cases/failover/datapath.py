@@ -22,7 +22,7 @@ def test_udp_echo_through_master(failover_pair, case):
     negotiation = failover_pair.negotiate()
     stream = EchoStream(vm, case, negotiation.role("master")["name"]).start()
     try:
-        clean_ns = stream.wait_clean(1.0, 30)
+        clean_ns = stream.wait_clean(1.0)
         first = snapshot(vm, "judged-start", MAC)
         stream.wait_echoes(JUDGED_DATAGRAMS, 30)
         last = snapshot(vm, "judged-end", MAC)

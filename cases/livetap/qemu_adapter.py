@@ -50,7 +50,7 @@ def _migrate_with_stream(vm_factory, case, name: str, hand_over_taps: bool) -> d
     netdev = next(n for n in source.report() if n.get("mac") == MAC)
     stream = EchoStream(source, case, netdev["name"], rate_pps=RATE_PPS).start()
     try:
-        clean_ns = stream.wait_clean(STEADY_S, 30)
+        clean_ns = stream.wait_clean(STEADY_S, settle_s=30)
         # The target starts while the stream runs: a target that touched the shared
         # queue before the switchover would show as loss in phase target-waiting.
         target_ns = time.monotonic_ns()
@@ -116,7 +116,7 @@ def test_backend_transfer_loses_nothing(vm_factory, case):
     link_before = read_link(source.wire.netns, tap)
     stream = EchoStream(source, case, netdev["name"], rate_pps=RATE_PPS).start()
     try:
-        clean_ns = stream.wait_clean(STEADY_S, 30)
+        clean_ns = stream.wait_clean(STEADY_S, settle_s=30)
         target = vm_factory.start_target(source, "lt-series-target", spec=interface.target_spec(base))
         case.uses(source, target)
         source.qmp.execute("migrate-set-capabilities", EVENTS_ON)

@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+from vnetct.core.verdict import require
 from vnetct.livetap.bench import fields
 from vnetct.livetap.bench import describe_flows as _describe
 from vnetct.livetap.bench import per_flow_checks as _per_flow_checks
@@ -125,9 +126,6 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
 
     around = sum(p["lost"] for r in reports for p in r["phases"] if p["name"].startswith("handoff-"))
     steady = sum(r["lost"] for r in rows) - around
-    assert all(r["lost"] == 0 and r["duplicates"] == 0 and r["reordered"] == 0 for r in rows), \
-        f"{around} lost in the hand-off phases, {steady} in steady state before/after them" \
-        f"{' (the bench cannot carry this rate here)' if steady else ''}: {_describe(rows)}"
     for index, hop in enumerate(hops):
         assert hop.state == ready, f"hop {index + 1}: the target serves '{hop.state}', " \
                                               f"the source had '{ready}'"
@@ -135,13 +133,20 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
         for stream in traffic.streams:
             last = earlier.streams[stream.stream_id][1]
             first = later.streams[stream.stream_id][0]
-            assert first == last + 1, f"hop {index + 1}, flow {stream.stream_id:016x}: the target's first seq " \
-                                      f"{first}, its predecessor's last {last}"
+            require(first == last + 1, "LT-XFER-02", f"hop {index + 1}, flow {stream.stream_id:016x}: the "
+                    f"target's first seq {first}, its predecessor's last {last}: frames between were read by "
+                    f"neither, or by a process that no longer owned the queues")
     # The second witness: the kernel counted as read exactly what the readers read, dropped nothing.
     read = sum(c.frames for c in holders_counters)
     assert (after.ifindex, after.carrier_changes) == (before.ifindex, before.carrier_changes)
     assert after.tx_dropped == before.tx_dropped, f"tx_dropped {before.tx_dropped} -> {after.tx_dropped}"
-    assert after.tx_packets == read, f"TAP tx_packets {after.tx_packets}, frames read by the backends {read}"
+    require(after.tx_packets == read, "LT-XFER-02", f"TAP tx_packets {after.tx_packets}, frames the backends "
+            f"reported reading {read}: a reader read frames it did not report (after its Commit?)")
+    # Ownership first (who read what), then what the stream lost: a loss caused by a
+    # reader that kept reading after its Commit names the rule it broke.
+    require(all(r["lost"] == 0 and r["duplicates"] == 0 and r["reordered"] == 0 for r in rows), "LT-DATA-01",
+            f"{around} lost in the hand-off phases, {steady} in steady state before/after them"
+            f"{' (the bench cannot carry this rate here)' if steady else ''}: {_describe(rows)}")
 
 
 def _one_hand_off_run(bench, case, tap, source, rate=10_000, seconds=0.6, at_s=0.2, target_options=None,

@@ -11,9 +11,11 @@ import pytest
 from vnetct.core import paths
 from vnetct.core.native import vnetct_native
 
-# mutation -> the rule ids a case must fail with
+# mutation -> the rule ids a failed case must name (results.json violated_rules)
 CAUGHT = {
-    "NegotiatedBeforeAck": {"FO-NEG-01"},
+    # FAILOVER_NEGOTIATED (then the plug) before the ack: the event is the first thing
+    # the host does wrong, and the trace checker names the rule that owes it.
+    "NegotiatedBeforeAck": {"FO-NEG-02"},
     "PlugPrimaryWithoutStandbyAck": {"FO-NEG-03"},
     "LeaveWaitUnplugEarly": {"FO-MIG-SRC-03"},
     "ForgetReplugAfterCancel": {"FO-MIG-SRC-05"},
@@ -32,8 +34,9 @@ def _run(tmp_path, *args):
 
 
 def _failed_rules(results):
-    return {rule["id"] for case in results["cases"] if case["outcome"] in ("failed", "error")
-            for rule in case["rules"]}
+    """The rules the failed cases named as violated (not merely cited)."""
+    return {rule for case in results["cases"] if case["outcome"] in ("failed", "error")
+            for rule in case["violated_rules"]}
 
 
 def test_clean_model_passes_every_failover_case_in_seconds(tmp_path):
@@ -77,7 +80,7 @@ def test_each_model_bug_is_caught_with_its_rule(tmp_path, mutation):
     assert result.returncode == 1, result.stdout[-3000:]
     assert results["sut"]["mutations"] == [mutation]
     assert CAUGHT[mutation] <= _failed_rules(results), \
-        f"{mutation} should fail a case citing {CAUGHT[mutation]}; failed: {_failed_rules(results)}"
+        f"{mutation} should fail a case naming {CAUGHT[mutation]}; failed: {_failed_rules(results)}"
     violated = {entry["id"] for entry in results["rules"] if entry["sut"]["verdict"] == "violated"}
     assert CAUGHT[mutation] <= violated, f"the rules table should mark {CAUGHT[mutation]} violated: {violated}"
 

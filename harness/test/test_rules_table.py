@@ -47,6 +47,28 @@ def test_one_failed_sut_case_violates_the_rule_even_beside_passes():
     assert sut["cases"][1] == {"id": "f/b", "outcome": "failed", "reason": "AssertionError: visible"}
 
 
+def test_a_failure_violates_only_the_rules_it_names():
+    """A case citing FO-NEG-01 and LT-DATA-01 failed naming FO-NEG-01: LT-DATA-01
+    is not credited (the case stopped before judging it) and not violated."""
+    failed = _case("f/b", "failed", ["FO-NEG-01", "LT-DATA-01"], reason="FO-NEG-01: visible",
+                   violated_rules=["FO-NEG-01"])
+    table = _by_id(rules_table(RULES, [failed]))
+    assert table["FO-NEG-01"]["sut"]["verdict"] == "violated"
+    assert table["FO-NEG-01"]["sut"]["attribution"] == "named"
+    assert table["FO-NEG-01"]["sut"]["cases"][0]["violated_rules"] == ["FO-NEG-01"]
+    assert table["LT-DATA-01"]["sut"]["verdict"] == "not-judged"
+    assert table["LT-DATA-01"]["sut"]["reasons"] == ["case f/b stopped at a violation of FO-NEG-01"]
+
+
+def test_a_failure_naming_no_rule_judges_none_even_beside_a_pass():
+    table = _by_id(rules_table(RULES, [_case("f/a", "passed", ["FO-NEG-01"]),
+                                       _case("f/b", "failed", ["FO-NEG-01"], reason="HostTimeout: no boot",
+                                             violated_rules=[])]))
+    sut = table["FO-NEG-01"]["sut"]
+    assert sut["verdict"] == "not-judged" and sut["attribution"] is None
+    assert sut["reasons"] == ["case f/b failed without naming a violated rule: HostTimeout: no boot"]
+
+
 def test_a_known_finding_still_violates_and_is_recorded_with_its_case():
     finding = "QEMU 10.0: after device_del the standby still names the old primary"
     entry = _by_id(rules_table(RULES, [_case("f/r", "failed", ["FO-NEG-01"], reason="refused",
@@ -136,24 +158,31 @@ except ImportError:  # bootstrap's TEST_PACKAGES has python3-hypothesis; ./vnetc
 @pytest.mark.skipif(hypothesis is None, reason="python3-hypothesis is not installed (./vnetct test installs it)")
 def test_verdicts_follow_the_failed_sut_cases():
     cases = strategies.lists(strategies.builds(
-        lambda index, outcome, rule_ids, subject, finding: _case(
+        lambda index, outcome, rule_ids, subject, finding, named: _case(
             f"c/{index}", outcome, rule_ids, subject=subject, reason=None if outcome == "passed" else "why",
-            **({"known_finding": "f"} if finding else {})),
+            **({"known_finding": "f"} if finding else {}),
+            **({"violated_rules": rule_ids[:named]} if outcome in ("failed", "error") and named >= 0 else {})),
         strategies.integers(0, 10_000), strategies.sampled_from(["passed", "failed", "skipped", "error"]),
         strategies.lists(strategies.sampled_from(["FO-NEG-01", "LT-DATA-01", "TEAM-08", "FO-X-99"]), max_size=3),
-        strategies.sampled_from([None, "sut", "reference"]), strategies.booleans()), max_size=25)
+        strategies.sampled_from([None, "sut", "reference"]), strategies.booleans(),
+        strategies.integers(-1, 2)), max_size=25)
 
     @hypothesis.given(cases)
     @hypothesis.settings(max_examples=300, deadline=None, database=None)
     def check(cases):
         table = rules_table(RULES, cases)
         for entry in table:
-            sut_outcomes = [case["outcome"] for case in cases if (case.get("subject") or "sut") == "sut"
-                            and entry["id"] in [rule["id"] for rule in case["rules"]]]
-            # Never "conforms" when a SUT case citing the rule failed, never "violated" without one.
-            assert (entry["sut"]["verdict"] == "violated") == ("failed" in sut_outcomes)
-            assert entry["sut"]["verdict"] != "conforms" or ("failed" not in sut_outcomes
-                                                             and "passed" in sut_outcomes)
+            citing = [case for case in cases if (case.get("subject") or "sut") == "sut"
+                      and entry["id"] in [rule["id"] for rule in case["rules"]]]
+            sut_outcomes = [case["outcome"] for case in citing]
+            # "violated" exactly when a failed case named the rule (or, before failures named
+            # rules, a failed case cited it); never "conforms" beside a failure that names nothing.
+            blamed = [case for case in citing if case["outcome"] in ("failed", "error") and (
+                entry["id"] in case.get("violated_rules", []) or
+                ("violated_rules" not in case and case["outcome"] == "failed"))]
+            assert (entry["sut"]["verdict"] == "violated") == bool(blamed)
+            unnamed = [case for case in citing if case.get("violated_rules") == []]
+            assert entry["sut"]["verdict"] != "conforms" or (not unnamed and "passed" in sut_outcomes)
             assert len(entry["sut"]["cases"]) == len(sut_outcomes)
             assert entry["sut"]["verdict"] == "not-judged" or not entry["sut"]["reasons"]
         cited = {rule["id"] for case in cases for rule in case["rules"]}

@@ -185,7 +185,8 @@ ModelResult<void> FailoverHost::tick(Milliseconds now) {
     const UnplugDeadline deadline = *m_unplug_deadline;
     for (const Device* primary : primaries_in(PrimaryState::UnplugRequested)) {
         emit(OutputKind::Warning, primary->spec.id, "FO-MIG-SRC-07",
-             "primary '" + primary->spec.id + "' not released by the guest within " +
+             "migration: partially unplugged device on failure: primary '" + primary->spec.id +
+                 "' not released by the guest within " +
                  std::to_string(deadline.timeout.count()) + " ms" +
                  (deadline.from_cancel ? " of the cancel" : ""));
     }

@@ -41,6 +41,10 @@ struct DeviceView {
     bool fresh = true;             // added by the current entry, no transition yet
     std::string last_rule;         // rule of the last settled transition
     std::string refusal_rule;      // why the host refuses it, if it does
+    // A primary the guest released for a migration: QEMU keeps it realized on its
+    // bus (partially unplugged, to plug it back on a failure), so query-pci still
+    // lists it; its visibility is not judged until it is plugged back.
+    bool partially_unplugged = false;
     std::vector<Transition> pending;
 };
 

@@ -207,7 +207,7 @@ TEST_F(FailoverSourceMigration_test, FO_MIG_SRC_07_UnplugTimeoutFailsTheMigratio
     const std::vector<Output> produced = m_sut.take_outputs();
     EXPECT_EQ(trace(produced),
               (Lines{"warning hostdev0 FO-MIG-SRC-07", "MIGRATION failed", "plugged hostdev1"}));
-    EXPECT_EQ(produced.at(0).text, "primary 'hostdev0' not released by the guest within 5000 ms");
+    EXPECT_EQ(produced.at(0).text, "migration: partially unplugged device on failure: primary 'hostdev0' not released by the guest within 5000 ms");
     EXPECT_EQ(state_of("hostdev0"), PrimaryState::UnplugRequested);
 
     // The late release is answered by plugging the primary back (FO-MIG-SRC-05).
@@ -258,7 +258,7 @@ TEST_F(FailoverSourceMigration_test, FO_MIG_SRC_04_07_CancelUnplugTimeoutEndsCan
     const std::vector<Output> produced = m_sut.take_outputs();
     EXPECT_EQ(trace(produced), (Lines{"warning hostdev0 FO-MIG-SRC-07", "MIGRATION cancelled"}));
     EXPECT_EQ(produced.at(0).text,
-              "primary 'hostdev0' not released by the guest within 30000 ms of the cancel");
+              "migration: partially unplugged device on failure: primary 'hostdev0' not released by the guest within 30000 ms of the cancel");
     EXPECT_EQ(produced.at(1).rule, "FO-MIG-SRC-07");
     EXPECT_EQ(m_sut.migration_state(), MigrationState::Cancelled);
     EXPECT_EQ(state_of("hostdev0"), PrimaryState::UnplugRequested);
@@ -327,9 +327,9 @@ TEST_F(FailoverSourceMigration_test, FO_MIG_SRC_07_WithBothTimeoutsTheEarlierDea
     // migrate at 100: the unplug timeout (40 s) ends at 40'100; the cancel's (30 s)
     // at cancel_at + 30'000.
     for (const Case& c : {Case{"unplug timeout first", 20'000, 40'100,
-                               "primary 'hostdev0' not released by the guest within 40000 ms"},
+                               "migration: partially unplugged device on failure: primary 'hostdev0' not released by the guest within 40000 ms"},
                           Case{"cancel timeout first", 5'000, 35'000,
-                               "primary 'hostdev0' not released by the guest within 30000 ms "
+                               "migration: partially unplugged device on failure: primary 'hostdev0' not released by the guest within 30000 ms "
                                "of the cancel"}}) {
         SCOPED_TRACE(c.name);
         start_negotiated(1, with_timeouts(Milliseconds{40'000}, Milliseconds{30'000}));

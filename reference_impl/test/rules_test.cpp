@@ -22,7 +22,7 @@ TEST(Rules_test, OneRegistryHoldsEveryTableInOrderWithUniqueIds) {
         std::string_view prefix;
         std::size_t size;
     };
-    const Table tables[] = {{RuleTable::Failover, "FO-", 24},
+    const Table tables[] = {{RuleTable::Failover, "FO-", 25},
                             {RuleTable::Livetap, "LT-", 13},
                             {RuleTable::Teaming, "TEAM-", 8},
                             {RuleTable::GroupId, "FO-GRP-", 5}};
@@ -42,7 +42,7 @@ TEST(Rules_test, OneRegistryHoldsEveryTableInOrderWithUniqueIds) {
         }
     }
     EXPECT_EQ(total, all_rules().size());
-    EXPECT_EQ(all_rules().size(), 50U);
+    EXPECT_EQ(all_rules().size(), 51U);
 }
 
 TEST(Rules_test, FindRuleSearchesEveryTable) {

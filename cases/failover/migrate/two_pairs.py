@@ -56,7 +56,8 @@ def test_unplug_migrate_replug(vm_factory, case):
     migration.begin()
     qmp_mark, agent_mark = migration.qmp_mark, migration.agent_mark
     # Source: both primaries requested (either order), wait-unplug until both are released.
-    unplugs = dict(zip(primary_names, migration.expect_source(*(f"UNPLUG_PRIMARY {p}" for p in primary_names))))
+    unplugs = dict(zip(primary_names, migration.expect_source(*(f"UNPLUG_PRIMARY {p}" for p in primary_names),
+                                                              due=migration.after_migrate("FO-MIG-SRC-01"))))
     wait_unplug, active = migration.expect_source("MIGRATION wait-unplug", "MIGRATION active")
     completed, = migration.expect_source("MIGRATION completed", timeout=120)
     for primary, name in primary_names.items():

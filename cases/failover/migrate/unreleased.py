@@ -58,7 +58,8 @@ def test_wait_unplug_holds_until_cancel(vm_factory, case):
     migration = prepare_migration(vm_factory, case, "unreleased", spec=spec, kernel_args=REFUSING_GUEST).begin()
     source, target, qmp_mark = migration.source, migration.target, migration.qmp_mark
     primary_name, agent_mark = migration.primary_name, migration.agent_mark
-    unplug, wait_unplug = migration.expect_source(f"UNPLUG_PRIMARY {PRIMARY_ID}", "MIGRATION wait-unplug")
+    unplug, = migration.expect_source(f"UNPLUG_PRIMARY {PRIMARY_ID}", due=migration.after_migrate("FO-MIG-SRC-01"))
+    wait_unplug, = migration.expect_source("MIGRATION wait-unplug", due=migration.after_migrate("FO-MIG-SRC-02"))
 
     # FO-MIG-SRC-03/07: the guest holds the primary, so the migration must not move on.
     case.step(f"watching wait-unplug hold for {HOLD_BOUND:.0f} s (the guest does not eject)")

@@ -22,9 +22,10 @@ import pytest
 
 from vnetct.core import paths
 from vnetct.core.native import vnetct_native
+from vnetct.core.verdict import RuleViolation, rules_named
 from vnetct.sut.base import CAPABILITIES, PROFILES, SutOptions
 from vnetct.vm.factory import RunContext, VmFactory, sweep_run
-from vnetct.failover.trace import assert_trace_conformant
+from vnetct.failover.trace import assert_trace_conformant, snapshot_at_end
 from vnetct.report.recorder import CaseRecorder
 from vnetct.report.results import Results, case_id_from_nodeid, now_iso
 from vnetct.report.rules_table import DEFAULT_SUBJECT, SUBJECTS
@@ -41,6 +42,8 @@ def pytest_addoption(parser):
     group.addoption("--vnetct-list", action="store_true", help="print case ids and rules, run nothing")
     group.addoption("--vnetct-mutation", action="append", default=[],
                     help="reference profile: break the model on purpose (self-test); repeatable")
+    group.addoption("--vnetct-fault", default=None,
+                    help="profile qemu: seed this host fault into every VM (vnetct.faults.catalog)")
     group.addoption("--vnetct-vf", default=None,
                     help="profile vf: the prepared host as JSON (vnetct.sriov.PreparedHost.to_json; the CLI sets it)")
     group.addoption("--vnetct-short-id", default=None, help="6 hex chars naming the run's namespaces and devices")
@@ -99,7 +102,8 @@ class RunState:
         and the accelerator)."""
         if self.context is None:
             options = SutOptions(self.profile.name, self.config.getoption("--vnetct-qemu"),
-                                 list(self.config.getoption("--vnetct-mutation")), self.host, self.progress)
+                                 list(self.config.getoption("--vnetct-mutation")), self.host, self.progress,
+                                 self.config.getoption("--vnetct-fault"))
             try:
                 sut = self.profile.sut_class()(options)
             except Exception as error:  # noqa: BLE001 - the SUT's own words, as a usage error
@@ -247,14 +251,32 @@ def pytest_runtest_call(item):
     if opted_out is not None:
         recorder.extra["trace_check"] = f"off: {opted_out.args[0]}"
         return
-    violations = []
+    violations: List[RuleViolation] = []
     for vm in recorder.judged_vms():
+        snapshot_at_end(vm)
         try:
             assert_trace_conformant(recorder, vm)
-        except AssertionError as violation:
-            violations.append(f"{vm.name}: {violation}")
-    if violations and outcome.excinfo is None:
-        raise AssertionError("; ".join(violations))
+        except RuleViolation as violation:
+            violations.append(violation)
+    if not violations:
+        return
+    named = [rule for violation in violations for rule in violation.rules]
+    phase = _state.phases.get(item.nodeid)
+    if phase is not None:  # the trace's violations count even when the body failed first
+        phase.setdefault("violated", []).extend(named)
+    if outcome.excinfo is None:
+        raise RuleViolation(list(dict.fromkeys(named)), "; ".join(
+            str(violation).split(": ", 1)[1] for violation in violations))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failure's rule ids (vnetct.core.verdict): the case's violated rules."""
+    yield
+    if _state is None or call.excinfo is None or item.nodeid not in _state.phases:
+        return
+    named = rules_named(call.excinfo.value, RULES)
+    _state.phases[item.nodeid].setdefault("violated", []).extend(named)
 
 
 def pytest_runtest_logreport(report):
@@ -315,6 +337,9 @@ def _finish_case(phase: dict) -> None:
     }
     if details:
         case["details"] = details
+    if outcome in ("failed", "error"):
+        # What the failure named (results.json: violated_rules); empty: it judged no rule.
+        case["violated_rules"] = list(dict.fromkeys(phase.get("violated", [])))
     finding = item.get_closest_marker("finding")
     if finding is not None:
         case["known_finding"] = finding.args[0]
@@ -336,6 +361,8 @@ def _finish_case(phase: dict) -> None:
     _state.results.add_case(case)
     label = {"passed": "PASSED", "failed": "FAILED", "skipped": "SKIPPED", "error": "ERROR"}[outcome]
     suffix = f": {reason}" if reason and outcome != "passed" else ""
+    if outcome in ("failed", "error") and not case["violated_rules"]:
+        suffix += " [names no rule: judges none]"
     if outcome == "failed" and "known_finding" in case:
         suffix += f" [known finding: {case['known_finding']}]"
     _state.progress(f"       {label} in {case['duration_s']:.1f} s{suffix}")

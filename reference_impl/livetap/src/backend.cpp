@@ -255,7 +255,7 @@ std::string hand_off_nothing(const HandOffChannel& channel, const TransferConfig
 // The command loop of a backend that serves its queues (the source from the
 // start, a target once it took them): see backend.hpp. Returns the exit code.
 int serve_commands(ServedTap& side, const TransferSwitches& switches, int control_in, int control_out,
-                   const std::string& stopped_suffix) {
+                   const std::string& stopped_suffix, int read_after_commit_ms = 0) {
     while (auto line = read_line(control_in)) {
         const auto space = line->find(' ');
         const std::string command = line->substr(0, space);
@@ -275,8 +275,13 @@ int serve_commands(ServedTap& side, const TransferSwitches& switches, int contro
                                                   : tl::unexpected(channel.error());
             if (offered) {
                 const std::int64_t committed_ns = monotonic_ns();
+                const GuestNicCounters reported = side.counters();
+                if (read_after_commit_ms > 0 && side.start_reading()) {  // the seeded bug: reads it no longer owns
+                    std::this_thread::sleep_for(std::chrono::milliseconds(read_after_commit_ms));
+                    side.stop_reading();
+                }
                 side.tap().queues.clear();
-                say(control_out, "committed " + describe(side.counters()) + times(stopped_ns, committed_ns, "committed_ns"));
+                say(control_out, "committed " + describe(reported) + times(stopped_ns, committed_ns, "committed_ns"));
                 return 0;
             }
             // LT-XFER-04: the queues are still ours; serve them again.
@@ -330,7 +335,7 @@ int run_source(const SourceOptions& options, int control_in, int control_out) {
         return 1;
     }
     say(control_out, "ready " + describe(side.tap().state));
-    return serve_commands(side, options.transfer, control_in, control_out, "");
+    return serve_commands(side, options.transfer, control_in, control_out, "", options.read_after_commit_ms);
 }
 
 int run_target(const TargetOptions& options, int control_in, int control_out) {
@@ -436,6 +441,8 @@ int backend_main(int argc, char** argv) {
                 target.netdev.vnet_hdr = std::stoi(value) != 0;
             } else if (key == "--fd") {
                 target.netdev.fd = true;
+            } else if (key == "--seed-fault" && value == "read-after-commit") {
+                source.read_after_commit_ms = 200;
             } else if (key == "--label") {
                 // a tag for whoever looks for the process by its command line
             } else {

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from vnetct.setup import bootstrap
-from vnetct.cli import certify
+from vnetct.cli import certify, selftest
 from vnetct.cli import check_config
 from vnetct.cli import prepare_image as image_prep
 from vnetct.cli import lanes
@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     # (hotplug, unplug and cancel timers); measured on 2 cores: -j2 181 s, -j3 129 s, -j4 124 s.
     run.add_argument("-j", "--jobs", type=int, default=min(3, (os.cpu_count() or 1) + 1), metavar="N",
                      help="run the case files in N parallel lanes (default: %(default)s; 1 = one after another)")
+    run.add_argument("--repeat", type=int, default=1, metavar="N",
+                     help="run N times and report every case whose outcome changed (repeat.json)")
+    run.add_argument("--fault", metavar="NAME", default=None,
+                     help="profile qemu: seed a host fault into every VM (./vnetct selftest --list names them); "
+                          "the cases citing its rule must fail naming it")
     run.add_argument("--mutation", metavar="NAME", action="append", default=[],
                      help="with --profile reference: break the reference model on purpose, to show which cases "
                           "catch it (repeatable; names: LeaveWaitUnplugEarly, NegotiatedBeforeAck, ...)")
@@ -76,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("list", help="print case ids and the rule each checks")
     certify.add_parser(commands)
+    selftest.add_parser(commands)
     check_config.add_parser(commands)
     image_prep.add_parser(commands)
     commands.add_parser("setup", help="install packages, build, and build the guest image")
@@ -132,10 +138,27 @@ def command_run(args) -> int:
     if args.jobs < 1:
         print(f"vnetct: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    if args.repeat < 1:
+        print(f"vnetct: --repeat {args.repeat}: must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    if args.repeat > 1:
+        from vnetct.cli import repeat
+
+        return repeat.command_repeat(args, sys.argv[2:])
     problem = profile.usage_error(args.mutation, args.host_config)
     if problem:
         print(f"vnetct: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    if args.fault is not None:
+        from vnetct.faults.catalog import FAULTS
+
+        if args.profile != "qemu":
+            print(f"vnetct: --fault seeds a bug into a real QEMU: it needs --profile qemu, not {args.profile}",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        if args.fault not in FAULTS:
+            print(f"vnetct: --fault {args.fault}: unknown fault; known: {', '.join(FAULTS)}", file=sys.stderr)
+            return EXIT_USAGE
     host_profile = None
     if profile.takes_host_config:
         from vnetct.sut.host_profile import HostProfileError, load
@@ -209,6 +232,7 @@ def _run_cases(args, extra_args: Optional[List[str]] = None) -> int:
                      f"--vnetct-command={command_line}", f"--vnetct-short-id={lane_id}"]
         if args.keyword:
             arguments += ["-k", args.keyword]
+        arguments += [f"--vnetct-fault={args.fault}"] if args.fault else []
         return arguments + [f"--vnetct-mutation={mutation}" for mutation in args.mutation] + list(extra_args or [])
 
     try:
@@ -431,6 +455,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 0
         if args.command == "certify":
             return certify.command_certify(args)
+        if args.command == "selftest":
+            return selftest.command_selftest(args)
         if args.command == "prepare-image":
             bootstrap.prepare(with_image=True, targets=("vnetct-guest-agent",), for_images=True)
             bootstrap.require_root()

@@ -9,8 +9,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from vnetct.vm.guest import PRIMARY_DRIVERS, STANDBY_DRIVERS, VF_DRIVERS, NoMoreEvents, Nic, Vm, VmSpec
+from vnetct.vm.guest import (PRIMARY_DRIVERS, STANDBY_DRIVERS, VF_DRIVERS, GuestFailure, NoMoreEvents, Nic, Vm,
+                             VmSpec)
 from vnetct.core.native import HostTimeout
+from vnetct.core.verdict import Due, RuleViolation, due_event, require
 
 MAC = "52:54:00:6f:55:cc"
 STANDBY_ID = "net1"
@@ -65,6 +67,21 @@ def wait_for_guest(vm: Vm, condition, what: str, timeout: float, from_index: int
             index = len(vm.agent.events)
 
 
+# A re-plug the guest must see: ACPI or pciehp hot-plug, then the driver's probe
+# and net_failover's enslaving, under TCG on a loaded host.
+REPLUG_SEEN_S = 15.0
+REPLUG_SEEN_SOURCE = "hot-plug notification, probe and enslaving under TCG; 15 s for a loaded host"
+
+
+def wait_for_guest_due(vm: Vm, condition, what: str, due: Due, from_index: int = 0) -> List[dict]:
+    """wait_for_guest for a change the host owes (a re-plug): its absence by
+    the due's deadline violates due.rule, with what the guest showed."""
+    try:
+        return wait_for_guest(vm, condition, what, max(0.5, due.remaining()), from_index)
+    except HostTimeout as error:
+        raise RuleViolation(due.rule, f"{what}: not seen {due.describe()}: {error}") from None
+
+
 def failover_formed(netdevs: List[dict]) -> bool:
     roles = by_role(netdevs)
     return {"master", "standby", "primary"} <= roles.keys()
@@ -84,6 +101,33 @@ class Negotiation:
         return by_role(self.netdevs)[name]
 
 
+
+
+# FAILOVER_NEGOTIATED is due this soon after the guest's ack: QEMU emits it while
+# handling the driver's feature write (virtio_net_set_features), which the probe
+# completes before modprobe returns; 5 s covers a loaded TCG host and QMP.
+NEGOTIATED_BOUND_S = 5.0
+NEGOTIATED_BOUND_SOURCE = "emitted in the feature write the probe makes; 5 s for a loaded TCG host"
+STANDBY_FEATURE = "VIRTIO_NET_F_STANDBY"
+
+
+def failover_standbys(spec) -> List[str]:
+    """The ids of the NICs declared as failover standbys (virtio, failover=on)."""
+    return [nic.id for nic in spec.nics if nic.driver == "virtio-net-pci" and nic.id and
+            nic.properties.get("failover") == "on" and not getattr(nic, "hot_plugged", False)]
+
+
+def standby_features(vm, standby_id: str) -> dict:
+    """VIRTIO_NET_F_STANDBY as the host sees it (x-query-virtio-status): offered
+    by the device (host-features) and acked by the guest (guest-features)."""
+    status = vm.qmp.execute("x-query-virtio-status", {"path": f"/machine/peripheral/{standby_id}/virtio-backend"})
+
+    def has(features: dict) -> bool:
+        return any(str(f).startswith(STANDBY_FEATURE + ":") for f in (features or {}).get("dev-features", []))
+
+    bits = {"standby": standby_id, "offered": has(status.get("host-features")),
+            "acked": has(status.get("guest-features"))}
+    return bits
 
 
 def remaining(deadline: float) -> float:
@@ -111,9 +155,12 @@ class FailoverGuest:
         self.negotiation: Optional[Negotiation] = None
 
     def negotiate(self, timeout: float = 90.0) -> Negotiation:
-        """Load virtio_net (the guest acks STANDBY), wait for FAILOVER_NEGOTIATED
-        and for the guest to complete its failover master, all within one
-        `timeout`. Done once; later calls return the recorded outcome."""
+        """Load virtio_net (the guest acks STANDBY), then FAILOVER_NEGOTIATED is
+        due from the host within NEGOTIATED_BOUND_S (FO-NEG-02), then the guest
+        completes its failover master, all within one `timeout`. The host's own
+        view of the standby's feature bits tells a host that never offered bit
+        62 (FO-NEG-02) from a guest that did not ack it (not a host verdict).
+        Done once; later calls return the recorded outcome."""
         if self.negotiation is not None:
             return self.negotiation
         vm = self.vm
@@ -121,8 +168,18 @@ class FailoverGuest:
         started_ns = time.monotonic_ns()
         vm.step("loading failover, net_failover, virtio_net in the guest")
         modules = vm.load_drivers(STANDBY_DRIVERS, timeout=remaining(deadline))
+        acked_ns = time.monotonic_ns()  # modprobe returns after the probe, which writes the acked features
+        for standby in failover_standbys(vm.spec):
+            bits = standby_features(vm, standby)
+            require(bits["offered"], "FO-NEG-02", f"{vm.name}: the standby {standby} declared failover=on does "
+                    "not offer VIRTIO_NET_F_STANDBY (QEMU's host-features); the guest cannot ack it", bits)
+            if not bits["acked"]:
+                raise GuestFailure(f"{vm.name}: the guest did not ack VIRTIO_NET_F_STANDBY on {standby}, which "
+                                   f"the host offered (guest-features): no host rule is judged")
         vm.step("waiting for FAILOVER_NEGOTIATED")
-        event = vm.qmp.wait_event("FAILOVER_NEGOTIATED", None, self.qmp_mark, timeout=remaining(deadline))
+        event = due_event(vm, "FAILOVER_NEGOTIATED", None, self.qmp_mark,
+                          Due("FO-NEG-02", "the guest's ack of VIRTIO_NET_F_STANDBY", acked_ns, NEGOTIATED_BOUND_S,
+                              NEGOTIATED_BOUND_SOURCE))
         pci_after = vm.pci_ids()
         vm.step("waiting for the guest to enslave standby and primary")
         netdevs = wait_for_guest(vm, failover_formed, "a failover master with standby and primary slaves",

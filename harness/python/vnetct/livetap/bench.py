@@ -362,6 +362,14 @@ class Bench:
         """A name for a TAP the source creates (non-persistent) in the wire's namespace."""
         return self.wire.taps[0][:-2] + suffix
 
+    def _seeded_fault(self) -> List[str]:
+        """The backend's arguments of a run's seeded fault (vnetct.faults.catalog), if any."""
+        name = getattr(self.run.sut.options, "fault", None)
+        if not name:
+            return []
+        from vnetct.faults.catalog import fault_named
+        return list(fault_named(name).backend_args)
+
     def _label(self) -> List[str]:
         # The run's socket root in the command line: the end-of-run sweep finds a survivor by it.
         return ["--label", str(self.run.socket_root)]
@@ -376,7 +384,7 @@ class Bench:
                 "--multi-queue", "1" if multi_queue else "0", "--offloads", hex(offloads),
                 "--vnet-hdr-size", str(vnet_hdr_size), "--sndbuf", str(sndbuf),
                 "--transfer-parameter", str(int(transfer_parameter)), "--transfer-device", str(int(transfer_device)),
-                *self._label()]
+                *self._label(), *self._seeded_fault()]
         backend = self._spawn("source", argv)
         state = backend.expect("ready ").removeprefix("ready ")
         self.case.step(f"source backend ready: {state}")

@@ -159,6 +159,7 @@ def case_view(case: dict, run_dir: Path, output_dir: Path) -> dict:
         "outcome": case.get("outcome", "error"), "reason": case.get("reason"),
         "duration_s": case.get("duration_s"), "rules": case.get("rules") or [],
         "known_finding": case.get("known_finding"), "lane": case.get("lane"), "started": case.get("started"),
+        "violated_rules": case.get("violated_rules"),
         "metrics": metrics, "steps": case.get("steps") or [], "artifacts": artifacts,
         "details_tail": details[-4000:], "details_cut": len(details) > 4000,
         "violations": [v for v in case.get("violations") or [] if isinstance(v, dict)],

@@ -21,9 +21,10 @@ JUDGED = ("sut", "reference")
 CONFORMS, VIOLATED, NOT_JUDGED = "conforms", "violated", "not-judged"
 # The reference side: vnetct's own reference passed or failed its self-check, or did not run.
 PASSED, FAILED, NOT_RUN = "passed", "failed", "not-run"
-# Until a failure names the rule it breaks (a later issue), a violation of a
-# case citing several rules is attributed to none of them in particular.
-UNATTRIBUTED = "unattributed"
+# How a violation was attributed: the failed case named this rule (results.json
+# `violated_rules`), or the case comes from a run before failures named their
+# rules, when a failure counted against every rule the case cited.
+NAMED, UNATTRIBUTED = "named", "unattributed"
 NO_CASE_SELECTED = "no case selected"
 
 _VERDICTS = {"sut": (CONFORMS, VIOLATED, NOT_JUDGED), "reference": (PASSED, FAILED, NOT_RUN)}
@@ -38,6 +39,8 @@ def _evidence(case: dict) -> dict:
     entry = {"id": case.get("id", "?"), "outcome": case.get("outcome", "error")}
     if entry["outcome"] != "passed" and case.get("reason"):
         entry["reason"] = case["reason"]
+    if entry["outcome"] != "passed" and isinstance(case.get("violated_rules"), list):
+        entry["violated_rules"] = list(case["violated_rules"])
     if case.get("known_finding"):
         entry["known_finding"] = case["known_finding"]
     return entry
@@ -47,23 +50,48 @@ def _not_judged_reason(entry: dict) -> str:
     return f"case {entry['id']}: {entry['outcome']}: {entry.get('reason') or 'no reason given'}"
 
 
-def _side(subject: str, cases: List[dict]) -> dict:
+def _bearing(entry: dict, rule_id: str) -> str:
+    """What one case says of one rule it cites: "good" (it passed), "named"
+    (it failed naming this rule), "unattributed" (a failure from a run before
+    failures named rules), "unnamed" (it failed naming no rule: a defect of the
+    check, not a verdict), "elsewhere" (it stopped at another rule's violation,
+    before judging this one) or "none" (skipped)."""
+    outcome = entry["outcome"]
+    if outcome == "passed":
+        return "good"
+    if outcome not in ("failed", "error"):
+        return "none"
+    if "violated_rules" not in entry:
+        return UNATTRIBUTED if outcome == "failed" else "none"
+    if rule_id in entry["violated_rules"]:
+        return NAMED
+    return "elsewhere" if entry["violated_rules"] else "unnamed"
+
+
+def _side(subject: str, rule_id: str, cases: List[dict]) -> dict:
     good, bad, none = _VERDICTS[subject]
     evidence = [_evidence(case) for case in cases]
-    outcomes = [entry["outcome"] for entry in evidence]
+    bearings = [_bearing(entry, rule_id) for entry in evidence]
     reasons: List[str] = []
-    if "failed" in outcomes:
+    if NAMED in bearings or UNATTRIBUTED in bearings:
         verdict = bad
-    elif "passed" in outcomes:
+    elif "unnamed" in bearings:
+        verdict = none  # a failure that names no rule leaves the rule in doubt, even beside passes
+        reasons = [f"case {entry['id']} failed without naming a violated rule: {entry.get('reason') or '?'}"
+                   for entry, bearing in zip(evidence, bearings) if bearing == "unnamed"]
+    elif "good" in bearings:
         verdict = good
     else:
         verdict = none
-        for reason in ([_not_judged_reason(entry) for entry in evidence] or [NO_CASE_SELECTED]):
+        for entry, bearing in zip(evidence, bearings):
+            reason = (f"case {entry['id']} stopped at a violation of {', '.join(entry['violated_rules'])}"
+                      if bearing == "elsewhere" else _not_judged_reason(entry))
             if reason not in reasons:
                 reasons.append(reason)
+        reasons = reasons or [NO_CASE_SELECTED]
     side: Dict[str, Any] = {"verdict": verdict}
     if subject == "sut":
-        side["attribution"] = UNATTRIBUTED if verdict == VIOLATED else None
+        side["attribution"] = (UNATTRIBUTED if UNATTRIBUTED in bearings else NAMED) if verdict == VIOLATED else None
     side["cases"] = evidence
     side["reasons"] = reasons
     return side
@@ -81,6 +109,8 @@ def rules_table(rules: Iterable[dict], cases: Iterable[dict]) -> List[dict]:
     citing: Dict[str, Dict[str, List[dict]]] = {}
     for case in cases:
         cited = {rule["id"]: rule for rule in case.get("rules") or []}  # a rule cited twice counts once
+        for rule_id in case.get("violated_rules") or []:  # a failure may name a rule the case does not cite
+            cited.setdefault(rule_id, {"id": rule_id})
         for rule in cited.values():
             entries.setdefault(rule["id"], {"id": rule["id"], "area": rule.get("area"),
                                             "sentence": rule.get("sentence", "")})
@@ -89,7 +119,8 @@ def rules_table(rules: Iterable[dict], cases: Iterable[dict]) -> List[dict]:
     table = []
     for rule_id, entry in entries.items():
         by_subject = citing.get(rule_id, {})
-        table.append({**entry, **{subject: _side(subject, by_subject.get(subject, [])) for subject in JUDGED}})
+        table.append({**entry, **{subject: _side(subject, rule_id, by_subject.get(subject, []))
+                                  for subject in JUDGED}})
     return table
 
 

@@ -89,6 +89,7 @@ class SutOptions:
     mutations: List[str]
     host: Optional[dict]          # profile vf: the prepared host (vnetct.sut.sriov.PreparedHost.to_json)
     progress: Callable[[str], None]
+    fault: Optional[str] = None   # profile qemu: a seeded host fault (vnetct.faults.catalog)
 
 
 class Sut(ABC):

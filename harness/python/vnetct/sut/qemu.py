@@ -63,7 +63,7 @@ class QemuSut(Sut):
                 "fingerprint": _digest(self.binary), "qemu_binary": self.binary, "qemu_version": self.version,
                 "accelerator": self.accelerator.to_json(), "machine": "q35",
                 "guest_kernel": self.image.get("kernel_version"), "guest_image_digest": self.image.get("digest"),
-                "host_kernel": os.uname().release}
+                "host_kernel": os.uname().release, "fault": self.options.fault}
 
     def missing(self) -> Dict[str, str]:
         return {}
@@ -102,8 +102,14 @@ class QemuSut(Sut):
 
     def make_vm(self, run, spec: VmSpec, artifacts: Path, sockets: Path, wire, taps: List[str],
                 tap_fds: Optional[List[int]], incoming: bool) -> Vm:
-        return Vm(spec, self.binary, self.accelerator, self.image, sockets, artifacts, wire=wire, taps=taps,
-                  on_step=lambda text: run.step(text), incoming=incoming, tap_fds=tap_fds)
+        vm = Vm(spec, self.binary, self.accelerator, self.image, sockets, artifacts, wire=wire, taps=taps,
+                on_step=lambda text: run.step(text), incoming=incoming, tap_fds=tap_fds)
+        if self.options.fault:
+            from vnetct.faults.catalog import fault_named
+            from vnetct.faults.seed import seed
+
+            seed(vm, fault_named(self.options.fault))
+        return vm
 
 
 def _digest(path: str) -> Optional[str]:

@@ -92,6 +92,8 @@ class SimulatedQmp(_EventStore):
             if (arguments or {}).get("path") != "/machine/peripheral":
                 raise HostError("qom-list: the reference model only knows /machine/peripheral")
             reply = [{"name": d, "type": f"child<{self.vm.nic(d)['driver']}>"} for d in self.vm.model.visible_devices]
+        elif command == "x-query-virtio-status":
+            reply = self.virtio_status((arguments or {}).get("path", ""))
         elif command in ("cont", "quit", "qmp_capabilities", "netdev_add", "netdev_del"):
             reply = {}  # no backends in the model: a netdev is accepted and has no effect
         elif command == "device_add":
@@ -104,6 +106,20 @@ class SimulatedQmp(_EventStore):
             raise HostError(f"the command returned an error: {command}: the reference model does not implement it")
         self.vm.transcript("qmp", "in", {"return": reply})
         return reply
+
+
+    def virtio_status(self, path: str) -> dict:
+        """x-query-virtio-status of a standby, as QEMU decodes it: offered
+        (host-features) and acked (guest-features) device features."""
+        device_id = path.removeprefix("/machine/peripheral/").removesuffix("/virtio-backend")
+        nic = next((d for d in self.vm.devices if d["id"] == device_id and d["driver"] == "virtio-net-pci"), None)
+        if nic is None:
+            raise HostError(f"the command returned an error: x-query-virtio-status: no virtio device at {path}")
+        standby = ["VIRTIO_NET_F_STANDBY: Device acting as standby for primary device with same MAC addr. supported"]
+        offered = standby if nic["failover"] else []
+        acked = standby if self.vm.agent.acked.get(device_id) else []
+        return {"name": "virtio-net", "host-features": {"dev-features": offered, "transports": []},
+                "guest-features": {"dev-features": acked, "transports": []}}
 
 
 class SimulatedGuest(_EventStore):

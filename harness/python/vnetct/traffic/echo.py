@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from vnetct.core.native import HostTimeout, vnetct_native
+from vnetct.core.verdict import RuleViolation, require
 
 GUEST_ADDRESS = "198.18.0.2"
 ECHO_PORT = 7777
@@ -23,6 +24,10 @@ ECHO_PORT = 7777
 # guest echoes it with room to spare while two QEMUs share the two cores.
 DEFAULT_RATE_PPS = 200
 PAYLOAD_BYTES = 64
+# How long a freshly formed pair may lose datagrams before the stream is judged:
+# native pciehp loses a burst ~1.5 s after the primary's link came up (issue 4);
+# 10 s leaves room for a loaded TCG host and keeps a verdict within 15 s.
+SETTLE_S = 10.0
 
 
 def counters_by_mac(netdevs: List[dict], mac: str) -> Dict[str, dict]:
@@ -96,12 +101,13 @@ class EchoStream:
             raise HostTimeout(f"{more} more echoes expected within {timeout:.0f} s; "
                               f"{self.stream.received} of {self.stream.sent} came back so far")
 
-    def wait_clean(self, seconds: float, timeout: float) -> int:
+    def wait_clean(self, seconds: float, settle_s: float = SETTLE_S) -> int:
         """Until the stream ran `seconds` without a loss (every datagram sent
         in that span echoed); returns the start of that clean span. A freshly
         formed pair may still be settling (native pciehp loses a burst about
-        1.5 s after the primary's link came up): that is recorded, not judged."""
-        deadline = time.monotonic() + timeout
+        1.5 s after the primary's link came up): loss is excused for at most
+        `settle_s`; a master still losing after it violates FO-DATA-01."""
+        deadline = time.monotonic() + settle_s + seconds
         while True:
             start_ns = time.monotonic_ns()
             self.wait_echoes(int(seconds * self.rate_pps), max(1.0, deadline - time.monotonic()))
@@ -115,8 +121,16 @@ class EchoStream:
             self.case.step(f"{len(missing)} datagrams lost while the pair settles (seq {missing[0]}-{missing[-1]}); "
                            f"waiting for {seconds:.0f} s without loss")
             if time.monotonic() > deadline:
-                raise HostTimeout(f"no {seconds:.0f} s without loss within {timeout:.0f} s; last span lost "
-                                  f"{len(missing)} (seq {missing[0]}-{missing[-1]})")
+                raise RuleViolation("FO-DATA-01", f"the failover master did not carry {seconds:.0f} s without loss "
+                                    f"after {settle_s:.0f} s of settling; the last span lost {len(missing)} "
+                                    f"(seq {missing[0]}-{missing[-1]})")
+
+    def lost_between(self, start_ns: int, end_ns: int) -> List[int]:
+        """Datagrams sent in [start_ns, end_ns - 100 ms) never echoed (sent long
+        enough before `end_ns` to have come back: the RTT is a few ms)."""
+        echoed = {seq for seq, _ in self.stream.arrivals()}
+        return [seq for seq, t in enumerate(self.stream.sent_times())
+                if start_ns <= t < end_ns - 100_000_000 and seq not in echoed]
 
     def echoes_between(self, start_ns: int, end_ns: int) -> int:
         """Distinct datagrams whose first echo arrived in [start_ns, end_ns)."""
@@ -177,11 +191,12 @@ def assert_carried_by(vm, case, mac: str, role: str = "primary", echoes: int = D
     master = counters_by_mac(vm.report(), mac)["master"]["name"]
     stream = EchoStream(vm, case, master).start()
     try:
-        stream.wait_clean(1.0, 30)
+        stream.wait_clean(1.0)
         first = snapshot(vm, f"{role}-carrying-start", mac)
         stream.wait_echoes(echoes, 30)
         last = snapshot(vm, f"{role}-carrying-end", mac)
         came_back = stream.echoes_between(first.answered_ns, last.asked_ns)
+        lost = stream.lost_between(first.answered_ns, last.asked_ns)
     finally:
         stream.close()
     other = "standby" if role == "primary" else "primary"
@@ -190,7 +205,8 @@ def assert_carried_by(vm, case, mac: str, role: str = "primary", echoes: int = D
     case.save_json(f"carried-by-{role}.json", {"echoes": came_back, "tx": {role: carried, other: leaked},
                                                "snapshots": [first.to_json(), last.to_json()]})
     case.metric(f"echoes_through_{role}", came_back)
-    assert came_back > 0, f"no echo came back through the failover master {master}"
-    assert carried >= came_back and leaked == 0, \
-        f"{came_back} echoes came back; the {role} sent {carried} frames, the {other} {leaked}"
+    require(came_back > 0, "FO-DATA-01", f"no echo came back through the failover master {master}")
+    require(not lost, "FO-DATA-01", f"the judged span lost {len(lost)} datagrams (seq {lost[:1]}..{lost[-1:]})")
+    require(carried >= came_back and leaked == 0, "FO-DATA-01",
+            f"{came_back} echoes came back; the {role} sent {carried} frames, the {other} {leaked}")
     return {"echoes": came_back, role: carried, other: leaked}

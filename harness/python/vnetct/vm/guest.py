@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
+from vnetct.vm.stderr_tap import StderrTap
 from vnetct.core.native import HostError, HostTimeout, vnetct_native
 from vnetct.failover.trace import TraceLog
 
@@ -201,6 +202,8 @@ class Vm(TraceLog):
         artifacts.mkdir(parents=True, exist_ok=True)
         # Open TAP queues handed to QEMU (`fd=`): this Vm owns these copies and closes them at stop.
         self.tap_fds: List[int] = list(tap_fds or [])
+        self.closers: List[Any] = []  # run at stop (a seeded fault's QMP interposer)
+        self.stderr_tap: Optional[StderrTap] = None
         self.argv = build_argv(spec, qemu, accel, image, sockets, artifacts, self.taps,
                                incoming="defer" if incoming else None, tap_fds=bool(self.tap_fds))
 
@@ -231,10 +234,19 @@ class Vm(TraceLog):
         return {name: path for name, path in candidates.items() if path.exists()}
 
     def stderr_text(self) -> str:
+        if self.stderr_tap is not None:
+            self.stderr_tap.flush()
         try:
             return self.stderr_log.read_text(errors="replace")
         except OSError:
             return ""
+
+    def timed_stderr(self) -> List[tuple]:
+        """(arrival CLOCK_MONOTONIC ns, line) of QEMU's stderr so far."""
+        if self.stderr_tap is None:
+            return []
+        self.stderr_tap.flush()
+        return list(self.stderr_tap.lines)
 
     def console_text(self) -> str:
         try:
@@ -251,7 +263,8 @@ class Vm(TraceLog):
         self.step(f"starting QEMU for {self.name}" + (" (migration target)" if self.incoming else ""))
         self.started_at = time.monotonic()
         self.record("start")
-        self.process = vnetct_native.Process.spawn(self.argv, "/dev/null", str(self.stderr_log), self.netns,
+        self.stderr_tap = StderrTap(self.sockets / "stderr.fifo", self.stderr_log)
+        self.process = vnetct_native.Process.spawn(self.argv, "/dev/null", str(self.stderr_tap.fifo), self.netns,
                                                    self.tap_fds)
         deadline = time.monotonic() + timeout
         while self.qmp is None:
@@ -337,6 +350,8 @@ class Vm(TraceLog):
         for fd in self.tap_fds:
             os.close(fd)
         self.tap_fds = []
+        while self.closers:
+            self.closers.pop()()
         if self.process is None:
             return None
         if self.qmp is not None and self.process.poll() is None:
@@ -346,6 +361,8 @@ class Vm(TraceLog):
                 pass  # it may close the socket before answering
         status = self.process.terminate(grace=5.0)
         self.process = None
+        if self.stderr_tap is not None:
+            self.stderr_tap.close()  # keeps its lines for the trace
         return status.describe()
 
     @property

@@ -154,6 +154,7 @@ inline constexpr WarningPhrase kWarningPhrases[] = {
     {"FO-CFG-06", "failover primary device"},
     {"FO-CFG-07", "not available for"},
     {"FO-CFG-09", "more than one primary"},
+    {"FO-MIG-SRC-07", "partially unplugged"},
 };
 
 // The key phrase of the rule's host message, if kWarningPhrases has one.

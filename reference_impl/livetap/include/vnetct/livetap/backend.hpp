@@ -73,6 +73,10 @@ struct SourceOptions {
     TapSpec tap;
     GuestIdentity guest;
     TransferSwitches transfer;
+    // A seeded bug for the harness's self-check (--seed-fault read-after-commit):
+    // after the Commit the source reads its old queues for this long and does
+    // not count it in "committed" (breaks LT-XFER-02). 0: a correct source.
+    int read_after_commit_ms = 0;
 };
 
 struct TargetOptions {
@@ -95,7 +99,8 @@ int run_target(const TargetOptions& options, int control_in, int control_out);
 // argv without the program name: "source --netns NS --tap NAME [--queues N]
 // [--multi-queue 0|1] [--vnet-hdr-size 10|12] [--offloads BITS] [--sndbuf BYTES]" or "target
 // --listen PATH [--hold-offer-ms MS] [--serve-delay-ms MS] [--ifname NAME] [--vnet-hdr 0|1]
-// [--fd N]"; either with [--transfer-parameter 0|1] [--transfer-device 0|1] [--label TEXT].
+// [--fd N]"; either with [--transfer-parameter 0|1] [--transfer-device 0|1] [--label TEXT];
+// a source also with [--seed-fault read-after-commit] (see SourceOptions).
 int backend_main(int argc, char** argv);
 
 }  // namespace vnetct::livetap

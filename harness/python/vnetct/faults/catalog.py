@@ -1,0 +1,112 @@
+"""The seeded host faults: each makes a real QEMU look like one with a named
+bug, and names the rule a case must then fail with. `select` is the pytest -k
+expression of the cases that cite that rule and exercise the fault (the
+selftest runs exactly these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+# The failover cases' device ids (vnetct.failover.guest; not imported: the CLI
+# checks --fault before the set-up has built the native module it needs).
+STANDBY_ID = "net1"
+PRIMARY_ID = "hostdev0"
+
+ArgvRewrite = Callable[[List[str]], List[str]]
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    rule: str                  # the rule a case must name when this fault is seeded
+    bug: str                   # the host bug it imitates, in a sentence
+    select: str                # pytest -k: the cases citing the rule that exercise it
+    mechanism: str             # qmp-interposer | argv | stderr-filter
+    source_plan: Optional[dict] = None   # QMP plan for VMs that are not migration targets
+    target_plan: Optional[dict] = None   # QMP plan for migration targets
+    argv: Optional[ArgvRewrite] = None
+    stderr_drop: List[str] = field(default_factory=list)  # lines with these phrases never reach the harness
+    wire_loss: Optional[Dict[str, int]] = None  # {device id: percent}: random loss on that NIC's TAP
+    backend_args: tuple = ()   # the reference live-TAP backend's source: a seeded bug (its self-check)
+    quick: bool = False        # in the subset ./vnetct test runs
+
+
+def _rules(*rules: dict) -> dict:
+    return {"rules": list(rules)}
+
+
+def _rewrite_device(driver: str, old: str, new: str) -> ArgvRewrite:
+    """Rewrites one property of the -device options of `driver`."""
+    def rewrite(argv: List[str]) -> List[str]:
+        out = list(argv)
+        for index, word in enumerate(out):
+            if index and out[index - 1] == "-device" and word.startswith(driver + ",") and old in word.split(","):
+                out[index] = ",".join(new if part == old else part for part in word.split(","))
+        return out
+    return rewrite
+
+
+_OUT_AND_IN = "out-and-in and acpi"
+_NEGOTIATION = "primary-hidden-until-ack or failover-negotiated-names-standby"
+
+FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
+    Fault("no-unplug-primary-event", "FO-MIG-SRC-01",
+          "the source never emits UNPLUG_PRIMARY when a migration starts", _OUT_AND_IN, "qmp-interposer",
+          source_plan=_rules({"name": "drop UNPLUG_PRIMARY", "event": "UNPLUG_PRIMARY", "action": "drop"}),
+          quick=True),
+    Fault("active-before-release", "FO-MIG-SRC-03",
+          "the migration reports active (event and query-migrate) while the guest still holds the primary",
+          _OUT_AND_IN, "qmp-interposer",
+          source_plan=_rules(
+              {"name": "forge active at wait-unplug", "event": "MIGRATION", "data": {"status": "wait-unplug"},
+               "action": "forge", "forge": [{"event": "MIGRATION", "data": {"status": "active"}}], "count": 1},
+              {"name": "drop the real active", "event": "MIGRATION", "data": {"status": "active"},
+               "action": "drop", "count": 1},
+              {"name": "query-migrate says active", "command": "query-migrate", "action": "edit-reply",
+               "set": {"status": "active"}, "armed_by": {"event": "MIGRATION", "data": {"status": "wait-unplug"}},
+               "disarmed_by": {"event": "MIGRATION", "data": {"status": "completed"}}})),
+    Fault("no-negotiated-event", "FO-NEG-02",
+          "the host never emits FAILOVER_NEGOTIATED after the guest's ack", _NEGOTIATION, "qmp-interposer",
+          source_plan=_rules({"name": "drop FAILOVER_NEGOTIATED", "event": "FAILOVER_NEGOTIATED",
+                              "action": "drop"}), quick=True),
+    Fault("negotiated-before-ack", "FO-NEG-02",
+          "the host emits FAILOVER_NEGOTIATED before the guest acked VIRTIO_NET_F_STANDBY", _NEGOTIATION,
+          "qmp-interposer",
+          source_plan=_rules({"name": "forge FAILOVER_NEGOTIATED at connect", "on_connect": True,
+                              "action": "forge",
+                              "forge": [{"event": "FAILOVER_NEGOTIATED", "data": {"device-id": STANDBY_ID}}]})),
+    Fault("target-negotiated-before-load", "FO-MIG-TGT-01",
+          "the target emits FAILOVER_NEGOTIATED before the migrated state is loaded", _OUT_AND_IN,
+          "qmp-interposer",
+          target_plan=_rules({"name": "forge FAILOVER_NEGOTIATED at connect", "on_connect": True,
+                              "action": "forge",
+                              "forge": [{"event": "FAILOVER_NEGOTIATED", "data": {"device-id": STANDBY_ID}}]})),
+    Fault("target-no-replug", "FO-MIG-TGT-02",
+          "the target never negotiates (no FAILOVER_NEGOTIATED) after the state is loaded", _OUT_AND_IN,
+          "qmp-interposer",
+          target_plan=_rules({"name": "drop FAILOVER_NEGOTIATED", "event": "FAILOVER_NEGOTIATED",
+                              "action": "drop"})),
+    Fault("no-partial-unplug-warning", "FO-MIG-SRC-07",
+          "QEMU ends a migration whose primary was never released without its 'partially unplugged' warning",
+          "unreleased", "stderr-filter", stderr_drop=["partially unplugged"]),
+    Fault("primary-port-loss-1pct", "FO-DATA-01",
+          "the primary's port loses 1 % of the frames at random in steady state", _OUT_AND_IN, "wire",
+          wire_loss={PRIMARY_ID: 1}),
+    Fault("backend-reads-after-commit", "LT-XFER-02",
+          "the reference live-TAP backend's source reads the queues for 200 ms after the Commit (the "
+          "reference's self-check, not a SUT verdict)", "handoff-loses-nothing and 10kpps-1queue-small", "reference-backend",
+          backend_args=("--seed-fault", "read-after-commit")),
+    Fault("standby-failover-off", "FO-NEG-02",
+          "the standby is started with failover=off while the case declares a pair", _NEGOTIATION, "argv",
+          argv=_rewrite_device("virtio-net-pci", "failover=on", "failover=off"), quick=True),
+    Fault("mistyped-pair-id", "FO-NEG-01",
+          "the primary's failover_pair_id is mistyped, so the host shows it before the ack", _NEGOTIATION, "argv",
+          argv=_rewrite_device("e1000e", f"failover_pair_id={STANDBY_ID}", f"failover_pair_id={STANDBY_ID}x")),
+]}
+
+
+def fault_named(name: str) -> Fault:
+    if name not in FAULTS:
+        raise KeyError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
+    return FAULTS[name]

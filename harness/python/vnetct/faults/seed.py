@@ -1,0 +1,43 @@
+"""Seeds a fault into one QEMU VM before it starts: its argv rewritten, its
+QMP socket behind an interposer, its stderr through a filter."""
+
+from __future__ import annotations
+
+from typing import List
+
+from vnetct.faults.catalog import Fault
+from vnetct.faults.qmp_interposer import QmpInterposer
+
+
+def _filtered_stderr(argv: List[str], phrases: List[str]) -> List[str]:
+    """QEMU run by bash with its stderr through grep -v (the lines with the
+    phrases never reach the stderr file); exec keeps QEMU's pid."""
+    patterns = [arg for phrase in phrases for arg in ("-e", phrase)]
+    script = 'exec "$0" "$@" 2> >(exec grep --line-buffered -v -F ' + " ".join(
+        f"'{p}'" for p in patterns) + " >&2)"
+    return ["/bin/bash", "-c", script, *argv]
+
+
+def seed(vm, fault: Fault) -> None:
+    """Applies `fault` to `vm` (not started yet). Its QMP interposer stops
+    with the VM (vm.closers)."""
+    if fault.argv is not None:
+        vm.argv = fault.argv(vm.argv)
+    plan = fault.target_plan if vm.incoming else fault.source_plan
+    if plan is not None:
+        listen = vm.sockets / "qmp.sock"
+        upstream = vm.sockets / "qmp-qemu.sock"
+        vm.argv = [word.replace(f"path={listen},", f"path={upstream},") for word in vm.argv]
+        interposer = QmpInterposer(str(listen), str(upstream), plan, str(vm.artifacts / f"fault-{vm.name}.jsonl"))
+        vm.closers.append(interposer.stop)
+    if fault.wire_loss and vm.wire is not None:
+        from vnetct.faults.wire import random_loss
+
+        tapped = [nic for nic in vm.spec.nics if nic.tap]
+        for device_id, percent in fault.wire_loss.items():
+            index = next((i for i, nic in enumerate(tapped) if nic.id == device_id), None)
+            if index is not None and index < len(vm.taps):
+                vm.closers.append(random_loss(vm.netns, vm.taps[index], percent, vm.name))
+    if fault.stderr_drop:
+        vm.argv = _filtered_stderr(vm.argv, fault.stderr_drop)
+    (vm.artifacts / f"fault-{vm.name}.txt").write_text(f"{fault.name} ({fault.mechanism}): {fault.bug}\n")
