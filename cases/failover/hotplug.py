@@ -7,12 +7,14 @@ import time
 
 import pytest
 
-from vnetct.failover.guest import PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_ID, by_role, failover_formed, wait_for_guest
+from vnetct.core.verdict import Due, due_event, require
+from vnetct.failover.guest import (NEGOTIATED_BOUND_S, NEGOTIATED_BOUND_SOURCE, PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_ID,
+                                   by_role, failover_formed, wait_for_guest)
 from vnetct.vm.guest import VmSpec
 from vnetct.failover.hotplug import (boot, e1000e_netdevs, events_named, hot_plug, load_standby_driver,
                             master_with_standby_only, migrate_source_only, netdevs_brief, primary_nic, seconds,
                             standby_nic, start_target)
-from vnetct.failover.migration import EVENTS_ON, Migration
+from vnetct.failover.migration import EVENTS_ON, SETUP_BOUND_S, SETUP_BOUND_SOURCE, Migration
 from vnetct.core.native import HostTimeout
 from vnetct.failover.trace import record_guest_release
 
@@ -87,28 +89,29 @@ REVERSE_ORDERS = {
 
 
 def _released_and_completed(case, source, primary_name, qmp_mark, agent_mark):
-    """The source side of a failover migration: UNPLUG_PRIMARY, wait-unplug
-    until the guest released the primary, completed. Returns the events."""
-    try:
-        unplug = source.qmp.wait_event("UNPLUG_PRIMARY", {"device-id": PRIMARY_ID}, qmp_mark, timeout=60)
-        wait_unplug = source.qmp.wait_event("MIGRATION", {"status": "wait-unplug"}, qmp_mark, timeout=60)
-    except HostTimeout as error:
-        raise AssertionError(f"FO-MIG-SRC-01/02: the source did not ask the guest for its negotiated primary "
-                             f"{PRIMARY_ID} (UNPLUG_PRIMARY, then wait-unplug): {error}") from None
+    """The source side of a failover migration: UNPLUG_PRIMARY and wait-unplug
+    due from the migrate command (FO-MIG-SRC-01, -02), active only after the
+    guest released the primary (FO-MIG-SRC-03), completed. Returns the events."""
+    migrate_ns = next(e["t_ns"] for e in reversed(source.trace_log) if e["kind"] == "migrate")
+    unplug = due_event(source, "UNPLUG_PRIMARY", {"device-id": PRIMARY_ID}, qmp_mark, Due(
+        "FO-MIG-SRC-01", "the migrate command", migrate_ns, SETUP_BOUND_S, SETUP_BOUND_SOURCE))
+    wait_unplug = due_event(source, "MIGRATION", {"status": "wait-unplug"}, qmp_mark, Due(
+        "FO-MIG-SRC-02", "the migrate command", migrate_ns, SETUP_BOUND_S, SETUP_BOUND_SOURCE))
     active = source.qmp.wait_event("MIGRATION", {"status": "active"}, qmp_mark, timeout=60)
     completed = source.qmp.wait_event("MIGRATION", {"status": "completed"}, qmp_mark, timeout=120)
     record_guest_release(source, PRIMARY_ID, primary_name, agent_mark)
     case.save_json("source-migration-events.json", [(e["name"], e["data"]) for e in source.qmp.events[qmp_mark:]])
     released = [e for e in source.trace_log if e["kind"] == "guest-released" and e.get("primary") == PRIMARY_ID]
     assert released, f"no evidence that the guest released {PRIMARY_ID} ({primary_name}): no netdev-removed"
-    assert released[0]["t_ns"] <= active["host_ns"], \
-        "FO-MIG-SRC-02/03: the migration went active before the guest released the primary"
+    require(released[0]["t_ns"] <= active["host_ns"], "FO-MIG-SRC-03",
+            f"the migration went active {seconds(released[0]['t_ns'], active['host_ns'])} s before the guest "
+            f"released {primary_name}")
     case.metric("unplug_latency", seconds(released[0]["t_ns"], unplug["host_ns"]), "s")
     case.metric("wait_unplug_duration", seconds(active["host_ns"], wait_unplug["host_ns"]), "s")
     return unplug, active, completed
 
 
-@pytest.mark.rule("FO-NEG-02", "FO-MIG-SRC-01", "FO-MIG-SRC-02")
+@pytest.mark.rule("FO-NEG-02", "FO-MIG-SRC-01", "FO-MIG-SRC-02", "FO-MIG-SRC-03")
 def test_hotplugged_standby_negotiates_then_primary_is_plugged_at_once(vm_factory, case):
     """Counterpart of QEMU's qtest failover-virtio-net/hotplug/2: both devices
     device_add'ed into a running machine, the standby first; the standby
@@ -127,13 +130,11 @@ def test_hotplugged_standby_negotiates_then_primary_is_plugged_at_once(vm_factor
 
     case.step("loading virtio_net: the guest acks STANDBY on the hot-plugged standby")
     qmp_mark = len(vm.qmp.events)
-    load_standby_driver(vm)
-    try:
-        event = vm.qmp.wait_event("FAILOVER_NEGOTIATED", None, qmp_mark, timeout=60)
-    except HostTimeout as error:
-        raise AssertionError(f"FO-NEG-02: no FAILOVER_NEGOTIATED after the guest acked STANDBY on the "
-                             f"hot-plugged standby: {error}") from None
-    assert event["data"] == {"device-id": STANDBY_ID}, f"FO-NEG-02: FAILOVER_NEGOTIATED names {event['data']}"
+    load_standby_driver(vm)  # returns once virtio_net bound the standby: the ack is written by then
+    acked_ns = time.monotonic_ns()
+    event = due_event(vm, "FAILOVER_NEGOTIATED", None, qmp_mark, Due(
+        "FO-NEG-02", "the guest's ack of VIRTIO_NET_F_STANDBY", acked_ns, NEGOTIATED_BOUND_S, NEGOTIATED_BOUND_SOURCE))
+    require(event["data"] == {"device-id": STANDBY_ID}, "FO-NEG-02", f"FAILOVER_NEGOTIATED names {event['data']}")
     wait_for_guest(vm, master_with_standby_only, "a failover master with only its standby", 60.0)
     case.metric("qemu_warning_without_primary", " / ".join(vm.stderr_text().strip().splitlines()))
 
@@ -142,7 +143,8 @@ def test_hotplugged_standby_negotiates_then_primary_is_plugged_at_once(vm_factor
     hot_plug(vm, PRIMARY_ID)
     pci = vm.pci_ids()
     case.save_json("pci-after-primary-device-add.json", pci)
-    assert PRIMARY_ID in pci, "FO-NEG-02: the standby had negotiated, yet the hot-plugged primary is not on the bus"
+    require(PRIMARY_ID in pci, "FO-NEG-02", f"the standby had negotiated, yet the hot-plugged primary is not on "
+            f"the bus: {pci}")
     netdevs = wait_for_guest(vm, failover_formed, "the hot-plugged primary enslaved", 60.0, agent_mark)
     case.save_json("guest-netdevs.json", netdevs)
 
@@ -151,7 +153,7 @@ def test_hotplugged_standby_negotiates_then_primary_is_plugged_at_once(vm_factor
     _released_and_completed(case, vm, by_role(netdevs)["primary"]["name"], qmp_mark, agent_mark)
 
 
-@pytest.mark.rule("FO-CFG-08", "FO-MIG-SRC-01", "FO-MIG-SRC-02")
+@pytest.mark.rule("FO-CFG-08", "FO-MIG-SRC-01", "FO-MIG-SRC-02", "FO-MIG-SRC-03")
 @pytest.mark.parametrize("order", list(REVERSE_ORDERS))
 def test_standby_added_after_primary(vm_factory, case, order):
     vm = boot(vm_factory, VmSpec(f"hp-rev-{order.split('-')[0]}", nics=REVERSE_ORDERS[order]()))
