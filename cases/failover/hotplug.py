@@ -126,7 +126,8 @@ def test_hotplugged_standby_negotiates_then_primary_is_plugged_at_once(vm_factor
     vm.load_drivers(PRIMARY_DRIVERS)
     hot_plug(vm, STANDBY_ID)
     pci = vm.pci_ids()
-    assert STANDBY_ID in pci and PRIMARY_ID not in pci, f"only the hot-plugged standby should be on the bus: {pci}"
+    assert STANDBY_ID in pci and PRIMARY_ID not in pci, f"only the hot-plugged standby should be on the bus " \
+                                                        f"(premise): {pci}"
 
     case.step("loading virtio_net: the guest acks STANDBY on the hot-plugged standby")
     qmp_mark = len(vm.qmp.events)

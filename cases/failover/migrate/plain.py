@@ -6,8 +6,8 @@ import pytest
 
 from vnetct.core.native import HostTimeout
 from vnetct.failover.guest import PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_ID, failover_spec, wait_for_guest
-from vnetct.failover.hotplug import (boot, cancel_while_active, e1000e_netdevs, hot_plug, load_standby_driver,
-                                     netdevs_brief)
+from vnetct.failover.hotplug import (boot, cancel_while_active, e1000e_netdevs, events_named, hot_plug,
+                                     load_standby_driver, netdevs_brief)
 from vnetct.failover.migration import EVENTS_ON, migration_statuses
 from vnetct.failover.trace import VIRTIO_NET_F_STANDBY
 
@@ -35,10 +35,6 @@ def test_failover_off_migrates_without_unplug(vm_factory, case):
     assert [n for n in netdevs if n.get("driver") == "e1000e"], "the e1000e did not come across as a plain NIC"
     assert PRIMARY_ID in target.pci_ids()
     case.save_json("target-netdevs.json", netdevs)
-
-
-def _events_named(events, name):
-    return [e for e in events if e["name"] == name]
 
 
 @pytest.mark.rule("FO-CFG-05", "FO-CFG-08", "FO-MIG-SRC-01")
@@ -69,22 +65,24 @@ def test_cancelled_with_failover_off_keeps_both_nics(vm_factory, case):
     netdevs = wait_for_guest(vm, lambda netdevs: bool(e1000e_netdevs(netdevs)), "the primary as a plain e1000e",
                              60.0, agent_mark)
     primary_name = e1000e_netdevs(netdevs)[0]["name"]
-    assert not _events_named(vm.qmp.events, "FAILOVER_NEGOTIATED"), "FO-CFG-05: FAILOVER_NEGOTIATED with failover=off"
+    assert not events_named(vm, "FAILOVER_NEGOTIATED", 0), "FO-CFG-05: FAILOVER_NEGOTIATED with failover=off"
     assert not [n for n in netdevs if n.get("failover_role")], \
         f"FO-CFG-05: a failover master formed with failover=off: {netdevs_brief(netdevs)}"
 
     agent_mark = len(vm.agent.events)
+    qmp_mark = len(vm.qmp.events)
     try:
-        seen = cancel_while_active(vm_factory, vm)
+        qmp_mark = cancel_while_active(vm_factory, vm)
     except HostTimeout as error:
         raise AssertionError(f"FO-MIG-SRC-01: the migration of a failover=off pair did not go active and cancel "
-                             f"({error}); statuses {migration_statuses(vm)}") from None
-    statuses = [e["data"]["status"] for e in _events_named(seen, "MIGRATION")]
+                             f"({error}); statuses {migration_statuses(vm, qmp_mark)}") from None
+    statuses = migration_statuses(vm, qmp_mark)
     case.save_json("source-statuses.json", statuses)
-    assert not _events_named(seen, "UNPLUG_PRIMARY"), "FO-MIG-SRC-01: UNPLUG_PRIMARY for a failover=off pair"
+    assert not events_named(vm, "UNPLUG_PRIMARY", qmp_mark), "FO-MIG-SRC-01: UNPLUG_PRIMARY for a failover=off pair"
     assert "wait-unplug" not in statuses, f"FO-MIG-SRC-01: wait-unplug without a primary to release: {statuses}"
     pci = vm.pci_ids()
-    assert STANDBY_ID in pci and PRIMARY_ID in pci, f"both NICs should stay on the bus after the cancel: {pci}"
+    assert STANDBY_ID in pci and PRIMARY_ID in pci, \
+        f"FO-MIG-SRC-01: a NIC of the failover=off pair left the bus with the migration and its cancel: {pci}"
     vm.agent.pump(0.05)
     removed = [e for e in vm.agent.events[agent_mark:]
                if e["name"] == "netdev-removed" and e["data"].get("name") == primary_name]
