@@ -103,13 +103,14 @@ class EchoStream:
             raise HostTimeout(f"{more} more echoes expected within {timeout:.0f} s; "
                               f"{self.stream.received} of {self.stream.sent} came back so far")
 
-    def wait_clean(self, seconds: float, timeout: float) -> int:
+    def wait_clean(self, seconds: float, timeout: float, settling_from_ns: int = 0) -> int:
         """Until the stream ran `seconds` without a loss (every datagram sent
         in that span echoed); returns the start of that clean span. A freshly
         formed pair may still be settling (native pciehp loses a burst about
         1.5 s after the primary's link came up): that is recorded, and
-        excused up to SETTLE_LOSS_S of the stream; more is a FO-DATA-01
-        violation, and so is no clean span within `timeout`."""
+        excused up to SETTLE_LOSS_S of the stream (datagrams sent from
+        `settling_from_ns` on); more is a FO-DATA-01 violation, and so is no
+        clean span within `timeout`."""
         deadline = time.monotonic() + timeout
         excused = int(SETTLE_LOSS_S * self.rate_pps)
         lost_settling: set = set()
@@ -121,7 +122,8 @@ class EchoStream:
             # Datagrams sent long enough ago to have been echoed (RTT is a few ms).
             settled_ns = time.monotonic_ns() - 100_000_000
             missing = [seq for seq, t in enumerate(sent) if start_ns <= t < settled_ns and seq not in echoed]
-            lost_settling.update(seq for seq, t in enumerate(sent) if t < settled_ns and seq not in echoed)
+            lost_settling.update(seq for seq, t in enumerate(sent)
+                                 if settling_from_ns <= t < settled_ns and seq not in echoed)
             if len(lost_settling) > excused:
                 raise RuleViolation("FO-DATA-01", f"{len(lost_settling)} datagrams lost while the pair settled, "
                                     f"more than the {excused} excused ({SETTLE_LOSS_S:g} s of the stream: one "
@@ -137,6 +139,16 @@ class EchoStream:
             if time.monotonic() > deadline:
                 raise RuleViolation("FO-DATA-01", f"no {seconds:.0f} s without loss within {timeout:.0f} s; last "
                                     f"span lost {len(missing)} (seq {missing[0]}-{missing[-1]})")
+
+    def rtt_before(self, seq: int) -> float:
+        """The round trip (ms) of the last datagram before `seq` that came
+        back: the path's latency when datagram `seq` was sent."""
+        sent = self.stream.sent_times()
+        first = {}
+        for echoed, arrival in self.stream.arrivals():
+            first.setdefault(echoed, arrival)
+        earlier = [s for s in first if s < seq]
+        return (first[max(earlier)] - sent[max(earlier)]) / 1e6 if earlier else 0.0
 
     def echoes_between(self, start_ns: int, end_ns: int) -> int:
         """Distinct datagrams whose first echo arrived in [start_ns, end_ns)."""
