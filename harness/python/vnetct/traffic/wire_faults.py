@@ -120,3 +120,20 @@ def at(point: str, vm) -> None:
     """The harness's hook: installs what the active plan names for `point` on `vm` (nothing without one)."""
     if _active is not None:
         _active.at(point, vm)
+
+
+# The impairments each datapath check was shown failing under against QEMU
+# 10.0.2 (VNETCT_IMPAIR, -k selection, the rule the failure names, the check):
+# for `vnetct run --fault` and the selftest to take over.
+# A 60-frame (300 ms) blackout of the re-plugged primary does NOT fail: QEMU
+# 10.0.2's own re-plug loss (46-84 datagrams, 230-400 ms, between the primary's
+# hot-add and its link-up) is as large, so the guest's first 60 frames by the
+# primary fall where the natural loss is (run /tmp/dp-blackout: passed, the rule
+# dropped 60 of 511). 150 frames (750 ms) break the re-plug bound's length.
+DEMONSTRATIONS = [
+    ("target-ports:hostdev0:blackout=150", "out-and-in and acpi", "FO-DATA-01",
+     "out_and_in re-plug LossBound: the loss is longer than QEMU's e1000e autonegotiation allows"),
+    ("steady:hostdev0:loss=1", "out-and-in and acpi", "FO-DATA-01",
+     "out_and_in steady state before (and the re-plug or switch bounds where the loss lands)"),
+    ("steady:hostdev0:loss=1", "cancel", "FO-DATA-01", "echo.assert_carried_by: the judged span loses nothing"),
+]
