@@ -30,14 +30,6 @@ def seed(vm, fault: Fault) -> None:
         vm.argv = [word.replace(f"path={listen},", f"path={upstream},") for word in vm.argv]
         interposer = QmpInterposer(str(listen), str(upstream), plan, str(vm.artifacts / f"fault-{vm.name}.jsonl"))
         vm.closers.append(interposer.stop)
-    if fault.wire_loss and vm.wire is not None:
-        from vnetct.faults.wire import random_loss
-
-        tapped = [nic for nic in vm.spec.nics if nic.tap]
-        for device_id, percent in fault.wire_loss.items():
-            index = next((i for i, nic in enumerate(tapped) if nic.id == device_id), None)
-            if index is not None and index < len(vm.taps):
-                vm.closers.append(random_loss(vm.netns, vm.taps[index], percent, vm.name))
     if fault.stderr_drop:
         vm.argv = _filtered_stderr(vm.argv, fault.stderr_drop)
     (vm.artifacts / f"fault-{vm.name}.txt").write_text(f"{fault.name} ({fault.mechanism}): {fault.bug}\n")
