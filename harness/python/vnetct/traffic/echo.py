@@ -173,7 +173,8 @@ def describe_losses(phase_report: dict) -> str:
 def assert_carried_by(vm, case, mac: str, role: str = "primary", echoes: int = DEFAULT_RATE_PPS) -> dict:
     """Traffic flows again, through `role`: a stream of `echoes` datagrams
     (one second) comes back whole, and the guest's `role` slave sent at least
-    as many frames as came back while the other slave sent none."""
+    as many frames as came back while the other slave sent none. Returns the
+    counts and the window they were taken in (`window_ns`, host monotonic)."""
     master = counters_by_mac(vm.report(), mac)["master"]["name"]
     stream = EchoStream(vm, case, master).start()
     try:
@@ -187,10 +188,12 @@ def assert_carried_by(vm, case, mac: str, role: str = "primary", echoes: int = D
     other = "standby" if role == "primary" else "primary"
     carried = last.counters[role]["tx_packets"] - first.counters[role]["tx_packets"]
     leaked = last.counters.get(other, {}).get("tx_packets", 0) - first.counters.get(other, {}).get("tx_packets", 0)
+    window_ns = (first.answered_ns, last.asked_ns)
     case.save_json(f"carried-by-{role}.json", {"echoes": came_back, "tx": {role: carried, other: leaked},
+                                               "window_ns": window_ns,
                                                "snapshots": [first.to_json(), last.to_json()]})
     case.metric(f"echoes_through_{role}", came_back)
     assert came_back > 0, f"no echo came back through the failover master {master}"
     assert carried >= came_back and leaked == 0, \
         f"{came_back} echoes came back; the {role} sent {carried} frames, the {other} {leaked}"
-    return {"echoes": came_back, role: carried, other: leaked}
+    return {"echoes": came_back, role: carried, other: leaked, "window_ns": window_ns}
