@@ -23,7 +23,8 @@ from vnetct.failover.guest import MAC, PRIMARY_ID, STANDBY_ID, failover_formed, 
 from vnetct.failover.migration import prepare_migration
 from vnetct.failover.trace import record_guest_release
 from vnetct.traffic.echo import ECHO_PORT, GUEST_ADDRESS, assert_carried_by
-from vnetct.traffic.wire import FROM_GUEST, WireCapture, decode, echoes_by_port, port_roles, stream_echoes
+from vnetct.traffic.wire import (FROM_GUEST, WireCapture, decode, echo_port_problems, echoes_by_port, port_roles,
+                                 stream_echoes)
 from vnetct.vm.factory import connect_target_ports
 
 # TCG on 2 shared cores: QEMU's announce timer runs in the main loop, which
@@ -38,6 +39,9 @@ TOLERANCE = Tolerance(late_ms=100.0, early_ms=2.0, first_gap_early_ms=20.0,
 # Non-default parameters the target is given: rounds and step differ from
 # QEMU's defaults, and the cap (announce-max) is reached by the last gap.
 SET_PARAMETERS = {"announce-initial": 30, "announce-max": 200, "announce-rounds": 3, "announce-step": 100}
+# An echo's way from the guest's TAP to the peer's socket (the RTT's median is
+# about a millisecond here; 50 ms covers a stalled reader on a loaded host).
+IN_FLIGHT_MS = 50
 
 
 def _announce_related(frame) -> bool:
@@ -117,11 +121,12 @@ def _announce_metrics(case, verdict, roles):
 def _judge_ports(case, capture, carried, roles):
     """FO-DATA-01 / FO-MIG-TGT-02 from the host's side: every echo the guest
     sent in the window where its counters were read left by the re-plugged
-    primary's TAP, none by the standby's, and at least as many as came back
-    to the peer; beside the guest's own counters (carried-by-primary.json)."""
+    primary's TAP, none by another, and at least as many as came back to the
+    peer; beside the guest's own counters (carried-by-primary.json)."""
     primary_port = next(port for port, role in roles.items() if role == PRIMARY_ID)
-    standby_port = next(port for port, role in roles.items() if role == STANDBY_ID)
-    start_ns, end_ns = carried["window_ns"]
+    # The peer counted the echoes that arrived in the window; each left the TAP
+    # up to one round trip earlier, so the TAPs' window opens IN_FLIGHT_MS sooner.
+    start_ns, end_ns = carried["window_ns"][0] - IN_FLIGHT_MS * 1_000_000, carried["window_ns"][1]
     echoes = stream_echoes(capture.frames(), GUEST_ADDRESS, ECHO_PORT)
     by_port = echoes_by_port(echoes, [("carried", start_ns, end_ns)], list(roles))["carried"]
     case.save_json("echoes-by-port.json", {"window_ns": [start_ns, end_ns], "ports": roles, "by_port": by_port,
@@ -129,8 +134,5 @@ def _judge_ports(case, capture, carried, roles):
                                            "echoes": [list(e) for e in echoes]})
     for port, count in by_port.items():
         case.metric(f"echoes_left_by_{roles[port]}", count)
-    came_back = carried["echoes"]
-    assert by_port.get(standby_port, 0) == 0 and by_port.get(primary_port, 0) >= came_back, \
-        (f"FO-MIG-TGT-02/FO-DATA-01: after the re-plug the echoes left the guest by "
-         f"{ {roles[p]: c for p, c in by_port.items()} } (host side, per TAP); {came_back} came back to the "
-         f"peer; expected all by the re-plugged primary {PRIMARY_ID} ({primary_port})")
+    problems = echo_port_problems(by_port, primary_port, carried["echoes"], roles, "FO-MIG-TGT-02/FO-DATA-01")
+    assert not problems, "; ".join(problems)

@@ -362,3 +362,21 @@ def echoes_by_port(echoes: Iterable[Tuple[int, str, int]], windows: Sequence[Tup
             if start_ns <= t_ns < end_ns:
                 result[name].setdefault(port, set()).add(seq)
     return {name: {port: len(seqs) for port, seqs in by_port.items()} for name, by_port in result.items()}
+
+
+def echo_port_problems(by_port: Dict[str, int], expected_port: str, came_back: int, roles: Dict[str, str],
+                       rules: str) -> List[str]:
+    """What is wrong with a window's attribution (echoes_by_port) when every
+    echo should have left the guest by `expected_port`: echoes by any other
+    port, or fewer by it than came back to the peer. Each problem starts with
+    `rules` (the rule ids the caller judges)."""
+    named = {roles.get(port, port): count for port, count in by_port.items()}
+    problems = []
+    strays = {port: count for port, count in by_port.items() if port != expected_port and count}
+    if strays:
+        problems.append(f"{rules}: echoes left the guest by {', '.join(f'{roles.get(p, p)} ({p}): {c}' for p, c in strays.items())} "
+                        f"instead of {roles.get(expected_port, expected_port)} ({expected_port}); per port: {named}")
+    if by_port.get(expected_port, 0) < came_back:
+        problems.append(f"{rules}: {came_back} echoes came back to the peer but only {by_port.get(expected_port, 0)} "
+                        f"left the guest by {roles.get(expected_port, expected_port)} ({expected_port}); per port: {named}")
+    return problems
