@@ -22,7 +22,7 @@ OTHER_MAC = "52:54:00:12:34:56"
 STANDBY, PRIMARY = "vt2", "vt3"
 MS = 1_000_000
 RESUME_NS = 10_000 * MS
-TOLERANCE = Tolerance(late_ms=100.0, early_ms=2.0, first_gap_early_ms=20.0)
+TOLERANCE = Tolerance(late_ms=500.0, early_ms=2.0, first_gap_early_ms=20.0)
 
 
 def _mac_bytes(mac: str) -> bytes:
@@ -88,9 +88,9 @@ def test_first_gap_shortened_by_the_flush_at_vm_start_passes():
 @pytest.mark.parametrize("fault, frames, parameters, words", [
     ("a round missing", series([2, 52, 203, 454]), QEMU_DEFAULTS, "4 rarp announce(s)"),
     ("a round too many", series(GOOD + [1360]), QEMU_DEFAULTS, "6 rarp announce(s)"),
-    ("late first announce", series([180, 230, 380, 630, 980]), QEMU_DEFAULTS, "180.0 ms after RESUME"),
+    ("late first announce", series([600, 650, 800, 1050, 1400]), QEMU_DEFAULTS, "600.0 ms after RESUME"),
     ("constant spacing", series([2, 52, 102, 152, 202]), QEMU_DEFAULTS, "after round 2: 50.0 ms, expected 150"),
-    ("spacing not capped", series([2, 32, 362, 992]), AnnounceParameters(30, 200, 4, 300), "expected 200"),
+    ("spacing not capped", series([2, 32, 1032, 3032]), AnnounceParameters(30, 200, 4, 1000), "expected 200"),
     ("the defaults where 3 rounds were set", series(GOOD), AnnounceParameters(30, 200, 3, 100), "5 rarp"),
     ("no announce", [], QEMU_DEFAULTS, "no announce of 52:54:00:6f:55:cc"),
     ("announce-rounds 0", [], AnnounceParameters(50, 550, 0, 100), "announce-rounds is 0"),

@@ -188,35 +188,35 @@ def judge_announce(frames: Iterable[Frame], parameters: AnnounceParameters, resu
     return verdict
 
 
+def announce_times(frames: Iterable[Frame], mac: str, port: str, since_ns: int = 0) -> List[int]:
+    """Times of the announce frames of `mac` the guest side sent by `port` from `since_ns` on."""
+    return [frame.t_ns for frame in frames
+            if frame.port == port and frame.direction == FROM_GUEST and frame.t_ns >= since_ns and
+            frame.head[12:14] in (b"\x08\x06", b"\x80\x35") and is_announce(decode(frame.head), mac)]
+
+
 def count_announces(frames: Iterable[Frame], mac: str, port: str, since_ns: int = 0) -> int:
-    """Announce frames of `mac` the guest side sent by `port` from `since_ns` on."""
-    count = 0
-    for frame in frames:
-        if frame.port == port and frame.direction == FROM_GUEST and frame.t_ns >= since_ns and \
-                frame.head[12:14] in (b"\x08\x06", b"\x80\x35") and is_announce(decode(frame.head), mac):
-            count += 1
-    return count
+    return len(announce_times(frames, mac, port, since_ns))
 
 
 def await_announces(capture, parameters: AnnounceParameters, resume_ns: int, mac: str, port: str,
                     tolerance: Tolerance, since_ns: int = 0) -> None:
-    """Waits for the series on `port`, bounded by the rule: announce-rounds
-    announces (at least one) by RESUME + announce-initial + the gaps + the
-    tolerance; then one announce-max (+ tolerance) more for a round too many.
-    Returns early on neither: the judge says what is wrong."""
-    counted = lambda frames: count_announces(frames, mac, port, since_ns)  # noqa: E731
-    wanted = max(parameters.rounds, 1)
-    due_ns = resume_ns + (parameters.initial_ms + sum(parameters.gaps_ms()) + tolerance.late_ms) * 1_000_000
-    try:
-        capture.wait_for(lambda frames: counted(frames) >= wanted, max(0.0, (due_ns - time.monotonic_ns()) / 1e9),
-                         f"{wanted} announces of {mac} on {port}")
-    except TimeoutError:
-        return
-    try:
-        capture.wait_for(lambda frames: counted(frames) > parameters.rounds,
-                         (parameters.max_ms + tolerance.late_ms) / 1e3, f"a round beyond {parameters.rounds}")
-    except TimeoutError:
-        pass  # no round too many: the expected outcome
+    """Waits for the series on `port` round by round, each wait bounded by
+    the rule: the first by RESUME + announce-initial, each next one by the
+    previous one + its gap, plus the tolerance; after announce-rounds, one
+    gap of announce-max (+ tolerance) more for a round too many. Returns at
+    the first round that does not come: the judge says what is wrong."""
+    gaps = parameters.gaps_ms() + [parameters.max_ms]
+    due_ns = resume_ns + (parameters.initial_ms + tolerance.late_ms) * 1_000_000
+    for seen in range(parameters.rounds + 1):
+        try:
+            frames = capture.wait_for(lambda frames: count_announces(frames, mac, port, since_ns) > seen,
+                                      max(0.0, (due_ns - time.monotonic_ns()) / 1e9),
+                                      f"announce {seen + 1} of {mac} on {port}")
+        except TimeoutError:
+            return
+        last_ns = announce_times(frames, mac, port, since_ns)[seen]
+        due_ns = last_ns + (gaps[min(seen, len(gaps) - 1)] + tolerance.late_ms) * 1_000_000
 
 
 def assert_announced(verdict: AnnounceVerdict) -> None:
