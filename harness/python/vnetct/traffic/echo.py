@@ -204,7 +204,8 @@ def assert_carried_by(vm, case, mac: str, role: str = "primary", echoes: int = D
     """FO-DATA-01 through `role`: after the stream settled (wait_clean), a
     judged span of `echoes` datagrams (one second) loses, doubles and
     reorders nothing, and the guest's `role` slave sent at least as many
-    frames as came back in it while the other slave sent none."""
+    frames as came back in it while the other slave sent none. Returns the
+    counts and the window they were taken in (`window_ns`, host monotonic)."""
     master = counters_by_mac(vm.report(), mac)["master"]["name"]
     stream = EchoStream(vm, case, master).start()
     try:
@@ -220,8 +221,10 @@ def assert_carried_by(vm, case, mac: str, role: str = "primary", echoes: int = D
     carried = last.counters[role]["tx_packets"] - first.counters[role]["tx_packets"]
     leaked = last.counters.get(other, {}).get("tx_packets", 0) - first.counters.get(other, {}).get("tx_packets", 0)
     judged = phase(report, f"carried-by-{role}")
+    window_ns = (first.answered_ns, last.asked_ns)
     case.save_json(f"carried-by-{role}.json", {"echoes": came_back, "tx": {role: carried, other: leaked},
-                                               "judged": judged, "snapshots": [first.to_json(), last.to_json()]})
+                                               "judged": judged, "window_ns": window_ns,
+                                               "snapshots": [first.to_json(), last.to_json()]})
     case.metric(f"echoes_through_{role}", came_back)
     if came_back == 0:
         raise RuleViolation("FO-DATA-01", f"no echo came back through the failover master {master}")
@@ -231,4 +234,4 @@ def assert_carried_by(vm, case, mac: str, role: str = "primary", echoes: int = D
     if carried < came_back or leaked != 0:
         raise RuleViolation("FO-DATA-01", f"{came_back} echoes came back; the {role} sent {carried} frames, "
                                           f"the {other} {leaked}")
-    return {"echoes": came_back, role: carried, other: leaked}
+    return {"echoes": came_back, role: carried, other: leaked, "window_ns": window_ns}
