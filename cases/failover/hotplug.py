@@ -7,12 +7,14 @@ import time
 
 import pytest
 
-from vnetct.failover.guest import PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_ID, by_role, failover_formed, wait_for_guest
+from vnetct.core.verdict import Due, due_event, require
+from vnetct.failover.guest import (NEGOTIATED_BOUND_S, NEGOTIATED_BOUND_SOURCE, PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_ID,
+                                   by_role, failover_formed, wait_for_guest)
 from vnetct.vm.guest import VmSpec
 from vnetct.failover.hotplug import (boot, e1000e_netdevs, events_named, hot_plug, load_standby_driver,
                             master_with_standby_only, migrate_source_only, netdevs_brief, primary_nic, seconds,
                             standby_nic, start_target)
-from vnetct.failover.migration import EVENTS_ON, Migration
+from vnetct.failover.migration import EVENTS_ON, SETUP_BOUND_S, SETUP_BOUND_SOURCE, Migration
 from vnetct.core.native import HostTimeout
 from vnetct.failover.trace import record_guest_release
 
@@ -87,23 +89,71 @@ REVERSE_ORDERS = {
 
 
 def _released_and_completed(case, source, primary_name, qmp_mark, agent_mark):
-    """The source side of a failover migration: UNPLUG_PRIMARY, wait-unplug
-    until the guest released the primary, completed. Returns the events."""
-    unplug = source.qmp.wait_event("UNPLUG_PRIMARY", {"device-id": PRIMARY_ID}, qmp_mark, timeout=60)
-    wait_unplug = source.qmp.wait_event("MIGRATION", {"status": "wait-unplug"}, qmp_mark, timeout=60)
+    """The source side of a failover migration: UNPLUG_PRIMARY and wait-unplug
+    due from the migrate command (FO-MIG-SRC-01, -02), active only after the
+    guest released the primary (FO-MIG-SRC-03), completed. Returns the events."""
+    migrate_ns = next(e["t_ns"] for e in reversed(source.trace_log) if e["kind"] == "migrate")
+    unplug = due_event(source, "UNPLUG_PRIMARY", {"device-id": PRIMARY_ID}, qmp_mark, Due(
+        "FO-MIG-SRC-01", "the migrate command", migrate_ns, SETUP_BOUND_S, SETUP_BOUND_SOURCE))
+    wait_unplug = due_event(source, "MIGRATION", {"status": "wait-unplug"}, qmp_mark, Due(
+        "FO-MIG-SRC-02", "the migrate command", migrate_ns, SETUP_BOUND_S, SETUP_BOUND_SOURCE))
     active = source.qmp.wait_event("MIGRATION", {"status": "active"}, qmp_mark, timeout=60)
     completed = source.qmp.wait_event("MIGRATION", {"status": "completed"}, qmp_mark, timeout=120)
     record_guest_release(source, PRIMARY_ID, primary_name, agent_mark)
     case.save_json("source-migration-events.json", [(e["name"], e["data"]) for e in source.qmp.events[qmp_mark:]])
     released = [e for e in source.trace_log if e["kind"] == "guest-released" and e.get("primary") == PRIMARY_ID]
     assert released, f"no evidence that the guest released {PRIMARY_ID} ({primary_name}): no netdev-removed"
-    assert released[0]["t_ns"] <= active["host_ns"], "the migration went active before the guest released it"
+    require(released[0]["t_ns"] <= active["host_ns"], "FO-MIG-SRC-03",
+            f"the migration went active {seconds(released[0]['t_ns'], active['host_ns'])} s before the guest "
+            f"released {primary_name}")
     case.metric("unplug_latency", seconds(released[0]["t_ns"], unplug["host_ns"]), "s")
     case.metric("wait_unplug_duration", seconds(active["host_ns"], wait_unplug["host_ns"]), "s")
     return unplug, active, completed
 
 
-@pytest.mark.rule("FO-CFG-08", "FO-MIG-SRC-01", "FO-MIG-SRC-02")
+@pytest.mark.rule("FO-NEG-02", "FO-MIG-SRC-01", "FO-MIG-SRC-02", "FO-MIG-SRC-03")
+def test_hotplugged_standby_negotiates_then_primary_is_plugged_at_once(vm_factory, case):
+    """Counterpart of QEMU's qtest failover-virtio-net/hotplug/2: both devices
+    device_add'ed into a running machine, the standby first; the standby
+    negotiates while it has no primary, then the primary's device_add puts it
+    on the bus at once. The qtest plays the guest's driver itself and judges
+    query-pci only. Here a real guest must first see the hot-plugged standby
+    (ACPI hotplug) for virtio_net to ack bit 62, must take the primary into its
+    failover master, and a migration must treat it as the negotiated primary
+    it is (UNPLUG_PRIMARY, wait-unplug until the guest released it)."""
+    vm = boot(vm_factory, VmSpec("hp-both-standby-first", nics=[standby_nic(hot=True), primary_nic(hot=True)]))
+    case.uses(vm)
+    vm.load_drivers(PRIMARY_DRIVERS)
+    hot_plug(vm, STANDBY_ID)
+    pci = vm.pci_ids()
+    assert STANDBY_ID in pci and PRIMARY_ID not in pci, f"only the hot-plugged standby should be on the bus: {pci}"
+
+    case.step("loading virtio_net: the guest acks STANDBY on the hot-plugged standby")
+    qmp_mark = len(vm.qmp.events)
+    load_standby_driver(vm)  # returns once virtio_net bound the standby: the ack is written by then
+    acked_ns = time.monotonic_ns()
+    event = due_event(vm, "FAILOVER_NEGOTIATED", None, qmp_mark, Due(
+        "FO-NEG-02", "the guest's ack of VIRTIO_NET_F_STANDBY", acked_ns, NEGOTIATED_BOUND_S, NEGOTIATED_BOUND_SOURCE))
+    require(event["data"] == {"device-id": STANDBY_ID}, "FO-NEG-02", f"FAILOVER_NEGOTIATED names {event['data']}")
+    wait_for_guest(vm, master_with_standby_only, "a failover master with only its standby", 60.0)
+    case.metric("qemu_warning_without_primary", " / ".join(vm.stderr_text().strip().splitlines()))
+
+    case.step("hot-plugging the primary after the negotiation")
+    agent_mark = len(vm.agent.events)
+    hot_plug(vm, PRIMARY_ID)
+    pci = vm.pci_ids()
+    case.save_json("pci-after-primary-device-add.json", pci)
+    require(PRIMARY_ID in pci, "FO-NEG-02", f"the standby had negotiated, yet the hot-plugged primary is not on "
+            f"the bus: {pci}")
+    netdevs = wait_for_guest(vm, failover_formed, "the hot-plugged primary enslaved", 60.0, agent_mark)
+    case.save_json("guest-netdevs.json", netdevs)
+
+    agent_mark = len(vm.agent.events)
+    qmp_mark = migrate_source_only(vm_factory, vm)
+    _released_and_completed(case, vm, by_role(netdevs)["primary"]["name"], qmp_mark, agent_mark)
+
+
+@pytest.mark.rule("FO-CFG-08", "FO-MIG-SRC-01", "FO-MIG-SRC-02", "FO-MIG-SRC-03")
 @pytest.mark.parametrize("order", list(REVERSE_ORDERS))
 def test_standby_added_after_primary(vm_factory, case, order):
     vm = boot(vm_factory, VmSpec(f"hp-rev-{order.split('-')[0]}", nics=REVERSE_ORDERS[order]()))

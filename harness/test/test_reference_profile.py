@@ -85,6 +85,27 @@ def test_each_model_bug_is_caught_with_its_rule(tmp_path, mutation):
     assert CAUGHT[mutation] <= violated, f"the rules table should mark {CAUGHT[mutation]} violated: {violated}"
 
 
+# The real-guest counterparts of QEMU's qtest failover cases: the mutation that breaks
+# the rule a counterpart judges fails that very case, naming the rule. (migrate/off/abort's
+# counterpart has no model mutation that touches it: its seeded fault is the real-QEMU
+# fault unplug-unnegotiated-primary, vnetct.faults.catalog.)
+QTEST_COUNTERPARTS = [
+    ("NoUnplugPrimaryEvent", "failover/hotplug/hotplugged-standby-negotiates-then-primary-is-plugged-at-once",
+     "FO-MIG-SRC-01"),
+    ("LeaveWaitUnplugEarly", "failover/hotplug/hotplugged-standby-negotiates-then-primary-is-plugged-at-once",
+     "FO-MIG-SRC-03"),
+    ("PlugPrimaryWithoutStandbyAck", "failover/migrate/not-negotiated/cancelled-keeps-primary-hidden", "FO-NEG-03"),
+]
+
+
+@pytest.mark.parametrize("mutation,case_id,rule", QTEST_COUNTERPARTS)
+def test_each_qtest_counterpart_fails_on_the_mutation_of_its_rule(tmp_path, mutation, case_id, rule):
+    result, results, _ = _run(tmp_path, "-j", "1", "--mutation", mutation, "-k", case_id.rsplit("/", 1)[1])
+    outcomes = {case["id"]: case for case in results["cases"]}
+    assert outcomes[case_id]["outcome"] == "failed", result.stdout[-3000:]
+    assert rule in outcomes[case_id]["violated_rules"], outcomes[case_id]
+
+
 def test_mutation_needs_the_reference_profile(tmp_path):
     result = subprocess.run([str(paths.REPO / "vnetct"), "run", "--no-setup", "--mutation", "NegotiatedBeforeAck",
                              "--out", str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)

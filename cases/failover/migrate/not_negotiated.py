@@ -2,14 +2,17 @@
 VIRTIO_NET_F_STANDBY (bit 62), so the primary was never plugged. Migrating
 such a guest asks for no release (no UNPLUG_PRIMARY, no wait-unplug), and the
 target keeps the primary hidden too: the guest goes on with its standby
-alone."""
+alone; a cancelled migration leaves it hidden too."""
 
 import pytest
 
+from vnetct.core.native import HostTimeout
 from vnetct.core.verdict import absent_event, require
 from vnetct.failover.trace import VIRTIO_NET_F_STANDBY
-from vnetct.failover.guest import NEGOTIATED_BOUND_S, PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_DRIVERS, failover_spec
-from vnetct.failover.migration import EVENTS_ON, REPLUG_BOUND_S
+from vnetct.failover.guest import (NEGOTIATED_BOUND_S, PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_DRIVERS, STANDBY_ID,
+                                   failover_spec)
+from vnetct.failover.hotplug import boot, cancel_while_active, hot_plug, load_standby_driver
+from vnetct.failover.migration import EVENTS_ON, REPLUG_BOUND_S, migration_statuses
 
 
 def _virtio_netdevs(netdevs):
@@ -61,3 +64,49 @@ def test_migrates_without_unplug(vm_factory, case):
     assert _virtio_netdevs(netdevs), f"the guest lost its standby across the migration: {netdevs}"
     assert not [n for n in netdevs if n.get("driver") == "e1000e" or n.get("failover_role")], \
         f"the guest got a primary or a failover master on the target: {netdevs}"
+
+
+@pytest.mark.rule("FO-NEG-01", "FO-NEG-03", "FO-MIG-SRC-01")
+def test_cancelled_keeps_primary_hidden(vm_factory, case):
+    """Counterpart of QEMU's qtest failover-virtio-net/migrate/guest_off/abort:
+    a failover=on standby and its primary device_add'ed, the standby's driver
+    started without acking bit 62; the primary stays hidden; a migration
+    reaches active and is cancelled; the primary is still hidden after it.
+    The qtest masks the feature in its own driver; here a real guest drives a
+    transitional standby through the legacy interface (32 feature bits), and
+    the case also judges that the host never asked for the primary
+    (no UNPLUG_PRIMARY, no wait-unplug) and that the guest never got it."""
+    vm = boot(vm_factory, failover_spec("nonneg-cancel", legacy_guest_driver=True, hot_plugged=True))
+    case.uses(vm)
+    vm.load_drivers(PRIMARY_DRIVERS)
+    hot_plug(vm, STANDBY_ID)
+    hot_plug(vm, PRIMARY_ID)
+    assert PRIMARY_ID not in vm.pci_ids(), "FO-NEG-01: the hot-plugged primary is on the bus before any ack"
+
+    case.step("loading virtio_net (which cannot ack bit 62 through the legacy interface)")
+    load_standby_driver(vm)
+    standby = _virtio_netdevs(vm.report())
+    assert standby and VIRTIO_NET_F_STANDBY not in (standby[0]["virtio_feature_bits"] or []), \
+        f"the guest acked bit 62: the premise (a guest that cannot negotiate) does not hold: {standby}"
+    assert PRIMARY_ID not in vm.pci_ids(), "FO-NEG-03: the primary was plugged although the guest never acked STANDBY"
+
+    try:
+        seen = cancel_while_active(vm_factory, vm)
+    except HostTimeout as error:
+        raise AssertionError(f"FO-MIG-SRC-01: the migration of a guest that never negotiated did not go active "
+                             f"and cancel ({error}); statuses {migration_statuses(vm)}") from None
+    statuses = [e["data"]["status"] for e in seen if e["name"] == "MIGRATION"]
+    case.save_json("source-statuses.json", statuses)
+    assert not [e for e in seen if e["name"] == "UNPLUG_PRIMARY"], "FO-MIG-SRC-01: UNPLUG_PRIMARY for a primary " \
+                                                                   "never negotiated"
+    assert "wait-unplug" not in statuses, f"FO-MIG-SRC-01: wait-unplug without a primary to release: {statuses}"
+    pci = vm.pci_ids()
+    case.save_json("pci-after-cancel.json", pci)
+    assert STANDBY_ID in pci, f"the standby left the bus with the cancel: {pci}"
+    assert PRIMARY_ID not in pci, f"FO-NEG-03: the primary was plugged by the cancel, never negotiated: {pci}"
+    assert not [e for e in vm.qmp.events if e["name"] == "FAILOVER_NEGOTIATED"], \
+        "FO-NEG-03: FAILOVER_NEGOTIATED although the guest never acked STANDBY"
+    netdevs = vm.report()
+    case.save_json("guest-netdevs-after-cancel.json", netdevs)
+    assert not [n for n in netdevs if n.get("driver") == "e1000e" or n.get("failover_role")], \
+        f"FO-NEG-03: the guest got a primary or a failover master: {netdevs}"

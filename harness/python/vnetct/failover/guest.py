@@ -21,17 +21,20 @@ PRIMARY_ID = "hostdev0"
 
 def failover_spec(name: str, primary_driver: str = "e1000e", primary_id: Optional[str] = PRIMARY_ID,
                   primary_bus: Optional[str] = None, pair_id: str = STANDBY_ID,
-                  standby_failover: str = "on", legacy_guest_driver: bool = False) -> VmSpec:
+                  standby_failover: str = "on", legacy_guest_driver: bool = False,
+                  hot_plugged: bool = False) -> VmSpec:
     """`legacy_guest_driver`: the standby is transitional and the guest drives it
     through the legacy virtio interface, which has only 32 feature bits: a guest
-    that cannot ack VIRTIO_NET_F_STANDBY (bit 62)."""
+    that cannot ack VIRTIO_NET_F_STANDBY (bit 62). `hot_plugged`: both NICs are
+    left off the command line for the case to hot-plug (failover.hotplug)."""
     standby_properties = {"failover": standby_failover}
     kernel_args = []
     if legacy_guest_driver:
         standby_properties["disable-legacy"] = "off"
         kernel_args.append("virtio_pci.force_legacy=1")
-    standby = Nic("virtio-net-pci", MAC, id=STANDBY_ID, properties=standby_properties)
-    primary = Nic(primary_driver, MAC, id=primary_id, bus=primary_bus, properties={"failover_pair_id": pair_id})
+    standby = Nic("virtio-net-pci", MAC, id=STANDBY_ID, properties=standby_properties, hot_plugged=hot_plugged)
+    primary = Nic(primary_driver, MAC, id=primary_id, bus=primary_bus, properties={"failover_pair_id": pair_id},
+                  hot_plugged=hot_plugged)
     return VmSpec(name, nics=[standby, primary], kernel_args=kernel_args)
 
 

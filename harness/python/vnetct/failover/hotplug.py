@@ -10,16 +10,21 @@ the same QMP commands."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Dict, Iterable, List
 
 from vnetct.failover.guest import (MAC, PRIMARY_DRIVERS, PRIMARY_ID, STANDBY_DRIVERS, STANDBY_ID, by_role, failover_formed,
                        wait_for_guest)
 from vnetct.vm.guest import Nic, Vm, VmSpec
-from vnetct.failover.migration import EVENTS_ON
+from vnetct.failover.migration import EVENTS_ON, expect_events
 from vnetct.failover.trace import device_spec
+from vnetct.core.native import HostTimeout
 
 E1000_FAMILY = ("e1000e", "igb", "e1000")
 BOOLEANS = {"on": True, "off": False}
+# QMP device_add takes typed JSON: the command line's on/off become booleans for QEMU's
+# bool properties only (disable-legacy, an OnOffAuto, takes the string).
+BOOLEAN_PROPERTIES = ("failover",)
 
 
 def nic_index(vm, device_id: str) -> int:
@@ -52,8 +57,8 @@ def hot_plug(vm, device_id: str, timeout: float = 30.0) -> dict:
                                       "downscript": "no", "vnet_hdr": True}, timeout=timeout)
     else:
         vm.qmp.execute("netdev_add", {"type": "hubport", "id": netdev, "hubid": index}, timeout=timeout)
-    # QMP device_add takes typed JSON: the command line's on/off are booleans there.
-    properties = {key: BOOLEANS.get(value, value) for key, value in nic.properties.items()}
+    properties = {key: BOOLEANS.get(value, value) if key in BOOLEAN_PROPERTIES else value
+                  for key, value in nic.properties.items()}
     arguments = {"driver": nic.driver, "netdev": netdev, "mac": nic.mac, "bus": device["bus"], **properties}
     if nic.id is not None:
         arguments["id"] = nic.id
@@ -90,19 +95,31 @@ def standbys_on_bus(vm) -> List[str]:
 def load_standby_driver(vm, timeout: float = 60.0) -> List[dict]:
     """Loads failover, net_failover and virtio_net: the driver acks the
     features of every standby on the bus. Logs one guest-ack per standby at
-    the moment the load starts, with the bit 62 the guest reports once it is
-    loaded (a bare guest-ack would take the bit from the last report of the
-    whole trace, which has no standby any more once one was deleted)."""
+    the moment the load starts, with the bit 62 the guest reports once the
+    driver has bound it (a bare guest-ack would take the bit from the last
+    report of the whole trace, which has no standby any more once one was
+    deleted). A standby hot-plugged just before may reach the guest (ACPI
+    hotplug) only after the load: the driver binds it then, so the bits are
+    read once every standby has its virtio_net netdev, within `timeout`; a
+    standby the driver never binds counts as not acked."""
     acks = []
     for standby in standbys_on_bus(vm):
         vm.record("guest-ack", standby=standby, standby_bit=False)
         acks.append(vm.trace_log[-1])
+    deadline = time.monotonic() + timeout
     modules = vm.request("load-modules", {"names": list(STANDBY_DRIVERS)}, timeout=timeout)["modules"]
-    netdevs = vm.report()
-    for ack in acks:
-        mac = vm.spec.nics[nic_index(vm, ack["standby"])].mac
-        netdev = next((n for n in netdevs if n.get("driver") == "virtio_net" and n.get("mac") == mac), None)
-        ack["standby_bit"] = 62 in ((netdev or {}).get("virtio_feature_bits") or [])
+    macs = [vm.spec.nics[nic_index(vm, ack["standby"])].mac for ack in acks]
+
+    def standby_netdev(netdevs, mac):
+        return next((n for n in netdevs if n.get("driver") == "virtio_net" and n.get("mac") == mac), None)
+
+    try:
+        netdevs = wait_for_guest(vm, lambda netdevs: all(standby_netdev(netdevs, mac) for mac in macs),
+                                 "virtio_net bound to every standby on the bus", max(0.5, deadline - time.monotonic()))
+    except HostTimeout:
+        netdevs = vm.report()
+    for ack, mac in zip(acks, macs):
+        ack["standby_bit"] = 62 in ((standby_netdev(netdevs, mac) or {}).get("virtio_feature_bits") or [])
     return modules
 
 
@@ -131,6 +148,26 @@ def migrate_source_only(factory, source) -> int:
     source.record("migrate")
     source.qmp.execute("migrate", {"uri": uri})
     return mark
+
+
+# 1 MiB/s: a 512 MiB guest is still on its way minutes after `migrate`, so a cancel
+# finds the migration active, never completed.
+SLOW_TRANSFER = {"max-bandwidth": 1 << 20}
+
+
+def cancel_while_active(factory, source, timeout: float = 60.0) -> List[dict]:
+    """Migrates `source` (migrate_source_only, throttled to SLOW_TRANSFER),
+    waits for MIGRATION active, cancels, waits for MIGRATION cancelled, each
+    within `timeout`. Returns the source's QMP events from the migrate on:
+    the case judges what they hold."""
+    source.qmp.execute("migrate-set-parameters", SLOW_TRANSFER)
+    mark = migrate_source_only(factory, source)
+    expect_events(source, ["MIGRATION active"], mark, timeout)
+    source.step("cancelling the active migration")
+    source.record("migrate-cancel")
+    source.qmp.execute("migrate_cancel")
+    expect_events(source, ["MIGRATION cancelled"], mark, timeout)
+    return source.qmp.events[mark:]
 
 
 def pairs_by_mac(netdevs: Iterable[dict]) -> Dict[str, Dict[str, dict]]:

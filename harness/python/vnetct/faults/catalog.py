@@ -93,6 +93,13 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
           "qmp-interposer",
           target_plan=_rules({"name": "drop FAILOVER_NEGOTIATED", "event": "FAILOVER_NEGOTIATED",
                               "action": "drop"})),
+    Fault("unplug-unnegotiated-primary", "FO-MIG-SRC-01",
+          "the source emits UNPLUG_PRIMARY at a migration's setup for a primary that was never negotiated "
+          "(failover=off, or a guest that did not ack VIRTIO_NET_F_STANDBY)",
+          "cancelled-with-failover-off or cancelled-keeps-primary-hidden", "qmp-interposer",
+          source_plan=_rules({"name": "forge UNPLUG_PRIMARY at setup", "event": "MIGRATION",
+                              "data": {"status": "setup"}, "action": "forge",
+                              "forge": [{"event": "UNPLUG_PRIMARY", "data": {"device-id": PRIMARY_ID}}]})),
     Fault("no-partial-unplug-warning", "FO-MIG-SRC-07",
           "QEMU ends a migration whose primary was never released without its 'partially unplugged' warning",
           "unreleased", "stderr-filter", stderr_drop=["partially unplugged"]),
