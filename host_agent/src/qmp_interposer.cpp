@@ -315,8 +315,9 @@ bool QmpInterposer::Shared::relay(int client_fd, int upstream_fd) {
         client.out += session.take_to_client();
         upstream.out += session.take_to_upstream();
         if (!reason.empty()) {
+            // What came before the line over the limit still goes on.
             record_closed("closed both sides: " + reason);
-            return true;
+            return final_flush(client) && final_flush(upstream);
         }
         flush(client);
         flush(upstream);
