@@ -500,7 +500,8 @@ TEST_F(QmpInterposer_test, NextClientGetsItsOwnQemuConnectionAndOnConnectAgain) 
         .reaccept();
     handshake().expect({{"execute", "query-status"}, {"id", 2}}).send(reply(2, {{"status", "paused"}}));
     m_peer.start();
-    start({{"rules", {{{"name", "hello"}, {"on_connect", true}, {"action", "forge"}, {"forge", {{{"event", "STOP"}}}}}}}});
+    start({{"rules",
+            {{{"name", "hello"}, {"on_connect", true}, {"action", "forge"}, {"forge", {{{"event", "STOP"}}}}}}}});
     connect();
     EXPECT_EQ(m_client->execute("query-status", nullptr, Clock::now() + 10s).value()["status"], "running");
     wait_event("STOP");
