@@ -53,8 +53,7 @@ _NEGOTIATION = "primary-hidden-until-ack or failover-negotiated-names-standby"
 FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
     Fault("no-unplug-primary-event", "FO-MIG-SRC-01",
           "the source never emits UNPLUG_PRIMARY when a migration starts", _OUT_AND_IN, "qmp-interposer",
-          source_plan=_rules({"name": "drop UNPLUG_PRIMARY", "event": "UNPLUG_PRIMARY", "action": "drop"}),
-          quick=True),
+          source_plan=_rules({"name": "drop UNPLUG_PRIMARY", "event": "UNPLUG_PRIMARY", "action": "drop"})),
     Fault("active-before-release", "FO-MIG-SRC-03",
           "the migration reports active (event and query-migrate) while the guest still holds the primary",
           _OUT_AND_IN, "qmp-interposer",
@@ -78,7 +77,7 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
                               "forge": [{"event": "FAILOVER_NEGOTIATED", "data": {"device-id": STANDBY_ID}}]})),
     Fault("negotiated-without-ack", "FO-NEG-03",
           "the host emits FAILOVER_NEGOTIATED for a guest that cannot ack VIRTIO_NET_F_STANDBY",
-          "migrates-without-unplug", "qmp-interposer",
+          "test_migrates_without_unplug", "qmp-interposer", quick=True,
           source_plan=_rules({"name": "forge FAILOVER_NEGOTIATED at connect", "on_connect": True,
                               "action": "forge",
                               "forge": [{"event": "FAILOVER_NEGOTIATED", "data": {"device-id": STANDBY_ID}}]})),
