@@ -29,6 +29,7 @@ class Fault:
     stderr_drop: List[str] = field(default_factory=list)  # lines with these phrases never reach the harness
     impair: str = ""           # wire impairments at points of a case (vnetct.traffic.wire_faults plan)
     backend_args: tuple = ()   # the reference live-TAP backend's source: a seeded bug (its self-check)
+    bench_loss: int = 0        # percent: the live-TAP bench's wire drops frames on their way into its TAP
     quick: bool = False        # in the subset ./vnetct test runs
 
 
@@ -114,6 +115,10 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
           "the reference live-TAP backend's source reads the queues for 200 ms after the Commit (the "
           "reference's self-check, not a SUT verdict)", "handoff-loses-nothing and 10kpps-1queue-small", "reference-backend",
           backend_args=("--seed-fault", "read-after-commit")),
+    Fault("bench-loss-before-tap", "LT-DATA-01",
+          "the live-TAP bench's wire drops 1 % of the frames on their way into the TAP, where no TAP counter "
+          "sees them (the bench's self-check: its negative control must not pass the loss off as counted)",
+          "negative-control and blackout-beyond", "wire", bench_loss=1),
     Fault("standby-failover-off", "FO-NEG-02",
           "the standby is started with failover=off while the case declares a pair", _NEGOTIATION, "argv",
           argv=_rewrite_device("virtio-net-pci", "failover=on", "failover=off"), quick=True),

@@ -61,6 +61,12 @@ class Counters:
         return Counters(int(found["frames"]), int(found["echoed"]), queues, streams, found)
 
 
+def reader_counters(holder) -> "Counters":
+    """The serving backend's counters now."""
+    holder.send("counters")
+    return Counters.parse(holder.expect("counters "))
+
+
 def per_flow_checks(traffic, reports, readers):
     """Per flow: (sent, lost, duplicates, reordered, unread by every reader)."""
     rows = []
@@ -87,8 +93,7 @@ def quiet_reading(bench, tap, holder):
     readings = []
     for _ in range(3):  # a stray frame (an ARP probe) between the readings: read again
         first = bench.link(tap)
-        holder.send("counters")
-        counters = Counters.parse(holder.expect("counters "))
+        counters = reader_counters(holder)
         second = bench.link(tap)
         readings.append((first.tx_packets, counters.frames, second.tx_packets))
         if first.tx_packets == second.tx_packets:
@@ -259,6 +264,7 @@ class Traffic:
     flow each (several flows spread over the queues of a multi-queue TAP)."""
 
     def __init__(self, netns: str, rate_pps: float, payload_bytes: int, seconds: float, flows: int = 1):
+        self.netns = netns
         self.rate_pps = rate_pps
         self.payload_bytes = payload_bytes
         self.count = int(rate_pps * seconds / flows)
@@ -270,7 +276,26 @@ class Traffic:
         self.started_ns = 0
         self.ended_ns = 0
 
+    def resolve_guest(self, timeout: float = 5.0) -> None:
+        """One datagram that belongs to no stream (no stream magic), and its
+        echo: then the peer has resolved the guest's address. A stream that
+        starts unresolved parks its first datagrams on the peer's neighbour
+        entry; the ARP reply flushes them from softirq on one CPU while the
+        injector sends the next ones from the other CPU, and a few arrive
+        after later ones (reordered 1-81, all within the stream's first
+        10 ms) although no queue reordered anything."""
+        fd = vnetct_native.open_socket_in_netns(self.netns, socket.AF_INET, socket.SOCK_DGRAM)
+        with socket.socket(fileno=fd) as probe:
+            probe.settimeout(timeout)
+            probe.sendto(b"resolve", (GUEST_ADDRESS, ECHO_PORT))
+            try:
+                probe.recv(64)
+            except socket.timeout:
+                raise AssertionError(f"no echo of a single datagram from {GUEST_ADDRESS} within {timeout:.0f} s: "
+                                     f"the peer cannot reach the guest") from None
+
     def start(self, timeout: float = 5.0) -> None:
+        self.resolve_guest(timeout)
         self.started_ns = time.monotonic_ns()
         for stream in self.streams:
             stream.start()
@@ -356,19 +381,29 @@ class Bench:
         status, output = vnetct_native.run_command(argv, 10.0)
         if status.code != 0 or status.signal != 0:
             raise AssertionError(f"{' '.join(argv)}: {status.describe()}: {output.strip()}")
+        fault = self._fault()
+        if fault is not None and fault.bench_loss:
+            from vnetct.traffic.impair import Direction, Impairment
+            # Frames leaving the bridge into the TAP (to the guest's side): no TAP counter sees them.
+            Impairment(self.wire).random_loss(self.wire.taps[0], fault.bench_loss, Direction.TO_GUEST)
         return self.wire
 
     def own_tap_name(self, suffix: str = "q") -> str:
         """A name for a TAP the source creates (non-persistent) in the wire's namespace."""
         return self.wire.taps[0][:-2] + suffix
 
-    def _seeded_fault(self) -> List[str]:
-        """The backend's arguments of a run's seeded fault (vnetct.faults.catalog), if any."""
+    def _fault(self):
+        """The run's seeded fault (vnetct.faults.catalog), if any."""
         name = getattr(self.run.sut.options, "fault", None)
         if not name:
-            return []
+            return None
         from vnetct.faults.catalog import fault_named
-        return list(fault_named(name).backend_args)
+        return fault_named(name)
+
+    def _seeded_fault(self) -> List[str]:
+        """The backend's arguments of a run's seeded fault, if any."""
+        fault = self._fault()
+        return list(fault.backend_args) if fault is not None else []
 
     def _label(self) -> List[str]:
         # The run's socket root in the command line: the end-of-run sweep finds a survivor by it.
@@ -444,6 +479,14 @@ class Bench:
 
     def link(self, tap: str) -> Link:
         return read_link(self.netns, tap)
+
+    def wire_sent(self) -> int:
+        """Frames the wire's own stacks sent (tx_packets of the peer's veth and
+        of the bridge device): besides the backends' echoes, the only frames a
+        TAP on the bridge is ever offered (IPv6 is off in the namespace; what
+        the peer sends besides the streams is its ARP)."""
+        return read_link(self.netns, self.wire.peer_interface).tx_packets + \
+            read_link(self.netns, self.wire.bridge).tx_packets
 
     def commit(self, holder: Backend, path: str) -> Committed:
         """The holder hands its TAP over to the target listening on `path`
