@@ -226,5 +226,5 @@ def test_primary_listed_first_returns_after_migration(vm_factory, case):
             f"was loaded ({PRIMARY_ID} in /machine/peripheral before load: "
             f"{PRIMARY_ID in realized_before_load}), so nothing plugged it for the guest, which had released "
             f"it on the source. The trace checker's verdicts: verdict-*.json") from None
-    case.metric("replug_latency", seconds(time.monotonic_ns(), resume["host_ns"]), "s")
+    case.metric("replug_enslaved_latency", seconds(time.monotonic_ns(), resume["host_ns"]), "s")  # RESUME to enslaved
     case.save_json("target-netdevs.json", netdevs)

@@ -38,6 +38,8 @@ void bind_sriov(py::module_& module);
 void bind_teaming(py::module_& module);
 // failover-group-id (groupid_bindings.cpp).
 void bind_groupid(py::module_& module);
+// The QMP fault interposer (interposer_bindings.cpp).
+void bind_interposer(py::module_& module);
 
 Deadline deadline_in(double seconds) {
     return std::chrono::steady_clock::now() +
@@ -182,4 +184,5 @@ PYBIND11_MODULE(vnetct_native, module) {
     bind_sriov(module);
     bind_teaming(module);
     bind_groupid(module);
+    bind_interposer(module);
 }

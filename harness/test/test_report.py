@@ -65,7 +65,7 @@ def make_run(root: Path, name: str = "20261122-044407-8c00e9", finished=True, ca
                   artifacts={"qmp-mig-source": "lane-a/vms/mig-source/qmp-mig-source.jsonl",
                              "traffic.json": "lane-a/cases/gone/traffic.json"},
                   metrics={"unplug_latency": {"value": 0.115, "unit": "s"},
-                           "replug_latency": {"value": 1.552, "unit": "s"},
+                           "replug_carrying_latency": {"value": 1.552, "unit": "s"},
                            "qemu_downtime": {"value": 107, "unit": "ms"},
                            "switchover_lost": {"value": 118, "unit": ""},
                            "longest_loss_window": {"value": 500.1, "unit": "ms"}},

@@ -31,17 +31,6 @@ constexpr std::chrono::milliseconds max_connect_backoff{50};
 
 std::string errno_text(int error) { return std::strerror(error); }
 
-// Poll timeout in ms for the time left until `deadline`, rounded up so a wait
-// never ends a moment before the deadline and spins.
-int poll_timeout_ms(Deadline deadline) {
-    const auto left = deadline - Clock::now();
-    if (left <= Clock::duration::zero()) {
-        return 0;
-    }
-    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
-    return ms > 1'000'000 ? 1'000'000 : static_cast<int>(ms);
-}
-
 // Waits for `events` on `fd` until `deadline`. Returns the revents, 0 on timeout.
 HostResult<short> wait_for(int fd, short events, Deadline deadline) {
     for (;;) {
@@ -83,8 +72,16 @@ HostError lost_framing(const std::string& path) {
 
 }  // namespace
 
-HostResult<JsonLineChannel> JsonLineChannel::connect(const std::string& path, Deadline deadline,
-                                                     std::size_t max_message_size) {
+int poll_timeout_ms(Deadline deadline) {
+    const auto left = deadline - Clock::now();
+    if (left <= Clock::duration::zero()) {
+        return 0;
+    }
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    return ms > 1'000'000 ? 1'000'000 : static_cast<int>(ms);
+}
+
+HostResult<int> connect_unix_socket(const std::string& path, Deadline deadline, int wake_fd) {
     sockaddr_un address{};
     address.sun_family = AF_UNIX;
     if (path.empty() || path.size() >= sizeof address.sun_path) {
@@ -102,7 +99,7 @@ HostResult<JsonLineChannel> JsonLineChannel::connect(const std::string& path, De
             return fail(HostErrc::ConnectFailed, "socket: " + errno_text(errno));
         }
         if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) {
-            return start_reader(fd, path, max_message_size);
+            return fd;
         }
         const int error = errno;
         ::close(fd);
@@ -118,10 +115,25 @@ HostResult<JsonLineChannel> JsonLineChannel::connect(const std::string& path, De
                                                " ms; last error: " + errno_text(error));
         }
         const Deadline retry_at = std::min(deadline, Clock::now() + backoff);
-        while (::poll(nullptr, 0, poll_timeout_ms(retry_at)) < 0 && errno == EINTR && Clock::now() < retry_at) {
+        pollfd wake{wake_fd, POLLIN, 0};
+        int ready = 0;
+        while ((ready = ::poll(&wake, wake_fd >= 0 ? 1 : 0, poll_timeout_ms(retry_at))) < 0 && errno == EINTR &&
+               Clock::now() < retry_at) {
+        }
+        if (ready > 0) {
+            return fail(HostErrc::Closed, "stopped while connecting to " + path);
         }
         backoff = std::min(backoff * 2, max_connect_backoff);
     }
+}
+
+HostResult<JsonLineChannel> JsonLineChannel::connect(const std::string& path, Deadline deadline,
+                                                     std::size_t max_message_size) {
+    auto fd = connect_unix_socket(path, deadline);
+    if (!fd) {
+        return tl::unexpected(fd.error());
+    }
+    return start_reader(*fd, path, max_message_size);
 }
 
 namespace {

@@ -79,6 +79,11 @@ FakePeer& FakePeer::pause(std::chrono::milliseconds time) {
     return *this;
 }
 
+FakePeer& FakePeer::reaccept() {
+    m_script.push_back(Step{StepKind::Reaccept, {}, nullptr});
+    return *this;
+}
+
 void FakePeer::start(std::chrono::milliseconds listen_delay) {
     m_thread = std::thread([this, listen_delay] { run(listen_delay); });
 }
@@ -151,8 +156,8 @@ void FakePeer::run(std::chrono::milliseconds listen_delay) {
     if (::poll(entries, 2, step_bound_ms) > 0 && (entries[0].revents & POLLIN) != 0) {
         connection = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
     }
-    ::close(listener);
     if (connection < 0) {
+        ::close(listener);
         if (!m_script.empty()) {
             problem("no client connected");
         }
@@ -170,15 +175,41 @@ void FakePeer::run(std::chrono::milliseconds listen_delay) {
             open = false;
             continue;
         }
+        if (m_script[i].kind == StepKind::Reaccept) {
+            connection = next_client(listener, connection, i);
+            if (connection < 0) {
+                open = false;
+                break;
+            }
+            continue;
+        }
         if (!run_step(connection, m_script[i], i)) {
             break;
         }
     }
+    ::close(listener);
     set_idle();
     if (open) {
         drain(connection);
         ::close(connection);
     }
+}
+
+int FakePeer::next_client(int listener, int connection, std::size_t number) {
+    drain(connection);  // until the client hangs up (or stop)
+    ::close(connection);
+    m_pending.clear();
+    pollfd entries[2] = {{listener, POLLIN, 0}, {m_stop_fd, POLLIN, 0}};
+    if (::poll(entries, 2, step_bound_ms) > 0 && (entries[0].revents & POLLIN) != 0) {
+        const int next = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+        if (next >= 0) {
+            return next;
+        }
+    }
+    if (!stop_requested(0)) {
+        problem("step " + std::to_string(number) + ": no next client connected");
+    }
+    return -1;
 }
 
 bool FakePeer::run_step(int connection, const Step& step, std::size_t number) {
@@ -223,6 +254,7 @@ bool FakePeer::run_step(int connection, const Step& step, std::size_t number) {
             // nothing either. finish() ends the pause early.
             return !stop_requested(static_cast<int>(step.time.count()));
         case StepKind::Close:
+        case StepKind::Reaccept:
             return false;
     }
     return false;

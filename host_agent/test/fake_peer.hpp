@@ -31,6 +31,7 @@ class FakePeer {
     FakePeer& close();                              // hang up; the script ends here
     FakePeer& stall();                              // read and answer nothing until finish()
     FakePeer& pause(std::chrono::milliseconds time);  // do nothing for `time` (finish() cuts it short)
+    FakePeer& reaccept();  // wait for the client to hang up, then go on with the next client
 
     // Runs the script on a thread. The socket appears only after
     // `listen_delay`, the way QEMU creates its monitor socket after starting.
@@ -51,7 +52,7 @@ class FakePeer {
     [[nodiscard]] const std::string& socket_path() const { return m_socket_path; }
 
   private:
-    enum class StepKind { Send, Expect, Close, Stall, Pause };
+    enum class StepKind { Send, Expect, Close, Stall, Pause, Reaccept };
     struct Step {
         StepKind kind;
         std::string bytes;     // Send
@@ -61,6 +62,9 @@ class FakePeer {
 
     void run(std::chrono::milliseconds listen_delay);
     bool run_step(int connection, const Step& step, std::size_t number);
+    // Waits for the client to hang up and accepts the next one on `listener`;
+    // -1 (with a problem noted, unless stopped) if none comes.
+    int next_client(int listener, int connection, std::size_t number);
     // One line from `connection` until the step bound or stop; false on EOF,
     // stop or timeout (`why` says which).
     bool read_line(int connection, std::string& line, std::string& why);

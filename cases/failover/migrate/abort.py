@@ -61,7 +61,7 @@ def _primary_released(vm, primary_name, from_index):
                  if e["name"] == "netdev-removed" and e["data"].get("name") == primary_name), None)
 
 
-@pytest.mark.rule("FO-MIG-SRC-04")
+@pytest.mark.rule("FO-MIG-SRC-04", "FO-DATA-01")
 @pytest.mark.needs("slow-eject")
 def test_wait_unplug(vm_factory, case):
     migration = start_migration(vm_factory, case, "abort-wu", extra_args=NATIVE_PCIEHP)
@@ -121,7 +121,7 @@ def _kill_qemu(vm) -> str:
     return vm.process.wait(timeout=10.0).describe()
 
 
-@pytest.mark.rule("FO-MIG-SRC-05")
+@pytest.mark.rule("FO-MIG-SRC-05", "FO-DATA-01")
 @pytest.mark.needs("target-process")
 def test_target_killed(vm_factory, case):
     migration = start_migration(vm_factory, case, "abort-kill", parameters=SLOW)

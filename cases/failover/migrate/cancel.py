@@ -13,7 +13,7 @@ from vnetct.traffic.echo import assert_carried_by
 SLOW = {"max-bandwidth": 1 << 20}  # 1 MiB/s: the transfer cannot finish before the cancel
 
 
-@pytest.mark.rule("FO-MIG-SRC-05")
+@pytest.mark.rule("FO-MIG-SRC-05", "FO-DATA-01")
 def test_while_active_replugs_on_source(vm_factory, case):
     migration = start_migration(vm_factory, case, "cancel", parameters=SLOW)
     source = migration.source

@@ -98,4 +98,4 @@ def test_unplug_migrate_replug(vm_factory, case):
     info = source.qmp.execute("query-migrate")
     if "downtime" in info:
         case.metric("qemu_downtime", info["downtime"], "ms")
-    case.metric("replug_latency", _seconds(formed_ns, resume["host_ns"]), "s")  # RESUME to both enslaved
+    case.metric("replug_enslaved_latency", _seconds(formed_ns, resume["host_ns"]), "s")  # RESUME to both enslaved

@@ -356,6 +356,12 @@ def _sut_label(results: dict) -> str:
     return f"profile {results.get('profile', '?')}"
 
 
+def _names(case: dict, rule_id: str) -> bool:
+    """Whether a failed case's failure counts against `rule_id` (it named it,
+    or it comes from a run before failures named rules)."""
+    return case["outcome"] == "failed" and rule_id in case.get("violated_rules", [rule_id])
+
+
 def _summarise_rules(results: dict) -> None:
     """The verdicts per rule on the SUT, and the reference's self-check apart
     (results.json: rules); they do not change the exit status."""
@@ -371,14 +377,14 @@ def _summarise_rules(results: dict) -> None:
           f"{tally['sut']['violated']} violated, {tally['sut']['not-judged']} not judged")
     for entry in table:
         if entry["sut"]["verdict"] == "violated":
-            failing = [case["id"] for case in entry["sut"]["cases"] if case["outcome"] == "failed"]
+            failing = [case["id"] for case in entry["sut"]["cases"] if _names(case, entry["id"])]
             print(f"  VIOLATED {entry['id']}: {', '.join(failing)}")
     reference = tally["reference"]
     line = f"vnetct: reference self-check: {reference['passed']} rules passed, {reference['failed']} failed"
     print(line + (f", {reference['not-run']} not run" if reference["not-run"] else ""))
     for entry in table:
         if entry["reference"]["verdict"] == "failed":
-            failing = [case["id"] for case in entry["reference"]["cases"] if case["outcome"] == "failed"]
+            failing = [case["id"] for case in entry["reference"]["cases"] if _names(case, entry["id"])]
             print(f"  REFERENCE FAILED {entry['id']}: {', '.join(failing)}")
 
 

@@ -14,7 +14,6 @@ import secrets
 import subprocess
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Dict, List
 
 from vnetct.core import paths

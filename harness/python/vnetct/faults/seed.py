@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import List
 
+from vnetct.core.native import vnetct_native
 from vnetct.faults.catalog import Fault
-from vnetct.faults.qmp_interposer import QmpInterposer
 
 
 def _filtered_stderr(argv: List[str], phrases: List[str]) -> List[str]:
@@ -28,16 +28,10 @@ def seed(vm, fault: Fault) -> None:
         listen = vm.sockets / "qmp.sock"
         upstream = vm.sockets / "qmp-qemu.sock"
         vm.argv = [word.replace(f"path={listen},", f"path={upstream},") for word in vm.argv]
-        interposer = QmpInterposer(str(listen), str(upstream), plan, str(vm.artifacts / f"fault-{vm.name}.jsonl"))
+        # host_agent's QmpInterposer (C++): serves `listen`, relays to QEMU's socket under the plan.
+        interposer = vnetct_native.QmpInterposer.start(str(listen), str(upstream), plan,
+                                                       str(vm.artifacts / f"fault-{vm.name}.jsonl"))
         vm.closers.append(interposer.stop)
-    if fault.wire_loss and vm.wire is not None:
-        from vnetct.faults.wire import random_loss
-
-        tapped = [nic for nic in vm.spec.nics if nic.tap]
-        for device_id, percent in fault.wire_loss.items():
-            index = next((i for i, nic in enumerate(tapped) if nic.id == device_id), None)
-            if index is not None and index < len(vm.taps):
-                vm.closers.append(random_loss(vm.netns, vm.taps[index], percent, vm.name))
     if fault.stderr_drop:
         vm.argv = _filtered_stderr(vm.argv, fault.stderr_drop)
     (vm.artifacts / f"fault-{vm.name}.txt").write_text(f"{fault.name} ({fault.mechanism}): {fault.bug}\n")

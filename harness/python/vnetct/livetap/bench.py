@@ -383,8 +383,9 @@ class Bench:
             raise AssertionError(f"{' '.join(argv)}: {status.describe()}: {output.strip()}")
         fault = self._fault()
         if fault is not None and fault.bench_loss:
-            from vnetct.faults.wire import random_loss
-            random_loss(self.netns, self.wire.taps[0], fault.bench_loss, f"bench_{self.netns}", ("oifname",))
+            from vnetct.traffic.impair import Direction, Impairment
+            # Frames leaving the bridge into the TAP (to the guest's side): no TAP counter sees them.
+            Impairment(self.wire).random_loss(self.wire.taps[0], fault.bench_loss, Direction.TO_GUEST)
         return self.wire
 
     def own_tap_name(self, suffix: str = "q") -> str:

@@ -20,7 +20,8 @@ FIGURES: Dict[str, dict] = {
         "prefixes": ["unplug_latency_"],
         "meaning": "UNPLUG_PRIMARY to the guest releasing the primary"},
     "replug_latency": {
-        "title": "Re-plug latency", "unit": "s", "limit": 3.0, "metrics": ["replug_latency"], "prefixes": [],
+        "title": "Re-plug latency", "unit": "s", "limit": 3.0, "metrics": ["replug_carrying_latency"],
+        "prefixes": [],
         "meaning": "target RESUME to the primary carrying traffic again in the guest"},
     "downtime": {
         "title": "Downtime", "unit": "ms", "limit": 300.0, "metrics": ["qemu_downtime"], "prefixes": [],

@@ -245,5 +245,8 @@ def connect_target_ports(target: Vm) -> Optional[int]:
     when the target shares the source's TAPs (already on it)."""
     if getattr(target, "wire", None) is None or target.tap_fds:
         return None
+    from vnetct.traffic import wire_faults  # a seeded fault's wire impairments
+
+    wire_faults.at("target-ports", target)
     set_ports(target.wire, target.taps, up=True)
     return time.monotonic_ns()

@@ -29,6 +29,16 @@ inline constexpr std::size_t default_max_message_size = std::size_t{16} * 1024 *
 // send() without a deadline gives the peer this long to take the bytes.
 inline constexpr std::chrono::seconds default_send_timeout{5};
 
+// Poll timeout in ms for the time left until `deadline`, rounded up so a wait
+// never ends a moment before the deadline and spins.
+[[nodiscard]] int poll_timeout_ms(Deadline deadline);
+
+// A connected non-blocking unix stream socket. A missing socket (ENOENT) or
+// one nobody listens on yet (ECONNREFUSED) is retried with a short backoff
+// until `deadline` (Timeout); other errors fail at once (ConnectFailed). When
+// `wake_fd` (>= 0) becomes readable the retries end at once (Closed).
+[[nodiscard]] HostResult<int> connect_unix_socket(const std::string& path, Deadline deadline, int wake_fd = -1);
+
 // A background reader thread, started by connect(), takes every line off the
 // socket as it arrives: it stamps the line with CLOCK_MONOTONIC at the read
 // that completed it, writes it to the transcript at once (so the transcript is

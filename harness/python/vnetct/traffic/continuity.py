@@ -1,0 +1,79 @@
+"""Loss windows judged against the events that explain them.
+
+A switch (a primary released, a migration's stop-and-resume, a primary
+re-plugged) may cost the echo stream one burst of loss. A `LossBound` says
+when that burst may start (not before the event that breaks the path),
+when it must be over (the event that restores it, plus a stated allowance)
+and how long it may last; every bound carries the sentence saying where it
+comes from, printed with a violation. A loss window belongs to the phase in
+which its first datagram was sent (stream_analysis.hpp), so a window that
+runs on past its phase is judged whole by that phase's bound."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+# An echo in flight when its path breaks is lost although it was sent just
+# before the break: the stream's RTT median is 1.7-3.5 ms on this machine
+# (traffic.json rtt_median_ms, out-and-in, December 2026); 20 ms is several
+# times that. When the path was slower as the loss began (the RTT of the last
+# datagram before the window that came back; 209 ms seen on a loaded host),
+# that latency is the allowance instead.
+IN_FLIGHT_MS = 20.0
+# After the event that restores the path, the guest needs this long to send
+# by it: 50 datagrams at 200/s, time for a TCG guest to take over on the
+# other slave (the project's recovery allowance since the first datapath case).
+RECOVERY_MS = 250.0
+
+
+@dataclass(frozen=True)
+class LossBound:
+    """Loss windows of one phase must start at or after `earliest_ns` minus
+    the path's latency (at least IN_FLIGHT_MS), end by `latest_ns` and last
+    at most `longest_ms`."""
+    phase: str
+    earliest: str          # the event before which nothing may be lost
+    earliest_ns: int
+    latest: str            # the event (with its allowance) by which the loss is over
+    latest_ns: int
+    longest_ms: float
+    source: str            # where the three bounds come from
+
+    def to_json(self) -> dict:
+        return {"phase": self.phase, "earliest": self.earliest, "earliest_ns": self.earliest_ns,
+                "latest": self.latest, "latest_ns": self.latest_ns, "longest_ms": self.longest_ms,
+                "source": self.source}
+
+
+def violations(windows: List[dict], bound: LossBound,
+               latency_ms: Callable[[int], float] = lambda seq: 0.0) -> List[str]:
+    """What the phase's loss windows break of `bound`, one sentence each.
+    `latency_ms(seq)`: the path's RTT when datagram `seq` was sent."""
+    found = []
+    for window in windows:
+        span = (f"seq {window['first_seq']}-{window['last_seq']} ({window['count']} datagrams, "
+                f"{window['duration_ms']:.0f} ms)")
+        early_ms = (bound.earliest_ns - window["start_ns"]) / 1e6
+        allowed_ms = max(IN_FLIGHT_MS, latency_ms(window["first_seq"]))
+        if early_ms > allowed_ms:
+            found.append(f"{bound.phase}: loss {span} began {early_ms:.0f} ms before {bound.earliest} (the path's "
+                         f"latency then: {allowed_ms:.0f} ms)")
+        late_ms = (window["end_ns"] - bound.latest_ns) / 1e6
+        if late_ms > 0:
+            found.append(f"{bound.phase}: loss {span} lasted {late_ms:.0f} ms past {bound.latest}")
+        if window["duration_ms"] > bound.longest_ms:
+            found.append(f"{bound.phase}: loss {span} is longer than {bound.longest_ms:.0f} ms")
+    if found:
+        found[-1] += f" [bounds: {bound.source}]"
+    return found
+
+
+def margins(windows: List[dict], bound: LossBound) -> Optional[dict]:
+    """How close the phase's worst window came to each bound (ms; negative:
+    inside), for the metrics; None without a window."""
+    if not windows:
+        return None
+    return {"start_before_earliest": max((bound.earliest_ns - w["start_ns"]) / 1e6 for w in windows),
+            "end_after_latest": max((w["end_ns"] - bound.latest_ns) / 1e6 for w in windows),
+            "longest": max(w["duration_ms"] for w in windows)}
