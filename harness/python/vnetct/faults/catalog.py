@@ -48,6 +48,11 @@ def _rewrite_device(driver: str, old: str, new: str) -> ArgvRewrite:
     return rewrite
 
 
+# FAILOVER_NEGOTIATED forged as soon as the harness is connected (before any ack or load), or never let through.
+_NEGOTIATED_AT_CONNECT = _rules({"name": "forge FAILOVER_NEGOTIATED at connect", "on_connect": True,
+                                 "action": "forge",
+                                 "forge": [{"event": "FAILOVER_NEGOTIATED", "data": {"device-id": STANDBY_ID}}]})
+_NEGOTIATED_DROPPED = _rules({"name": "drop FAILOVER_NEGOTIATED", "event": "FAILOVER_NEGOTIATED", "action": "drop"})
 _OUT_AND_IN = "out-and-in and acpi"
 _NEGOTIATION = "primary-hidden-until-ack or failover-negotiated-names-standby"
 
@@ -68,31 +73,23 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
                "disarmed_by": {"event": "MIGRATION", "data": {"status": "completed"}}})),
     Fault("no-negotiated-event", "FO-NEG-02",
           "the host never emits FAILOVER_NEGOTIATED after the guest's ack", _NEGOTIATION, "qmp-interposer",
-          source_plan=_rules({"name": "drop FAILOVER_NEGOTIATED", "event": "FAILOVER_NEGOTIATED",
-                              "action": "drop"}), quick=True),
+          source_plan=_NEGOTIATED_DROPPED, quick=True),
     Fault("negotiated-before-ack", "FO-NEG-02",
           "the host emits FAILOVER_NEGOTIATED before the guest acked VIRTIO_NET_F_STANDBY", _NEGOTIATION,
           "qmp-interposer",
-          source_plan=_rules({"name": "forge FAILOVER_NEGOTIATED at connect", "on_connect": True,
-                              "action": "forge",
-                              "forge": [{"event": "FAILOVER_NEGOTIATED", "data": {"device-id": STANDBY_ID}}]})),
+          source_plan=_NEGOTIATED_AT_CONNECT),
     Fault("negotiated-without-ack", "FO-NEG-03",
           "the host emits FAILOVER_NEGOTIATED for a guest that cannot ack VIRTIO_NET_F_STANDBY",
           "test_migrates_without_unplug", "qmp-interposer", quick=True,
-          source_plan=_rules({"name": "forge FAILOVER_NEGOTIATED at connect", "on_connect": True,
-                              "action": "forge",
-                              "forge": [{"event": "FAILOVER_NEGOTIATED", "data": {"device-id": STANDBY_ID}}]})),
+          source_plan=_NEGOTIATED_AT_CONNECT),
     Fault("target-negotiated-before-load", "FO-MIG-TGT-01",
           "the target emits FAILOVER_NEGOTIATED before the migrated state is loaded", _OUT_AND_IN,
           "qmp-interposer",
-          target_plan=_rules({"name": "forge FAILOVER_NEGOTIATED at connect", "on_connect": True,
-                              "action": "forge",
-                              "forge": [{"event": "FAILOVER_NEGOTIATED", "data": {"device-id": STANDBY_ID}}]})),
+          target_plan=_NEGOTIATED_AT_CONNECT),
     Fault("target-no-replug", "FO-MIG-TGT-02",
           "the target never negotiates (no FAILOVER_NEGOTIATED) after the state is loaded", _OUT_AND_IN,
           "qmp-interposer",
-          target_plan=_rules({"name": "drop FAILOVER_NEGOTIATED", "event": "FAILOVER_NEGOTIATED",
-                              "action": "drop"})),
+          target_plan=_NEGOTIATED_DROPPED),
     Fault("unplug-unnegotiated-primary", "FO-MIG-SRC-01",
           "the source emits UNPLUG_PRIMARY at a migration's setup for a primary that was never negotiated "
           "(failover=off, or a guest that did not ack VIRTIO_NET_F_STANDBY)",
