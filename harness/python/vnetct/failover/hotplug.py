@@ -170,6 +170,26 @@ def cancel_while_active(factory, source, timeout: float = 60.0) -> int:
     return mark
 
 
+def cancel_without_primary(factory, source, case, what: str) -> List[str]:
+    """A migration of a guest holding no negotiated primary (`what` says why),
+    cancelled while active: it must neither ask for a primary (no
+    UNPLUG_PRIMARY) nor wait for one (no wait-unplug), FO-MIG-SRC-01. Returns
+    the source's MIGRATION statuses (saved as source-statuses.json)."""
+    from vnetct.failover.migration import migration_statuses
+
+    mark = len(source.qmp.events)
+    try:
+        mark = cancel_while_active(factory, source)
+    except HostTimeout as error:
+        raise AssertionError(f"FO-MIG-SRC-01: the migration of {what} did not go active and cancel ({error}); "
+                             f"statuses {migration_statuses(source, mark)}") from None
+    statuses = migration_statuses(source, mark)
+    case.save_json("source-statuses.json", statuses)
+    assert not events_named(source, "UNPLUG_PRIMARY", mark), f"FO-MIG-SRC-01: UNPLUG_PRIMARY for {what}"
+    assert "wait-unplug" not in statuses, f"FO-MIG-SRC-01: wait-unplug without a primary to release: {statuses}"
+    return statuses
+
+
 def pairs_by_mac(netdevs: Iterable[dict]) -> Dict[str, Dict[str, dict]]:
     """The guest's failover netdevs grouped by MAC: {mac: {role: netdev}}."""
     pairs: Dict[str, Dict[str, dict]] = {}
