@@ -156,10 +156,23 @@ def _one_hand_off_run(bench, case, tap, source, rate=10_000, seconds=0.6, at_s=0
     properties and unprivileged cases judge."""
     target, path = bench.target("target1", **(target_options or {}))
     before = bench.link(tap)
+    features = bench.features(tap)
+    case.save_json("features-before.json", features)
     traffic = bench.streams(rate, SMALL, seconds, flows)
     traffic.start()
     traffic.wait_echoed(int(rate / flows * at_s), 3)
-    return target, before, traffic, bench.hand_off(source, target, path)
+    return target, before, features, traffic, bench.hand_off(source, target, path)
+
+
+def _offloads_kept(bench, case, tap, before, rule, whose):
+    """The device's offloads, read from the host before and after the hand-off
+    (never the backends' word), are the same."""
+    after = bench.features(tap)
+    case.save_json("features-after.json", after)
+    changed = {name: f"{'on' if was else 'off'} -> {'on' if after.get(name) else 'off'}"
+               for name, was in before.items() if after.get(name) != was}
+    require(not changed, rule, f"{tap}'s offloads changed across the hand-off ({whose}; ethtool -k from "
+                               f"the host): {changed}")
 
 
 def _finish_one(bench, tap, traffic, target, phases):
@@ -178,7 +191,7 @@ def test_properties_preserved(livetap_bench, case, queues):
     ifindex, kind, flags, carrier and counters."""
     bench = livetap_bench
     tap, source, ready = _tap(bench, queues, vnet_hdr_size=10, sndbuf=1 << 20)
-    target, before, traffic, hop = _one_hand_off_run(bench, case, tap, source, flows=queues)
+    target, before, features, traffic, hop = _one_hand_off_run(bench, case, tap, source, flows=queues)
     assert source.wait(5) == 0
     phases = hop.phases(traffic.started_ns)
     after, target_counters, reports = _finish_one(bench, tap, traffic, target, phases)
@@ -189,6 +202,7 @@ def test_properties_preserved(livetap_bench, case, queues):
     source_fields, target_fields = fields(ready), fields(hop.state)
     differing = {k: (v, target_fields.get(k)) for k, v in source_fields.items() if target_fields.get(k) != v}
     assert not differing, f"the target serves other properties than the source had: {differing}"
+    _offloads_kept(bench, case, tap, features, "LT-DATA-02", "the device must survive the hand-off unchanged")
     assert source_fields["vnet_hdr_size"] == "10" and source_fields["offloads"] == "0x7" \
         and source_fields["sndbuf"] == str(1 << 20), f"the source did not set what it was asked: {ready}"
     assert (after.ifindex, after.info, after.txqlen) == (before.ifindex, before.info, before.txqlen)
@@ -399,7 +413,7 @@ def test_unprivileged_target_serves(livetap_bench, case):
     queues, validates them and serves; nothing is lost."""
     bench = livetap_bench
     tap, source, ready = _tap(bench, 1)
-    target, before, traffic, hop = _one_hand_off_run(
+    target, before, features, traffic, hop = _one_hand_off_run(
         bench, case, tap, source, target_options={"user": NOBODY})
     identity = _identity(target)
     case.step(f"target runs as uid {identity['uid']}, CapEff {identity['cap_eff']}")
@@ -413,6 +427,8 @@ def test_unprivileged_target_serves(livetap_bench, case):
     case.metric("blackout", hop.blackout_us, "us")
     case.metric("lost", sum(r["lost"] for r in rows))
     assert hop.state == ready
+    _offloads_kept(bench, case, tap, features, "LT-XFER-03", "the target, the only one serving the device after the "
+                   "Commit, must never reconfigure it")
     assert all(r["lost"] == 0 and r["duplicates"] == 0 and r["reordered"] == 0 for r in rows), _describe(rows)
     stream = traffic.streams[0].stream_id
     assert target_counters.streams[stream][0] == hop.source.streams[stream][1] + 1

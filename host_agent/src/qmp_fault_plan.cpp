@@ -29,7 +29,7 @@ std::vector<std::string_view> action_fields(FaultAction action) {
         case FaultAction::EditReply:
             return {"set", "remove"};
         case FaultAction::Reply:
-            return {"return"};
+            return {"return", "forge", "after_ms"};
     }
     return {};
 }
@@ -201,7 +201,7 @@ class RuleReader {
                     return field_error("return", "expected the value to return (missing)");
                 }
                 rule.reply = m_rule["return"];
-                return {};
+                return m_rule.contains("forge") ? read_forge(rule) : HostResult<void>{};
         }
         return {};
     }

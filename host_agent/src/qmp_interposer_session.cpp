@@ -95,6 +95,7 @@ void InterposerSession::from_client(const std::string& line) {
             m_to_client += line_of(reply);
             record(rule, "replied", reply, {{"command", message}});
             reply_sent(reply);
+            forge(rule);  // what the host would send after that answer (none if the rule forges none)
             return;
         }
         case FaultAction::EditReply:
@@ -223,8 +224,10 @@ void InterposerSession::send_forged(std::size_t rule, const ForgedEvent& event) 
     if (!event.data.is_null()) {
         message["data"] = event.data;
     }
+    update_arming(event.name, event.data, false);
     m_to_client += line_of(message);
     record(rule, "forged", message);
+    update_arming(event.name, event.data, true);
 }
 
 void InterposerSession::schedule(Scheduled entry) {

@@ -362,6 +362,42 @@ TEST_F(QmpInterposer_test, ReplyAnswersWithoutAskingQemu) {
     EXPECT_EQ(log[0]["command"]["arguments"], Json({{"id", "hostdev0"}}));
 }
 
+// A command swallowed with the events a host would send after it: the forged
+// events arm the rules that follow (a cancel QEMU never saw, as the harness sees it).
+TEST_F(QmpInterposer_test, ReplyForgesEventsThatArmLaterRules) {
+    handshake()
+        .expect({{"execute", "query-migrate"}, {"id", 3}})
+        .send(reply(3, {{"status", "active"}}))
+        .send(event("MIGRATION", {{"status", "completed"}}))
+        .send(event("RESUME"));
+    m_peer.start();
+    const Json cancelling{{"event", "MIGRATION"}, {"data", {{"status", "cancelling"}}}};
+    start({{"rules",
+            {{{"name", "cancel-swallowed"}, {"command", "migrate_cancel"}, {"action", "reply"},
+              {"return", Json::object()},
+              {"forge", {cancelling, {{"event", "MIGRATION"}, {"data", {{"status", "cancelled"}}}}}}},
+             {{"name", "hidden-migration"}, {"event", "MIGRATION"}, {"action", "drop"}, {"armed_by", cancelling}},
+             {{"name", "says-cancelled"}, {"command", "query-migrate"}, {"action", "edit-reply"},
+              {"set", {{"status", "cancelled"}}}, {"armed_by", cancelling}}}}});
+    connect();
+
+    EXPECT_EQ(m_client->execute("migrate_cancel", nullptr, Clock::now() + 10s).value(), Json::object());
+    EXPECT_EQ(m_client->execute("query-migrate", nullptr, Clock::now() + 10s).value(),
+              Json({{"status", "cancelled"}}));
+    wait_event("RESUME");
+    std::vector<Json> statuses;
+    for (const auto& event : m_client->events()) {
+        if (event.name == "MIGRATION") {
+            statuses.push_back(event.data["status"]);
+        }
+    }
+    EXPECT_EQ(statuses, (std::vector<Json>{"cancelling", "cancelled"}));  // QEMU's "completed" is hidden
+    EXPECT_EQ(m_peer.finish(), std::vector<std::string>{});
+    EXPECT_EQ(actions(), (std::vector<std::string>{"cancel-swallowed:replied", "cancel-swallowed:forged",
+                                                   "cancel-swallowed:forged", "says-cancelled:edited-reply",
+                                                   "hidden-migration:dropped"}));
+}
+
 TEST_F(QmpInterposer_test, CountActsOnTheFirstMatchesOnly) {
     handshake()
         .send(event("STOP"))

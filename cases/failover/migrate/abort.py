@@ -20,7 +20,9 @@ import time
 
 import pytest
 
-from vnetct.failover.guest import MAC, PRIMARY_ID, failover_formed, wait_for_guest
+from vnetct.core.verdict import Due, require
+from vnetct.failover.guest import (MAC, PRIMARY_ID, REPLUG_SEEN_S, REPLUG_SEEN_SOURCE, failover_formed,
+                                   wait_for_guest_due)
 from vnetct.failover.migration import NATIVE_PCIEHP, migration_statuses, reap_failed_target, start_migration
 from vnetct.failover.trace import record_guest_release
 from vnetct.traffic.echo import assert_carried_by
@@ -61,7 +63,7 @@ def _primary_released(vm, primary_name, from_index):
                  if e["name"] == "netdev-removed" and e["data"].get("name") == primary_name), None)
 
 
-@pytest.mark.rule("FO-MIG-SRC-04", "FO-DATA-01")
+@pytest.mark.rule("FO-MIG-SRC-04", "FO-MIG-SRC-05", "FO-DATA-01")
 @pytest.mark.needs("slow-eject")
 def test_wait_unplug(vm_factory, case):
     migration = start_migration(vm_factory, case, "abort-wu", extra_args=NATIVE_PCIEHP)
@@ -83,8 +85,9 @@ def test_wait_unplug(vm_factory, case):
     released = record_guest_release(source, PRIMARY_ID, primary_name, agent_mark)
     agent_after_cancel = len(source.agent.events)
     visible = source.pci_ids()
-    netdevs = wait_for_guest(source, failover_formed, "the primary re-enslaved on the source", 60.0,
-                             agent_after_cancel)
+    netdevs = wait_for_guest_due(source, failover_formed, "the primary re-enslaved on the source", Due(
+        "FO-MIG-SRC-05", "MIGRATION cancelled", cancelled["host_ns"], REPLUG_SEEN_S, REPLUG_SEEN_SOURCE),
+        agent_after_cancel)
     formed_ns = _reenslaved_ns(source, netdevs, agent_mark)
 
     case.save_json("source-events.json", _event_log(source, qmp_mark, unplug["host_ns"]))
@@ -108,7 +111,8 @@ def test_wait_unplug(vm_factory, case):
     assert released is not None and released["host_ns"] <= cancelled["host_ns"], (
         f"the migration was cancelled {_seconds(cancelled['host_ns'], cancel_ns)} s after migrate_cancel "
         f"while the guest still held {primary_name} (FO-MIG-SRC-04: cancelled only once released)")
-    assert PRIMARY_ID in visible, f"the primary was not plugged back on the source after cancelled: {visible}"
+    require(PRIMARY_ID in visible, "FO-MIG-SRC-05",
+            f"the primary is not on the source's bus after cancelled (query-pci): {visible}")
     assert source.qmp.execute("query-status")["running"], "the source does not run on after the cancel"
     case.step("traffic through the re-plugged primary")
     assert_carried_by(source, case, MAC)
@@ -137,8 +141,9 @@ def test_target_killed(vm_factory, case):
     failed = source.qmp.wait_event("MIGRATION", {"status": "failed"}, qmp_mark, timeout=60)
     agent_after_failed = len(source.agent.events)
     visible = source.pci_ids()
-    netdevs = wait_for_guest(source, failover_formed, "the primary re-enslaved on the source", 60.0,
-                             agent_after_failed)
+    netdevs = wait_for_guest_due(source, failover_formed, "the primary re-enslaved on the source", Due(
+        "FO-MIG-SRC-05", "MIGRATION failed", failed["host_ns"], REPLUG_SEEN_S, REPLUG_SEEN_SOURCE),
+        agent_after_failed)
     formed_ns = _reenslaved_ns(source, netdevs, migration.agent_mark)
 
     case.save_json("source-events.json", _event_log(source, qmp_mark, unplug["host_ns"]))
@@ -151,7 +156,8 @@ def test_target_killed(vm_factory, case):
                                      "source_error": source.qmp.execute("query-migrate").get("error-desc")})
 
     assert statuses[-1] == "failed" and "cancelled" not in statuses, f"source MIGRATION statuses: {statuses}"
-    assert PRIMARY_ID in visible, f"the primary was not plugged back on the source after failed: {visible}"
+    require(PRIMARY_ID in visible, "FO-MIG-SRC-05",
+            f"the primary is not on the source's bus after failed (query-pci): {visible}")
     assert source.qmp.execute("query-status")["running"], "the source does not run on after the failure"
     case.step("traffic through the re-plugged primary")
     assert_carried_by(source, case, MAC)

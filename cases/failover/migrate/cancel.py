@@ -25,12 +25,14 @@ def test_while_active_replugs_on_source(vm_factory, case):
     migration.target.record("migration-failed")  # the cancel closes the stream under the target
     source.qmp.execute("migrate_cancel")
     cancelled, = migration.expect_source("MIGRATION cancelled")
-    case.save_json("target-after-cancel.json", reap_failed_target(migration.target))
-    # QEMU keeps the released primary on its bus (query-pci lists it throughout): the
-    # re-plug shows in the guest, which must get the primary back within the bound.
+    # QEMU keeps the released primary on its bus (query-pci lists it throughout, its BARs
+    # unchanged: ACPI hot-plug keeps a partially unplugged device whole), so the re-plug
+    # shows only in the guest, which must get the primary back within the bound. Judged
+    # before the target is reaped: the source's duty does not wait on the target's end.
     wait_for_guest_due(source, failover_formed, "the primary re-enslaved on the source", Due(
         "FO-MIG-SRC-05", "MIGRATION cancelled", cancelled["host_ns"], REPLUG_SEEN_S, REPLUG_SEEN_SOURCE),
         migration.agent_mark)
+    case.save_json("target-after-cancel.json", reap_failed_target(migration.target))
     if source.wire is not None:
         case.step("traffic through the re-plugged primary")
         assert_carried_by(source, case, MAC)

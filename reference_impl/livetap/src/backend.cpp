@@ -381,6 +381,12 @@ int run_target(const TargetOptions& options, int control_in, int control_out) {
         std::this_thread::sleep_for(std::chrono::milliseconds(options.serve_delay_ms));
     }
     const std::string state = describe(incoming->state);
+    if (options.change_offloads && !incoming->queues.empty() &&  // the seeded bug: reconfigures, then lies
+        ioctl(incoming->queues.front().get(), TUNSETOFFLOAD,
+              (incoming->state.offloads & TUN_F_CSUM) != 0 ? 0UL : static_cast<unsigned long>(TUN_F_CSUM)) != 0) {
+        say(control_out, std::string("failed TUNSETOFFLOAD: ") + std::strerror(errno));
+        return 1;
+    }
     ServedTap side(options.guest, std::nullopt);
     if (auto served = side.take(std::move(*incoming)); !served) {
         say(control_out, "failed " + served.error().message());
@@ -398,7 +404,7 @@ int backend_main(int argc, char** argv) {
         say(2, "usage: livetap_backend source --netns NS --tap NAME [--queues N] [--multi-queue 0|1] "
                "[--vnet-hdr-size 10|12] [--offloads BITS] [--sndbuf BYTES] [--label TEXT]\n"
                "       livetap_backend target --listen PATH [--hold-offer-ms MS] [--serve-delay-ms MS] "
-               "[--ifname NAME] [--vnet-hdr 0|1] [--fd N]\n"
+               "[--ifname NAME] [--vnet-hdr 0|1] [--fd N] [--seed-fault change-offloads]\n"
                "       either with [--transfer-parameter 0|1] [--transfer-device 0|1] [--label TEXT]");
         return 2;
     };
@@ -443,6 +449,8 @@ int backend_main(int argc, char** argv) {
                 target.netdev.fd = true;
             } else if (key == "--seed-fault" && value == "read-after-commit") {
                 source.read_after_commit_ms = 200;
+            } else if (key == "--seed-fault" && value == "change-offloads") {
+                target.change_offloads = true;
             } else if (key == "--label") {
                 // a tag for whoever looks for the process by its command line
             } else {

@@ -28,7 +28,8 @@ class Fault:
     argv: Optional[ArgvRewrite] = None
     stderr_drop: List[str] = field(default_factory=list)  # lines with these phrases never reach the harness
     impair: str = ""           # wire impairments at points of a case (vnetct.traffic.wire_faults plan)
-    backend_args: tuple = ()   # the reference live-TAP backend's source: a seeded bug (its self-check)
+    source_backend_args: tuple = ()  # the reference live-TAP backend's source: a seeded bug (its self-check)
+    target_backend_args: tuple = ()  # the same for its target
     bench_loss: int = 0        # percent: the live-TAP bench's wire drops frames on their way into its TAP
     quick: bool = False        # in the subset ./vnetct test runs
 
@@ -54,6 +55,8 @@ _NEGOTIATED_AT_CONNECT = _rules({"name": "forge FAILOVER_NEGOTIATED at connect",
                                  "forge": [{"event": "FAILOVER_NEGOTIATED", "data": {"device-id": STANDBY_ID}}]})
 _NEGOTIATED_DROPPED = _rules({"name": "drop FAILOVER_NEGOTIATED", "event": "FAILOVER_NEGOTIATED", "action": "drop"})
 _OUT_AND_IN = "out-and-in and acpi"
+_TARGET_CHANGES_OFFLOADS = ("--seed-fault", "change-offloads")
+_CANCELLING = {"event": "MIGRATION", "data": {"status": "cancelling"}}
 _NEGOTIATION = "primary-hidden-until-ack or failover-negotiated-names-standby"
 
 FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
@@ -97,6 +100,20 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
           source_plan=_rules({"name": "forge UNPLUG_PRIMARY at setup", "event": "MIGRATION",
                               "data": {"status": "setup"}, "action": "forge",
                               "forge": [{"event": "UNPLUG_PRIMARY", "data": {"device-id": PRIMARY_ID}}]})),
+    # QEMU's QMP shows no re-plug (the released primary stays in query-pci and qom-list, BARs and
+    # all): the interposer answers migrate_cancel itself, so the real migration goes on unseen
+    # (its events dropped) while the harness is told "cancelled", and the primary never returns.
+    Fault("no-replug-after-cancel", "FO-MIG-SRC-05",
+          "the source reports a cancelled migration (event and query-migrate) but never plugs the released "
+          "primary back", "while-active-replugs-on-source", "qmp-interposer",
+          source_plan=_rules(
+              {"name": "cancel answered, never done", "command": "migrate_cancel", "action": "reply", "return": {},
+               "forge": [{"event": "MIGRATION", "data": {"status": "cancelling"}},
+                         {"event": "MIGRATION", "data": {"status": "cancelled"}}]},
+              {"name": "the migration goes on unseen", "event": "MIGRATION", "action": "drop",
+               "armed_by": _CANCELLING},
+              {"name": "query-migrate says cancelled", "command": "query-migrate", "action": "edit-reply",
+               "set": {"status": "cancelled"}, "armed_by": _CANCELLING})),
     Fault("no-partial-unplug-warning", "FO-MIG-SRC-07",
           "QEMU ends a migration whose primary was never released without its 'partially unplugged' warning",
           "unreleased", "stderr-filter", stderr_drop=["partially unplugged"]),
@@ -111,7 +128,17 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
     Fault("backend-reads-after-commit", "LT-XFER-02",
           "the reference live-TAP backend's source reads the queues for 200 ms after the Commit (the "
           "reference's self-check, not a SUT verdict)", "handoff-loses-nothing and 10kpps-1queue-small", "reference-backend",
-          backend_args=("--seed-fault", "read-after-commit")),
+          source_backend_args=("--seed-fault", "read-after-commit")),
+    # The same bug judged by two rules, each by the case that cites it: the device changed (LT-DATA-02)
+    # and the target, the only process serving it after the Commit, reconfigured it (LT-XFER-03).
+    Fault("backend-target-changes-offloads", "LT-DATA-02",
+          "the reference live-TAP backend's target toggles the TAP's checksum offload after the hand-off and "
+          "reports the state it received (the reference's self-check, not a SUT verdict)", "properties-preserved",
+          "reference-backend", target_backend_args=_TARGET_CHANGES_OFFLOADS, quick=True),
+    Fault("backend-unprivileged-target-reconfigures", "LT-XFER-03",
+          "the reference live-TAP backend's target, unprivileged, reconfigures the device it was handed (a "
+          "TUNSETOFFLOAD on a queue) and says nothing (the reference's self-check, not a SUT verdict)",
+          "unprivileged-target-serves", "reference-backend", target_backend_args=_TARGET_CHANGES_OFFLOADS),
     Fault("bench-loss-before-tap", "LT-DATA-01",
           "the live-TAP bench's wire drops 1 % of the frames on their way into the TAP, where no TAP counter "
           "sees them (the bench's self-check: its negative control must not pass the loss off as counted)",

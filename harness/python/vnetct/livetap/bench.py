@@ -250,6 +250,18 @@ def ip_in(netns: str, argv: List[str]) -> str:
     return output
 
 
+def read_features(netns: str, tap: str) -> Dict[str, bool]:
+    """The device's offload features as the kernel shows them from outside any
+    of its fds (`ethtool --json -k` in its namespace): what a TUNSETOFFLOAD on
+    a queue changes, seen from the host rather than told by a backend."""
+    argv = ["ip", "netns", "exec", netns, "ethtool", "--json", "-k", tap]
+    status, output = vnetct_native.run_command(argv, 10.0)
+    if status.code != 0 or status.signal != 0:
+        raise AssertionError(f"{' '.join(argv)}: {status.describe()}: {output.strip()}")
+    entry = json.loads(output)[0]
+    return {name: bool(value.get("active")) for name, value in entry.items() if isinstance(value, dict)}
+
+
 def read_link(netns: str, tap: str) -> Link:
     """The kernel's reading of a TAP (ifindex, counters, carrier changes)."""
     entry = json.loads(ip_in(netns, ["-j", "-s", "-s", "-d", "link", "show", "dev", tap]))[0]
@@ -400,10 +412,10 @@ class Bench:
         from vnetct.faults.catalog import fault_named
         return fault_named(name)
 
-    def _seeded_fault(self) -> List[str]:
-        """The backend's arguments of a run's seeded fault, if any."""
+    def _seeded_fault(self, role: str) -> List[str]:
+        """The `role` (source or target) backend's arguments of a run's seeded fault, if any."""
         fault = self._fault()
-        return list(fault.backend_args) if fault is not None else []
+        return list(getattr(fault, f"{role}_backend_args")) if fault is not None else []
 
     def _label(self) -> List[str]:
         # The run's socket root in the command line: the end-of-run sweep finds a survivor by it.
@@ -419,7 +431,7 @@ class Bench:
                 "--multi-queue", "1" if multi_queue else "0", "--offloads", hex(offloads),
                 "--vnet-hdr-size", str(vnet_hdr_size), "--sndbuf", str(sndbuf),
                 "--transfer-parameter", str(int(transfer_parameter)), "--transfer-device", str(int(transfer_device)),
-                *self._label(), *self._seeded_fault()]
+                *self._label(), *self._seeded_fault("source")]
         backend = self._spawn("source", argv)
         state = backend.expect("ready ").removeprefix("ready ")
         self.case.step(f"source backend ready: {state}")
@@ -443,7 +455,7 @@ class Bench:
             os.chmod(self.run.socket_root, 0o711)  # traversable, not listable
         path = str(directory / f"lt-{os.getpid()}-{self._sockets}.sock")
         argv = [str(BACKEND), "target", "--listen", path, "--hold-offer-ms", str(hold_offer_ms),
-                "--serve-delay-ms", str(serve_delay_ms), *extra, *self._label()]
+                "--serve-delay-ms", str(serve_delay_ms), *extra, *self._label(), *self._seeded_fault("target")]
         if user is not None:
             # util-linux setpriv: that uid and gid, no groups, no capability left in any set.
             argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "--inh-caps=-all",
@@ -479,6 +491,9 @@ class Bench:
 
     def link(self, tap: str) -> Link:
         return read_link(self.netns, tap)
+
+    def features(self, tap: str) -> Dict[str, bool]:
+        return read_features(self.netns, tap)
 
     def wire_sent(self) -> int:
         """Frames the wire's own stacks sent (tx_packets of the peer's veth and

@@ -40,7 +40,8 @@ PACKAGES: Dict[str, str] = {
     "python3-jinja2": "the HTML report's templates",
     "libxml2-dev": "vnetct check-config: libvirt domain XML, parsed without network, DTD or entities",
     "pkg-config": "C++ build: finds libxml2",
-    "ethtool": "vnetct certify: the PF's driver and firmware in the environment fingerprint (--profile vf)",
+    "ethtool": "a TAP's offloads read from the host (live-TAP LT-DATA-02, LT-XFER-03); vnetct certify: the PF's "
+               "driver and firmware in the environment fingerprint (--profile vf)",
     "python3-yaml": "the host profile file of --profile vf (YAML, parsed with line numbers)",
 }
 # Only `vnetct test` needs these (kept out of `vnetct run`'s install).

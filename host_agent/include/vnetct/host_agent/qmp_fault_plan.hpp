@@ -9,7 +9,10 @@
 // (+ "arguments": subset), "on_connect": true.
 // Actions: "drop" and "delay" ("ms") for events; "forge" ("forge": [{"event",
 // "data"}], "after_ms", "drop_trigger" for events) for any trigger;
-// "edit-reply" ("set", "remove") and "reply" ("return") for commands.
+// "edit-reply" ("set", "remove") and "reply" ("return", and optionally
+// "forge"/"after_ms": the events a host would send after such an answer) for
+// commands. Arming follows what the harness sees: a forged event arms and
+// disarms rules as a real one does.
 #pragma once
 
 #include <chrono>
@@ -63,7 +66,7 @@ struct FaultRule {
     FaultAction action = FaultAction::Drop;
 
     std::chrono::milliseconds delay{0};  // delay: "ms"
-    std::vector<ForgedEvent> forge;      // forge
+    std::vector<ForgedEvent> forge;      // forge; reply: events sent after the answer
     std::chrono::milliseconds forge_after{0};
     bool drop_trigger = false;
     nlohmann::json set;     // edit-reply: keys merged into the returned object (null: none)

@@ -86,6 +86,11 @@ struct TargetOptions {
     int serve_delay_ms = 0;  // wait this long after the Commit before reading
     TransferSwitches transfer;  // when it hands the queues on
     TapNetdevOptions netdev{.incoming_fds = true};  // a target always waits for fds (LT-CFG-02)
+    // A seeded bug for the harness's self-check (--seed-fault change-offloads):
+    // the target turns checksum offload (and with it TSO) off
+    // when it was on, on when it was off, on the device it was handed (breaks
+    // LT-XFER-03 and LT-DATA-02) and still reports the state it received.
+    bool change_offloads = false;
 };
 
 int run_source(const SourceOptions& options, int control_in, int control_out);
@@ -100,7 +105,8 @@ int run_target(const TargetOptions& options, int control_in, int control_out);
 // [--multi-queue 0|1] [--vnet-hdr-size 10|12] [--offloads BITS] [--sndbuf BYTES]" or "target
 // --listen PATH [--hold-offer-ms MS] [--serve-delay-ms MS] [--ifname NAME] [--vnet-hdr 0|1]
 // [--fd N]"; either with [--transfer-parameter 0|1] [--transfer-device 0|1] [--label TEXT];
-// a source also with [--seed-fault read-after-commit] (see SourceOptions).
+// a source also with [--seed-fault read-after-commit] (see SourceOptions), a target
+// with [--seed-fault change-offloads] (see TargetOptions).
 int backend_main(int argc, char** argv);
 
 }  // namespace vnetct::livetap
