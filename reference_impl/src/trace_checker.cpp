@@ -106,7 +106,7 @@ void TraceReplay::collect() {
         DeviceView* view = view_of(emitted.name);
         switch (emitted.kind) {
             case OutputKind::QmpEvent:
-                if (judged(emitted.name)) {
+                if (judged(emitted.name, emitted.data)) {
                     herald = pending.order;
                     m_events.push_back(std::move(pending));
                 }
@@ -160,9 +160,16 @@ void TraceReplay::collect() {
     }
 }
 
-bool TraceReplay::judged(std::string_view name) const {
+bool TraceReplay::judged(std::string_view name, const nlohmann::json& data) const {
     if (name == "RESUME") {
         return m_trace.role == Role::Target;
+    }
+    if (name == "MIGRATION" && data.is_object() && data.contains("status") && data["status"].is_string()) {
+        const std::string status = data["status"].get<std::string>();
+        if (std::find(std::begin(kUnjudgedMigrationStatuses), std::end(kUnjudgedMigrationStatuses), status) !=
+            std::end(kUnjudgedMigrationStatuses)) {
+            return false;
+        }
     }
     return std::find(std::begin(kJudgedEvents), std::end(kJudgedEvents), name) !=
            std::end(kJudgedEvents);
@@ -314,7 +321,7 @@ std::string TraceReplay::pending_events() const {
 }
 
 Step TraceReplay::judge_event(const TraceEntry& entry) {
-    if (!judged(entry.event)) {
+    if (!judged(entry.event, entry.data)) {
         return std::nullopt;
     }
     const Pending* first_of_name = nullptr;
@@ -391,7 +398,7 @@ std::string TraceReplay::unexpected_event_rule(const TraceEntry& entry,
     if (entry.event == "MIGRATION" && m_trace.role == Role::Source) {
         const std::string status = entry.data.value("status", "");
         const MigrationState state = m_model.migration_state();
-        if ((status == "active" || status == "device" || status == "completed") &&
+        if ((status == "active" || status == "completed") &&
             any_primary_requested()) {
             return "FO-MIG-SRC-03";
         }

@@ -72,7 +72,7 @@ class TraceReplay {
     DeviceView* view_of(std::string_view id);
     void add_view(const DeviceSpec& spec);
     void collect();
-    bool judged(std::string_view name) const;
+    bool judged(std::string_view name, const nlohmann::json& data) const;
     bool any_primary_requested() const;
     AckState ack_of(const std::string& standby) const;
 

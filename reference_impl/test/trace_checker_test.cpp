@@ -183,6 +183,41 @@ TEST_F(TraceChecker_test, FO_MIG_SRC_01_02_03_SourceMigrationWaitsForTheRelease)
     expect_conformant(trace);
 }
 
+// Statuses no rule speaks of are not judged, present or absent: QEMU 7.2 goes
+// from active to completed without "device".
+TEST_F(TraceChecker_test, FO_MIG_SRC_01_02_03_NoDeviceStatusAsInQemu72) {
+    Trace trace{{standby(), primary()}};
+    trace.negotiated()
+        .waiting_for_unplug()
+        .released()
+        .migration("active")
+        .pci({"net1"})
+        .input("transfer-done")
+        .event("STOP")
+        .migration("completed");
+    expect_conformant(trace);
+}
+
+// QEMU 11.1 reports "failing" before "failed".
+TEST_F(TraceChecker_test, FO_MIG_SRC_07_FailingBeforeFailedAsInQemu111) {
+    Trace trace{{standby(), primary()}};
+    trace.unplug_timeout(30000).negotiated().waiting_for_unplug();
+    trace.at(30100)
+        .stderr_line("qemu-system-x86_64: warning: migration: partially unplugged device on failure")
+        .migration("failing")
+        .migration("failed")
+        .pci({"net1", "hostdev0"});
+    expect_conformant(trace);
+}
+
+// An unjudged status excuses nothing: "active" while the guest holds the primary
+// still breaks FO-MIG-SRC-03 when "device" follows it.
+TEST_F(TraceChecker_test, FO_MIG_SRC_03_ActiveWhileHeldEvenWithDeviceAfter) {
+    Trace trace{{standby(), primary()}};
+    trace.negotiated().waiting_for_unplug().migration("active").migration("device");
+    EXPECT_EQ(check(trace).violation->rule, "FO-MIG-SRC-03");
+}
+
 TEST_F(TraceChecker_test, FO_MIG_SRC_04_CancelInWaitUnplugPlugsThePrimaryBack) {
     Trace trace{{standby(), primary()}};
     trace.negotiated()
