@@ -15,7 +15,7 @@ from vnetct.core.native import vnetct_native
 CAUGHT = {
     # FAILOVER_NEGOTIATED (then the plug) before the ack: the event is the first thing
     # the host does wrong, and the trace checker names the rule that owes it.
-    "NegotiatedBeforeAck": {"FO-NEG-02"},
+    "NegotiatedBeforeAck": {"FO-NEG-01"},
     "PlugPrimaryWithoutStandbyAck": {"FO-NEG-03"},
     "LeaveWaitUnplugEarly": {"FO-MIG-SRC-03"},
     "ForgetReplugAfterCancel": {"FO-MIG-SRC-05"},

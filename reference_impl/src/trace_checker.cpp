@@ -388,6 +388,9 @@ std::string TraceReplay::unexpected_event_rule(const TraceEntry& entry,
                 return "FO-NEG-03";
             case AckState::Reset:
                 return "FO-NEG-04";
+            case AckState::None:
+                // The host announces the primary's plug while the primary must stay hidden.
+                return "FO-NEG-01";
             default:
                 return "FO-NEG-02";
         }

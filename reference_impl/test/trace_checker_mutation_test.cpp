@@ -155,7 +155,7 @@ INSTANTIATE_TEST_SUITE_P(
     EveryMutation, TraceCheckerEveryMutation_test,
     ::testing::Values(Expectation{"LeaveWaitUnplugEarly", Mutation::LeaveWaitUnplugEarly, "migration", "FO-MIG-SRC-03"},
                       Expectation{"ForgetReplugAfterCancel", Mutation::ForgetReplugAfterCancel, "cancel", "FO-MIG-SRC-04"},
-                      Expectation{"NegotiatedBeforeAck", Mutation::NegotiatedBeforeAck, "migration", "FO-NEG-02"},
+                      Expectation{"NegotiatedBeforeAck", Mutation::NegotiatedBeforeAck, "migration", "FO-NEG-01"},
                       Expectation{"NoUnplugPrimaryEvent", Mutation::NoUnplugPrimaryEvent, "migration", "FO-MIG-SRC-01"},
                       Expectation{"PlugPrimaryWithoutStandbyAck", Mutation::PlugPrimaryWithoutStandbyAck, "no-ack", "FO-NEG-03"},
                       Expectation{"NoReplugOnTarget", Mutation::NoReplugOnTarget, "target", "FO-MIG-TGT-02"}),

@@ -351,10 +351,10 @@ TEST_F(TraceChecker_test, FO_NEG_02_UnconfirmedPlugWithoutALaterSnapshotIsAViola
 
 // --- violations --------------------------------------------------------------
 
-TEST_F(TraceChecker_test, FO_NEG_02_NegotiatedBeforeTheAck) {
+TEST_F(TraceChecker_test, FO_NEG_01_NegotiatedBeforeTheAck) {
     Trace trace{{standby(), primary()}};
     trace.input("start").event("FAILOVER_NEGOTIATED", {{"device-id", "net1"}});
-    const Violation violation = expect_violation(trace, "FO-NEG-02", 1);
+    const Violation violation = expect_violation(trace, "FO-NEG-01", 1);
     EXPECT_EQ(violation.expected, "no judged event was pending");
     EXPECT_EQ(violation.observed, R"(FAILOVER_NEGOTIATED {"device-id":"net1"})");
 }
@@ -509,11 +509,11 @@ TEST_F(TraceChecker_test, FO_CFG_05_Bit62AckedOnAFailoverOffStandby) {
 TEST_F(TraceChecker_test, ViolationMessageNamesRuleEntryAndSentence) {
     Trace trace{{standby(), primary()}};
     trace.input("start").at(12.5).event("FAILOVER_NEGOTIATED", {{"device-id", "net1"}});
-    const Violation violation = expect_violation(trace, "FO-NEG-02", 1);
+    const Violation violation = expect_violation(trace, "FO-NEG-01", 1);
     EXPECT_EQ(violation.message(),
-              "FO-NEG-02 violated at entry 1 (qmp-event, t=12.5 ms): observed "
+              "FO-NEG-01 violated at entry 1 (qmp-event, t=12.5 ms): observed "
               R"(FAILOVER_NEGOTIATED {"device-id":"net1"}; expected no judged event was pending)"
-              " -- " + std::string{find_rule("FO-NEG-02")->sentence});
+              " -- " + std::string{find_rule("FO-NEG-01")->sentence});
 }
 
 }  // namespace

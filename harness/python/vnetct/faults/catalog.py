@@ -77,7 +77,7 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
     Fault("no-negotiated-event", "FO-NEG-02",
           "the host never emits FAILOVER_NEGOTIATED after the guest's ack", _NEGOTIATION, "qmp-interposer",
           source_plan=_NEGOTIATED_DROPPED, quick=True),
-    Fault("negotiated-before-ack", "FO-NEG-02",
+    Fault("negotiated-before-ack", "FO-NEG-01",
           "the host emits FAILOVER_NEGOTIATED before the guest acked VIRTIO_NET_F_STANDBY", _NEGOTIATION,
           "qmp-interposer",
           source_plan=_NEGOTIATED_AT_CONNECT),
