@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from vnetct.livetap import series as livetap_series
+from vnetct.livetap import series as livetap_series, upstream_opinion
 from vnetct.vm.guest import STANDBY_DRIVERS, Nic, VmSpec
 from vnetct.vm.factory import connect_target_ports
 from vnetct.livetap.bench import read_link
@@ -81,6 +81,7 @@ def _migrate_with_stream(vm_factory, case, name: str, hand_over_taps: bool) -> d
         stream.wait_echoes(int(STEADY_S * RATE_PPS), 30)
         report = stream.stop([("settle", stream.started_ns), ("before", clean_ns), ("target-waiting", target_ns),
                               ("migration", migrate_ns), ("after", resume["host_ns"])])
+        upstream_opinion.record(case, report, migrate_ns, resume["host_ns"], stream.sent_times())
         report["latency_ms"] = {w["first_seq"]: stream.rtt_before(w["first_seq"])
                                 for p in report["phases"] for w in p["loss_windows"]}
     finally:
@@ -154,6 +155,7 @@ def test_backend_transfer_loses_nothing(vm_factory, case):
         stream.wait_echoes(int(STEADY_S * RATE_PPS), 30)
         report = stream.stop([("settle", stream.started_ns), ("before", clean_ns), ("migration", migrate_ns),
                               ("after", resume["host_ns"])])
+        upstream_opinion.record(case, report, migrate_ns, resume["host_ns"], stream.sent_times())
     finally:
         stream.close()
     link_after = read_link(source.wire.netns, tap)
