@@ -81,7 +81,9 @@ def _migrate_with_stream(vm_factory, case, name: str, hand_over_taps: bool) -> d
         stream.wait_echoes(int(STEADY_S * RATE_PPS), 30)
         report = stream.stop([("settle", stream.started_ns), ("before", clean_ns), ("target-waiting", target_ns),
                               ("migration", migrate_ns), ("after", resume["host_ns"])])
-        upstream_opinion.record(case, report, migrate_ns, resume["host_ns"], stream.sent_times())
+        # Upstream switches a new TAP onto the network before its cont: here the TAP joins after RESUME.
+        upstream_opinion.record(case, report, migrate_ns, ports_ns or resume["host_ns"], stream.sent_times(),
+                                "RESUME (target)" if ports_ns is None else "the target's TAP joined the wire")
         report["latency_ms"] = {w["first_seq"]: stream.rtt_before(w["first_seq"])
                                 for p in report["phases"] for w in p["loss_windows"]}
     finally:

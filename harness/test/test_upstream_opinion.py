@@ -32,7 +32,7 @@ def _report(windows=(), settle_windows=(), end_ms=3_000):
 
 def test_a_loss_inside_the_freeze_passes_with_its_figures():
     opinion = upstream_opinion.judge(_report([_window(2_010, 2_090)]), MIGRATE_NS, CONT_NS)
-    assert opinion["verdict"] == "pass"
+    assert opinion["verdict"] == "pass" and opinion["cont"] == "RESUME (target)"
     assert (opinion["loss_ms"], opinion["cont_ms"], opinion["lost"], opinion["margin_ms"]) == ([10.0, 90.0], 100.0,
                                                                                                 5, 50.0)
     assert opinion["reason"] == ("within the freeze: loss 10.0..90.0 ms (5 datagrams in 1 windows), "

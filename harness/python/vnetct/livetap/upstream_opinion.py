@@ -29,16 +29,19 @@ def _ms(ns: int, origin_ns: int) -> float:
     return round((ns - origin_ns) / 1e6, 1)
 
 
-def judge(report: dict, migrate_ns: int, cont_ns: int, sent_ns: Optional[Sequence[int]] = None) -> dict:
+def judge(report: dict, migrate_ns: int, cont_ns: int, sent_ns: Optional[Sequence[int]] = None,
+          cont: str = "RESUME (target)") -> dict:
     """Upstream's verdict on one migration. `report`: the echo stream's
     analysis (phases with loss windows, host monotonic ns); `migrate_ns`,
-    `cont_ns`: migrate start and the target's RESUME; `sent_ns`: each
+    `cont_ns`: migrate start and upstream's cont (`cont` says which event
+    stands for it: the target's RESUME, or after it the moment a new TAP
+    joined the wire, as upstream switches the network before cont); `sent_ns`: each
     datagram's send time (the last lost datagram's time; without it a
     window ends at its first echoed datagram, one interval later). Times in
     the record are ms from migrate start."""
     phases = [p for p in report["phases"] if p["name"] not in UNJUDGED_PHASES]
     windows: List[dict] = [w for p in phases for w in p["loss_windows"]]
-    record = {"judge": JUDGE, "margin_ms": MARGIN_MS, "origin": "migrate start",
+    record = {"judge": JUDGE, "margin_ms": MARGIN_MS, "origin": "migrate start", "cont": cont,
               "cont_ms": _ms(cont_ns, migrate_ns), "lost": sum(w["count"] for w in windows)}
     if not windows:
         first_ns, last_ns = phases[0]["start_ns"], phases[-1]["end_ns"]
@@ -65,9 +68,10 @@ def judge(report: dict, migrate_ns: int, cont_ns: int, sent_ns: Optional[Sequenc
             "reason": f"{'; '.join(broken)}: {span}" if broken else f"within the freeze: {span}"}
 
 
-def record(case, report: dict, migrate_ns: int, cont_ns: int, sent_ns: Optional[Sequence[int]] = None) -> dict:
+def record(case, report: dict, migrate_ns: int, cont_ns: int, sent_ns: Optional[Sequence[int]] = None,
+           cont: str = "RESUME (target)") -> dict:
     """judge(), recorded in the case's results as a second opinion (and a step)."""
-    opinion = judge(report, migrate_ns, cont_ns, sent_ns)
+    opinion = judge(report, migrate_ns, cont_ns, sent_ns, cont)
     case.second_opinion(NAME, opinion)
     case.step(f"second opinion ({NAME}, not the verdict): {opinion['verdict']}, {opinion['reason']}")
     return opinion
