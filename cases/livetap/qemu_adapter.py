@@ -1,9 +1,11 @@
 """Live-TAP local migration against a real QEMU.
 
 The series ("virtio-net: live-TAP local migration") adds a migration
-parameter (`backend-transfer`, later `local`), a virtio-net option and a TAP
-netdev option `incoming-fds`; QEMU 10.0 has none of them, found by probing
-the QMP schema, and the cases that need them skip saying so.
+parameter (`backend-transfer`, later `local`), a per-device switch (on
+virtio-net, from v17 on the TAP netdev's `x-local-migration-supported`) and
+a target TAP that waits for the source's fds (vnetct.livetap.series); QEMU
+10.0 has none of them, found by probing the QMP schema, and the cases that
+need them skip saying so.
 
 What works with QEMU 10 today, measured here with a real guest and a paced
 UDP echo stream through a plain virtio-net NIC, migrating on the same host:
@@ -25,7 +27,7 @@ import time
 
 import pytest
 
-from vnetct.livetap import series as livetap_series
+from vnetct.livetap import series as livetap_series, upstream_opinion
 from vnetct.vm.guest import STANDBY_DRIVERS, Nic, VmSpec
 from vnetct.vm.factory import connect_target_ports
 from vnetct.livetap.bench import read_link
@@ -79,6 +81,9 @@ def _migrate_with_stream(vm_factory, case, name: str, hand_over_taps: bool) -> d
         stream.wait_echoes(int(STEADY_S * RATE_PPS), 30)
         report = stream.stop([("settle", stream.started_ns), ("before", clean_ns), ("target-waiting", target_ns),
                               ("migration", migrate_ns), ("after", resume["host_ns"])])
+        # Upstream switches a new TAP onto the network before its cont: here the TAP joins after RESUME.
+        upstream_opinion.record(case, report, migrate_ns, ports_ns or resume["host_ns"], stream.sent_times(),
+                                "RESUME (target)" if ports_ns is None else "the target's TAP joined the wire")
         report["latency_ms"] = {w["first_seq"]: stream.rtt_before(w["first_seq"])
                                 for p in report["phases"] for w in p["loss_windows"]}
     finally:
@@ -116,8 +121,7 @@ def _series(vm_factory, case) -> livetap_series.Interface:
     it runs only where the SUT's probe found the series)."""
     case.save_json("livetap-probe.json", vm_factory.sut.live_tap_probe())
     interface = vm_factory.sut.live_tap_interface()
-    case.step(f"live-TAP series: migration parameter '{interface.parameter}', virtio-net per-device switch "
-              f"{'present' if interface.device_property else 'absent'}")
+    case.step(f"live-TAP series: {interface.revision}")
     return interface
 
 
@@ -153,6 +157,7 @@ def test_backend_transfer_loses_nothing(vm_factory, case):
         stream.wait_echoes(int(STEADY_S * RATE_PPS), 30)
         report = stream.stop([("settle", stream.started_ns), ("before", clean_ns), ("migration", migrate_ns),
                               ("after", resume["host_ns"])])
+        upstream_opinion.record(case, report, migrate_ns, resume["host_ns"], stream.sent_times())
     finally:
         stream.close()
     link_after = read_link(source.wire.netns, tap)
@@ -166,16 +171,16 @@ def test_backend_transfer_loses_nothing(vm_factory, case):
 
 
 @pytest.mark.rule("LT-CFG-02")
-@pytest.mark.needs("live-tap-series")
+@pytest.mark.needs("live-tap-series", "live-tap-incoming-fds")
 @pytest.mark.parametrize("option,value", [pytest.param("ifname", "lt-x0", id="ifname"),
                                           pytest.param("vnet_hdr", True, id="vnet-hdr"),
                                           pytest.param("fd", "3", id="fd")])
 def test_incoming_fds_refuses_conflicting_tap_options(vm_factory, case, option, value):
     """netdev_add of a TAP with incoming-fds and an option that opens or sets
     up the TAP must be refused, with an error naming the option."""
-    _series(vm_factory, case)
+    interface = _series(vm_factory, case)
     vm = vm_factory.vm(VmSpec("lt-netdev"))
-    arguments = {"type": "tap", "id": "lt-in0", "incoming-fds": True, option: value}
+    arguments = {**interface.netdev_add_arguments("lt-in0"), option: value}
     with pytest.raises(HostError) as refused:
         vm.qmp.execute("netdev_add", arguments)
     case.step(f"netdev_add {arguments}: {refused.value}")

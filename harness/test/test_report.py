@@ -166,6 +166,25 @@ def test_an_older_or_unfinished_run_without_pictures_still_reports(tmp_path):
     assert not page.all("svg", "timeline") and not page.all("svg", "series")
 
 
+def test_a_second_opinion_is_shown_beside_the_outcome_it_does_not_change(tmp_path):
+    from vnetct.livetap import upstream_opinion
+
+    ms = 1_000_000
+    report = {"phases": [{"name": "migration", "start_ns": 0, "end_ns": 300 * ms, "loss_windows": [
+        {"first_seq": 0, "last_seq": 9, "count": 10, "start_ns": 10 * ms, "end_ns": 250 * ms, "duration_ms": 240.0}]}]}
+    opinion = upstream_opinion.judge(report, 0, 100 * ms)
+    run_dir = make_run(tmp_path, cases=[_case("livetap/qemu-adapter/local-migration-loss/new-tap", "passed",
+                                              second_opinions={upstream_opinion.NAME: opinion})])
+    html = write_report(run_dir).read_text()
+    text = " ".join(" ".join(_Page(html).text).split())
+    assert "Second opinion" in text and upstream_opinion.JUDGE in text and "it does not change it" in text
+    assert "the loss ended 150.0 ms after cont: loss 10.0..250.0 ms (10 datagrams in 1 windows)" in text
+    paragraph = html[html.index('<p class="second-opinion">'):]
+    paragraph = paragraph[:paragraph.index("</p>")]
+    assert '<span class="badge failed">fail</span>' in paragraph  # the case itself passed
+    assert '<section class="case passed"' in html
+
+
 def test_a_malformed_timeline_is_a_record_problem_not_a_crash(tmp_path):
     run_dir = make_run(tmp_path, cases=[_case("a/b/c", "passed", timeline={"tracks": [{"name": "x", "events": [
         {"label": "no time"}]}], "phases": [], "windows": []})])

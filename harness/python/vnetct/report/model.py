@@ -166,6 +166,8 @@ def case_view(case: dict, run_dir: Path, output_dir: Path) -> dict:
         "log_tails": {name: text for name, text in (case.get("log_tails") or {}).items() if isinstance(text, str)},
         "timeline": timeline_view, "timeline_events": timeline, "series": series_view,
         "record_problems": problems,
+        "second_opinions": [{"name": name, **opinion} for name, opinion in (case.get("second_opinions") or {}).items()
+                            if isinstance(opinion, dict)],
     }
 
 

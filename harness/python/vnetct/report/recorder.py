@@ -49,6 +49,12 @@ class CaseRecorder:
         """Parallel lists to chart (reports/RESULTS.md: case.series)."""
         self.extra.setdefault("series", {})[name] = data
 
+    def second_opinion(self, name: str, opinion: dict) -> None:
+        """Another judge's verdict on what the case measured, recorded beside
+        the case's own (reports/RESULTS.md: case.second_opinions); it never
+        changes the outcome."""
+        self.extra.setdefault("second_opinions", {})[name] = opinion
+
     def artifact(self, name: str, path: Path) -> None:
         self.artifacts[name] = Path(path)
 

@@ -69,11 +69,16 @@ class QemuSut(Sut):
         return {}
 
     def lacks(self, capability: str) -> Optional[str]:
-        if capability == "live-tap-series":
-            found = self.live_tap_probe()
+        if capability in ("live-tap-series", "live-tap-incoming-fds"):
             from vnetct.livetap import series
 
-            return None if series.Interface.of(found) else series.missing(found)
+            interface = self.live_tap_interface()
+            if interface is None:
+                return series.missing(self.live_tap_probe())
+            if capability == "live-tap-incoming-fds" and not interface.incoming_fds:
+                return (f"this QEMU's live-TAP series has no TAP netdev option incoming-fds ({interface.revision}): "
+                        f"its target TAP is told apart by the netdev property alone")
+            return None
         return super().lacks(capability)
 
     def live_tap_probe(self) -> dict:

@@ -42,6 +42,8 @@ class ReferenceSut(Sut):
             "slow-eject": "the simulated guest releases a requested primary at once: no wait-unplug window to "
                           "act in",
             "live-tap-series": "the reference profile models the failover host only, not the live-TAP series",
+            "live-tap-incoming-fds": "the reference profile models the failover host only, not the live-TAP "
+                                     "series",
         }
 
     def make_wire(self, run, index: int, taps: int):

@@ -148,6 +148,10 @@ class EchoStream:
         earlier = [s for s in first if s < seq]
         return (first[max(earlier)] - sent[max(earlier)]) / 1e6 if earlier else 0.0
 
+    def sent_times(self) -> List[int]:
+        """Each datagram's send time (host monotonic ns), by sequence number."""
+        return self.stream.sent_times()
+
     def echoes_between(self, start_ns: int, end_ns: int) -> int:
         """Distinct datagrams whose first echo arrived in [start_ns, end_ns)."""
         seen = set()

@@ -41,9 +41,13 @@ class Nic:
     # netdev_add + device_add (vnetct.failover.hotplug). Its pcie-root-port and its TAP
     # exist from the start, as for any other NIC.
     hot_plugged: bool = False
+    # Further options of its TAP netdev, on a source and a target alike (the live-TAP
+    # series' per-netdev switch, vnetct.livetap.series).
+    netdev_properties: Dict[str, str] = field(default_factory=dict)
     # A migration target's TAP that waits for the source's open fds (the live-TAP
-    # series' `-netdev tap,incoming-fds=on`): no ifname, fd or vnet_hdr (LT-CFG-02).
-    incoming_fds: bool = False
+    # series): these options instead of the ones that open a TAP, so no ifname, fd or
+    # vnet_hdr (LT-CFG-02); vnetct.livetap.series builds them. None: opened as usual.
+    incoming_fds: Optional[Dict[str, str]] = None
 
 
 @dataclass
@@ -134,9 +138,9 @@ def build_argv(spec: VmSpec, qemu: str, accel: Accelerator, image: dict, sockets
             # With fd= QEMU takes the queue as it is (it reads IFF_VNET_HDR from it): no vnet_hdr option.
             source = [("fd", str(3 + tap_index))] if tap_fds else [("ifname", taps[tap_index]), ("script", "no"),
                                                                    ("downscript", "no"), ("vnet_hdr", "on")]
-            if nic.incoming_fds and incoming:
-                source = [("incoming-fds", "on")]
-            argv += ["-netdev", option("tap", [("id", netdev), *source])]
+            if nic.incoming_fds is not None and incoming:
+                source = list(nic.incoming_fds.items())
+            argv += ["-netdev", option("tap", [("id", netdev), *source, *nic.netdev_properties.items()])]
             tap_index += 1
         else:
             argv += ["-netdev", option("hubport", [("id", netdev), ("hubid", str(index))])]
