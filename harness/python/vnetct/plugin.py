@@ -60,6 +60,12 @@ class RunState:
         problem = self.profile.usage_error(option("--vnetct-mutation"), None)
         if problem:
             raise pytest.UsageError(problem)
+        if option("--vnetct-mutation"):  # refused once here, not as an error of every case
+            from vnetct.core.native import vnetct_native
+            known = vnetct_native.mutation_names()
+            unknown = [name for name in option("--vnetct-mutation") if name not in known]
+            if unknown:
+                raise pytest.UsageError(f"--mutation {', '.join(unknown)}: unknown (known: {', '.join(known)})")
         self.host = json.loads(option("--vnetct-vf")) if option("--vnetct-vf") else None
         if (self.host is None) == self.profile.takes_host_config:
             raise pytest.UsageError(f"--profile {self.profile.name} and --vnetct-vf: the prepared host goes with "

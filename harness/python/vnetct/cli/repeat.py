@@ -5,7 +5,8 @@ about the SUT; either way it is reported, not averaged away).
 Each run is a `vnetct run` of its own under <out>/repeat-<id>/runs/; the
 comparison goes to <out>/repeat-<id>/repeat.json. Exit 0 when no outcome
 changed (failures that repeat every time are the runs' own business: see
-their results), 1 when one did."""
+their results), 1 when one did or when a run left no results (it is reported
+and not compared; an interrupted or killed run ends the repetition)."""
 
 from __future__ import annotations
 
@@ -56,11 +57,20 @@ def command_repeat(args, argv: List[str]) -> int:
         status = subprocess.run(command, cwd=paths.REPO, check=False).returncode
         wall_s = round(time.monotonic() - started, 1)
         latest = runs_root / "latest"
-        results = json.loads((latest.resolve() / "results.json").read_text()) if latest.exists() else {}
-        outcomes.append({case["id"]: case["outcome"] for case in results.get("cases", [])})
-        record.append({"index": index, "exit": status, "dir": str(latest.resolve()) if latest.exists() else None,
-                       "wall_s": wall_s, "summary": results.get("summary")})
-        if status == 130:
+        run_dir = latest.resolve() if latest.exists() else None
+        fresh = run_dir is not None and str(run_dir) not in {run["dir"] for run in record}
+        if not fresh or not (run_dir / "results.json").is_file():
+            # A run that died before writing its results (a signal, a crash): it is no evidence
+            # either way, and comparing it would flip every case; it is reported, not compared.
+            record.append({"index": index, "exit": status, "dir": str(run_dir) if fresh else None,
+                           "wall_s": wall_s, "summary": None, "incomplete": "the run wrote no results.json"})
+            print(f"vnetct repeat: run {index} wrote no results.json (exit {status}): not compared", flush=True)
+        else:
+            results = json.loads((run_dir / "results.json").read_text())
+            outcomes.append({case["id"]: case["outcome"] for case in results.get("cases", [])})
+            record.append({"index": index, "exit": status, "dir": str(run_dir), "wall_s": wall_s,
+                           "summary": results.get("summary")})
+        if status in (130, 143) or status < 0:  # interrupted or killed: stop repeating
             break
     changed = flips(outcomes)
     (root / "repeat.json").write_text(json.dumps({"command": " ".join(["./vnetct", *argv]), "runs": record,
@@ -74,5 +84,8 @@ def command_repeat(args, argv: List[str]) -> int:
             print(f"  {case_id}: {' '.join(seen)}")
     else:
         print(f"vnetct repeat: no case changed outcome across {len(record)} runs")
+    incomplete = [run["index"] for run in record if run.get("incomplete")]
+    if incomplete:
+        print(f"vnetct repeat: runs {', '.join(map(str, incomplete))} left no results: the repetition is incomplete")
     print(f"vnetct repeat: {root / 'repeat.json'}")
-    return 1 if changed else 0
+    return 1 if changed or incomplete or len(record) < args.repeat else 0
