@@ -333,3 +333,23 @@ def test_the_run_writes_its_report_but_a_report_problem_never_fails_it(tmp_path,
     (broken / "results.json").write_text("{ not json")
     assert cli._write_report(broken) is None
     assert "could not write report.html" in capsys.readouterr().err
+
+
+def test_the_selftest_page_shows_each_fault_its_rule_and_what_caught_it(tmp_path):
+    from vnetct.report import write_selftest_report
+    run = {"command": "x", "exit": 1, "dir": str(tmp_path / "f1" / "run"), "wall_s": 9.5}
+    summary = {"qemu": "/usr/bin/qemu-system-x86_64", "verdict_bound_s": 15.0, "caught": 1, "of": 2,
+               "baseline": {"command": "x", "exit": 0, "dir": str(tmp_path / "baseline" / "run"), "wall_s": 30.0,
+                            "durations_s": {"a/b": 10.0}, "failed": []},
+               "faults": [{"fault": "caught-one", "rule": "FO-NEG-02", "bug": "a <b>bug</b>", "mechanism": "argv",
+                           "caught": 1, "of": 1, "ok": True, "named_other_rules": [], "run": run,
+                           "cases": [{"id": "a/b", "outcome": "failed", "violated_rules": ["FO-NEG-02"],
+                                      "beyond_normal_s": 2.5}]},
+                          {"fault": "missed-one", "rule": "FO-MIG-SRC-05", "bug": "b", "mechanism": "qmp-interposer",
+                           "caught": 0, "of": 1, "ok": False, "named_other_rules": [], "run": run,
+                           "cases": [{"id": "c/d", "outcome": "passed", "violated_rules": None,
+                                      "beyond_normal_s": None}]}]}
+    html = write_selftest_report(tmp_path, summary).read_text()
+    assert "1 of 2 faults caught" in html and "a &lt;b&gt;bug&lt;/b&gt;" in html
+    assert "a/b: failed, named FO-NEG-02, +2.5 s" in html and 'class="badge failed">0 of 1' in html
+    assert 'href="f1/run/report.html"' in html
