@@ -21,12 +21,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import yaml  # Debian: python3-yaml
 
 from vnetct.core import paths, yaml_file
-from vnetct.report.rules_table import subject_of
+from vnetct.report.results import save
+from vnetct.report.rules_table import rules_table, subject_of
 
 FOLDER = paths.REPO / "expectations"
 OUTCOMES = ("failed", "error", "skipped")
@@ -309,6 +310,7 @@ def judge(results: dict, folder: Path = FOLDER, expected: Optional[ExpectationFi
             named = ", ".join(case.get("violated_rules") or []) or "no rule"
             case["unexpected"] = (f"{shown(expected.path)} expects {entry.describe()}, it {outcome} naming {named}"
                                   if entry is not None else
+                                  "no expectations apply (above)" if not applied else
                                   f"a new failure: {why}" if expected is None else
                                   f"a new failure: {shown(expected.path)} has no entry for it")
         elif outcome == "passed" and entry is not None:
@@ -323,33 +325,59 @@ def judge(results: dict, folder: Path = FOLDER, expected: Optional[ExpectationFi
     return judgement
 
 
+def shorten(text: object, limit: int = 400) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + " ... (results.json has it all)"
+
+
 def summary_lines(judgement: Judgement, strict: bool = False) -> List[str]:
-    """The terminal's account: expected failures apart from new ones,
-    unexpected passes loudly, the reference's failures."""
-    lines = [f"vnetct: expectations: {judgement.why}"]
-    if judgement.applied:
-        lines[0] += (f": {len(judgement.expected_failures)} expected failures, {len(judgement.new_failures)} new "
-                     f"failures, {len(judgement.unexpected_passes)} unexpected passes")
+    """The terminal's account: the expected failures apart from the new ones,
+    unexpected passes loudly, the reference's failures, stale entries."""
+    counted = (f": {len(judgement.expected_failures)} expected failures, {len(judgement.new_failures)} new "
+               f"failures, {len(judgement.unexpected_passes)} unexpected passes" if judgement.applied else "")
+    lines = [f"vnetct: expectations: {judgement.why}{counted}"]
+    if judgement.expected_failures:
+        lines.append(f"  expected failures (known deviations of {judgement.file.label}):")
     for case in judgement.expected_failures:
-        entry = case["expectation"]
-        lines.append(f"  EXPECTED {case['id']}: {case['outcome']} naming {', '.join(entry['violated_rules'])}")
-        lines.append(f"           {entry['finding']}")
-    for case in judgement.new_failures:
-        lines.append(f"  NEW      {case['id']}: {case['unexpected']}")
-    for case in judgement.reference_failures:
-        lines.append(f"  REFERENCE {case['id']}: {case['unexpected']}")
-    for case in judgement.not_checked:
-        lines.append(f"  NOT CHECKED {case['id']}: expected {case['expectation']['outcome']}, skipped: "
-                     f"{case.get('reason')}")
+        lines.append(f"  {case['outcome'].upper():8s} {case['id']}: {shorten(case.get('reason'))}")
+        lines.append(f"           expected: {case['expectation']['finding']}")
+    failures = judgement.new_failures + judgement.reference_failures
+    if failures:
+        lines.append(f"  {'new ' if judgement.applied else ''}failures (these fail the run):")
+    for case in failures:
+        lines.append(f"  {case['outcome'].upper():8s} {case['id']}: {shorten(case.get('reason'))}")
+        lines.append(f"           NEW: {case['unexpected']}")
     for case in judgement.unexpected_passes:
         lines.append(f"  UNEXPECTED PASS {case['id']}: {case['unexpected']}"
                      + (" [fails the run: --strict]" if strict else ""))
+    for case in judgement.not_checked:
+        lines.append(f"  NOT CHECKED {case['id']}: expected {case['expectation']['outcome']}, skipped")
     evidence = judgement.to_json()["needs_evidence"]
     if evidence:
         lines.append(f"  NEEDS EVIDENCE in {shown(judgement.file.path)}: {', '.join(evidence)} (write the finding "
                      f"and what shows it)")
-    lines += [f"  PROBLEM  {problem}" for problem in judgement.problems]
+    lines += [f"  STALE    {problem}" for problem in judgement.problems]
     return lines
+
+
+def settle(run_dir: Path, results: dict, update: bool = False, strict: bool = False,
+           folder: Path = FOLDER) -> Tuple[Judgement, List[str]]:
+    """After a run: (with `update`) rewrites the SUT release's file from it,
+    judges the run against the file, records the judgement in results.json
+    (per case `expected` and `expectation`, the run's `expectations`, the
+    rules table's evidence) and returns it with what the update changed."""
+    said: List[str] = []
+    expected = None
+    if update:
+        expected, changes = updated(results, folder)
+        write(expected)
+        said = [f"vnetct: --update-expectations wrote {shown(expected.path)} ({len(expected.entries)} entries)"
+                + (":" if changes else ": nothing changed")] + [f"  {change}" for change in changes]
+    judgement = judge(results, folder, expected)
+    results["expectations"] = judgement.to_json(strict)
+    results["rules"] = rules_table(results.get("rules") or [], results.get("cases") or [])
+    save(run_dir, results)
+    return judgement, said
 
 
 # --- writing (./vnetct run --update-expectations) ------------------------------------------
