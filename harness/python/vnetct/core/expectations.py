@@ -132,11 +132,20 @@ ENTRY_KEYS = {"case": True, "outcome": True, "violated_rules": True, "finding": 
 EVIDENCE_KEYS = {"observed": True, "artifacts": False, "source": False, "run": False}
 
 
+def _case_of(node: yaml.Node) -> Optional[str]:
+    """An entry's case id as written, to name the entry in errors about its other fields."""
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next((value.value for key, value in node.value if isinstance(key, yaml.ScalarNode)
+                 and key.value == "case" and isinstance(value, yaml.ScalarNode) and value.value), None)
+
+
 def _entry(reader: yaml_file.Reader, node: yaml.Node, index: int) -> Expectation:
-    where = f"expectations[{index}]"
+    named = _case_of(node)
+    where = f"expectations[{index}]" + (f" (case {named})" if named else "")
     fields = reader.mapping(node, where, ENTRY_KEYS)
-    case = reader.string(fields["case"], f"{where}.case", CASE_ID, "a case id as ./vnetct list prints it")
-    where = f"expectations[{index}] (case {case})"
+    case = reader.string(fields["case"], f"expectations[{index}].case", CASE_ID,
+                         "a case id as ./vnetct list prints it")
     outcome_node = fields["outcome"]
     if not isinstance(outcome_node, yaml.ScalarNode) or outcome_node.value not in OUTCOMES:
         raise reader.error(outcome_node, f"{where}.outcome",
@@ -195,18 +204,19 @@ def load(path: Path) -> ExpectationFile:
     return loaded
 
 
-def check_folder(folder: Path = FOLDER) -> List[ExpectationFile]:
+def check_folder(folder: Optional[Path] = None) -> List[ExpectationFile]:
     """Every file of the folder, loaded (the run checks them before it starts)."""
-    return [load(path) for path in sorted(Path(folder).glob("*.yaml"))] if Path(folder).is_dir() else []
+    folder = Path(folder or FOLDER)
+    return [load(path) for path in sorted(folder.glob("*.yaml"))] if folder.is_dir() else []
 
 
-def for_sut(sut: dict, folder: Path = FOLDER) -> Tuple[Optional[Path], Optional[ExpectationFile]]:
+def for_sut(sut: dict, folder: Optional[Path] = None) -> Tuple[Optional[Path], Optional[ExpectationFile]]:
     """The file for the SUT's release (its path even if absent) and its
     contents (None if there is no such file)."""
     release = release_of(sut)
     if release is None:
         return None, None
-    path = Path(folder) / file_name(*release)
+    path = Path(folder or FOLDER) / file_name(*release)
     return path, (load(path) if path.exists() else None)
 
 
@@ -275,7 +285,7 @@ def _why_none(results: dict, path: Optional[Path]) -> Tuple[bool, str]:
     return True, f"no {shown(path)}: nothing is expected to fail on this release"
 
 
-def judge(results: dict, folder: Path = FOLDER, expected: Optional[ExpectationFile] = None) -> Judgement:
+def judge(results: dict, folder: Optional[Path] = None, expected: Optional[ExpectationFile] = None) -> Judgement:
     """Compares the run's cases with the expectations of the SUT it ran on
     (or with `expected`, a file given), and marks each case in `results`."""
     path, loaded = for_sut(results.get("sut") or {}, folder)
@@ -361,7 +371,7 @@ def summary_lines(judgement: Judgement, strict: bool = False) -> List[str]:
 
 
 def settle(run_dir: Path, results: dict, update: bool = False, strict: bool = False,
-           folder: Path = FOLDER) -> Tuple[Judgement, List[str]]:
+           folder: Optional[Path] = None) -> Tuple[Judgement, List[str]]:
     """After a run: (with `update`) rewrites the SUT release's file from it,
     judges the run against the file, records the judgement in results.json
     (per case `expected` and `expectation`, the run's `expectations`, the
@@ -406,7 +416,7 @@ def _new_entry(case: dict, results: dict, previous: Optional[Expectation]) -> Ex
                                 run=f"{results.get('run_id')} ({sut.get('name')} {sut.get('version')})"))
 
 
-def updated(results: dict, folder: Path = FOLDER) -> Tuple[ExpectationFile, List[str]]:
+def updated(results: dict, folder: Optional[Path] = None) -> Tuple[ExpectationFile, List[str]]:
     """The SUT release's file as this run says it should be, and what changed:
     entries that still hold are kept as written, entries whose case now passes
     or left the suite are dropped, new failures are added with a placeholder
