@@ -1,5 +1,5 @@
 """The HTML report (vnetct.report): rendered from synthetic results.json files
-(with and without the optional timeline, series and known_finding), and
+(with and without the optional timeline, series and expectations), and
 loaded in a real headless Chromium. No VM needed."""
 
 import json
@@ -20,6 +20,13 @@ RULE = {"id": "FO-MIG-SRC-01", "sentence": "When a migration starts, the source 
 SUT = {"qemu_binary": "/usr/bin/qemu-system-x86_64", "qemu_version": "10.0.2 (Debian 1:10.0.2+ds-2)",
        "accelerator": {"name": "tcg", "reason": "KVM boot failed", "cpu": "max"}, "machine": "q35",
        "guest_kernel": "6.12.117+deb12-amd64", "guest_image_digest": "3d0d17", "host_kernel": "6.18.44"}
+
+
+EXPECTATION = {"file": "expectations/qemu-10.0.yaml", "line": 12,
+               "case": "failover/removal/replacement-primary-after-device-del", "outcome": "failed",
+               "violated_rules": ["FO-MIG-SRC-01"],
+               "finding": "QEMU 10.0: after device_del the standby still names the old primary",
+               "evidence": {"observed": "device_add: Cannot attach more than one primary device"}}
 
 
 def _timeline():
@@ -73,7 +80,7 @@ def make_run(root: Path, name: str = "20261122-044407-8c00e9", finished=True, ca
             _case("failover/removal/replacement-primary-after-device-del", "failed",
                   reason="AssertionError: the host refused a new primary <hostdev1> & more",
                   details="Traceback ...\nE   AssertionError: refused\n",
-                  known_finding="QEMU 10.0: after device_del the standby still names the old primary",
+                  violated_rules=["FO-MIG-SRC-01"], expected=True, expectation=EXPECTATION,
                   violations=[{"vm": "hp-replace", "rule": "FO-NEG-02", "observed": "not shown by query-pci",
                                "expected": "hostdev1 visible in query-pci", "at_end_of_trace": True,
                                "entry": {"kind": "hot-plug", "t_ms": 6664.4}}],
@@ -231,7 +238,8 @@ LT_RULE = {"id": "LT-DATA-01", "area": "livetap", "sentence": "No frame is lost 
 
 def test_report_opens_with_the_rules_table(tmp_path):
     cases = [_case("failover/migrate/a", "passed"),
-             _case("failover/removal/b", "failed", reason="refused", known_finding="QEMU 10.0: old primary"),
+             _case("failover/removal/b", "failed", reason="refused", expected=True,
+                   expectation=EXPECTATION),
              _case("livetap/reference-backend/handoff", "passed", rules=[LT_RULE], subject="reference"),
              _case("livetap/qemu-adapter/handoff", "skipped", rules=[LT_RULE], subject="sut",
                    reason="QEMU lacks backend-transfer")]
@@ -245,7 +253,7 @@ def test_report_opens_with_the_rules_table(tmp_path):
                     "rule-TEAM-08": ["rule", "not-judged", "unselected"]}
     text = " ".join(_Page(first).text)
     assert "case livetap/qemu-adapter/handoff: skipped: QEMU lacks backend-transfer" in text
-    assert "no case selected" in text and "unattributed" in text and "known finding" in text
+    assert "no case selected" in text and "unattributed" in text and "expected" in text
     # The evidence links lead to the case entries.
     hrefs = [attrs["href"] for attrs in _Page(first).all("a")]
     assert "#case-failover-removal-b" in hrefs and 'id="case-failover-removal-b"' in html
