@@ -66,7 +66,9 @@ def _migrate_with_stream(vm_factory, case, name: str, hand_over_taps: bool) -> d
         except HostTimeout as error:
             report = stream.stop([("settle", stream.started_ns), ("before", clean_ns), ("target-waiting", target_ns)])
             waiting = phase(report, "target-waiting")
-            raise AssertionError(
+            # LT-DATA-01's loss, seen before the switchover even began (the case's goal rule).
+            raise RuleViolation(
+                "LT-DATA-01",
                 f"traffic stopped when the target started: {error}; {describe_losses(waiting)}. The target, "
                 f"waiting for the migration with {'the same TAP queue' if hand_over_taps else 'its own TAP'}, "
                 f"takes the frames meant for the running source") from None

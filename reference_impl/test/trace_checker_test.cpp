@@ -323,6 +323,16 @@ TEST_F(TraceChecker_test, FO_MIG_TGT_01_02_TargetPlugsAfterTheStateIsLoaded) {
     expect_conformant(trace);
 }
 
+// A target no source migrated to owes no MIGRATION status; one that resumed does.
+TEST_F(TraceChecker_test, FO_MIG_TGT_01_ATargetNeverMigratedToOwesNoStatus) {
+    Trace never{{standby(), primary()}, "target"};
+    never.input("start").pci({"net1"}).input("incoming").pci({"net1"});
+    expect_conformant(never);
+    Trace resumed{{standby(), primary()}, "target"};
+    resumed.input("start").pci({"net1"}).input("incoming").pci({"net1"}).event("RESUME");
+    EXPECT_TRUE(check(resumed).violation.has_value());
+}
+
 TEST_F(TraceChecker_test, EventsMayArriveAfterLaterInputs) {
     Trace trace{{standby(), primary()}};
     trace.input("start").ack().input("migrate").event("FAILOVER_NEGOTIATED", {{"device-id", "net1"}})
