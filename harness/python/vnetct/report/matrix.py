@@ -98,6 +98,10 @@ def check_results(results: dict, path: Path) -> None:
 def load_column(label: str, run_dir: Path) -> Column:
     """One release from its run directory (or results.json); ResultsError when
     the file is missing, not JSON, or a field the matrix reads is malformed."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        where = run_dir if run_dir.suffix == ".json" else run_dir / "results.json"
+        raise ResultsError(f"{where}: no such file (give a run directory holding results.json)")
     run = model.load_run(run_dir)
     check_results(run.results, run.run_dir / "results.json")
     return Column(label, run.run_dir, run.results, sha256=run.sha256)
@@ -126,6 +130,10 @@ def ordered(columns: Sequence[Column]) -> List[Column]:
 
 # --- the view ----------------------------------------------------------------------------
 
+def _anchor(prefix: str, name: str) -> str:
+    return f"{prefix}-" + re.sub(r"[^A-Za-z0-9.]+", "-", name).strip("-")
+
+
 def _href(column: Column, name: str, output_dir: Path) -> Optional[str]:
     if column.run_dir is None or not (column.run_dir / name).exists():
         return None
@@ -142,8 +150,9 @@ def _expectations(results: dict) -> Optional[dict]:
 
 
 def release_header(column: Column, output_dir: Path) -> dict:
-    header: Dict[str, Any] = {"label": column.label, "run_dir": str(column.run_dir) if column.run_dir else None,
+    header: Dict[str, Any] = {"label": column.label, "anchor": _anchor("release", column.label), "run_dir": str(column.run_dir) if column.run_dir else None,
                               "problem": column.problem, "exit": column.exit_status, "wall_s": column.wall_s,
+                              "results_sha256": column.sha256,
                               "version": ".".join(map(str, version_of(column) or ())) or None}
     if column.results is None:
         return {**header, "state": NO_RESULTS}
@@ -158,7 +167,7 @@ def release_header(column: Column, output_dir: Path) -> dict:
             else None,
             "summary": model.summary(results), "verdict": model.verdict(results), "seconds": model.run_seconds(results),
             "rule_counts": rules_table.counts(table)["sut"], "expectations": _expectations(results),
-            "results_sha256": column.sha256, "results_href": _href(column, "results.json", output_dir),
+            "results_href": _href(column, "results.json", output_dir),
             "report_href": _href(column, "report.html", output_dir)}
 
 
@@ -185,7 +194,8 @@ def _rule_cell(column: Column, entry: Optional[dict]) -> dict:
         return {"verdict": ABSENT, "violating": [], "expected": None, "reasons": ["not in this run's rules table"]}
     side = entry.get("sut") or {}
     violating = rules_table.violating_cases(entry)
-    flags = [case.get("expected") for case in side.get("cases") or [] if case.get("id") in violating]
+    cases = {case["id"]: case for case in column.results.get("cases") or []}
+    flags = [cases.get(case_id, {}).get("expected") for case_id in violating]
     return {"verdict": side.get("verdict", rules_table.NOT_JUDGED), "violating": violating,
             # every violation expected by the release's expectations (None: the run was not compared)
             "expected": (all(flags) if all(isinstance(flag, bool) for flag in flags) else None) if flags else None,
@@ -197,7 +207,7 @@ def rules_rows(columns: Sequence[Column]) -> List[dict]:
     rows = []
     for rule_id in order:
         cells = [_rule_cell(column, entries.get(rule_id)) for column, entries in zip(columns, per_column)]
-        rows.append({"id": rule_id, **about[rule_id], "cells": cells,
+        rows.append({"id": rule_id, "anchor": _anchor("rule", rule_id), **about[rule_id], "cells": cells,
                      "changed": len({cell["verdict"] for cell in cells if cell["verdict"] != NO_RESULTS}) > 1})
     return rows
 
@@ -235,7 +245,7 @@ def cases_rows(columns: Sequence[Column]) -> List[dict]:
     for case_id in order:
         cells = [_case_cell(column, cases.get(case_id)) for column, cases in zip(columns, by_column)]
         keys = {_case_key(cell) for cell in cells if cell["outcome"] != NO_RESULTS}
-        rows.append({"id": case_id, "rules": cited[case_id], "subject": subjects[case_id], "cells": cells,
+        rows.append({"id": case_id, "anchor": model.anchor(case_id), "rules": cited[case_id], "subject": subjects[case_id], "cells": cells,
                      "changed": len(keys) > 1})
     return rows
 
@@ -300,7 +310,7 @@ def changes(columns: Sequence[Column], rules: List[dict], cases: List[dict], fig
         skipped = [columns[index].label for index in range(before + 1, after)]
         steps.append({
             "from": columns[before].label, "to": columns[after].label, "skipped": skipped,
-            "rules": [{"id": row["id"], "from": row["cells"][before]["verdict"], "to": row["cells"][after]["verdict"],
+            "rules": [{"id": row["id"], "anchor": row["anchor"], "from": row["cells"][before]["verdict"], "to": row["cells"][after]["verdict"],
                        "violating": row["cells"][after]["violating"] or row["cells"][before]["violating"]}
                       for row in rules if row["cells"][before]["verdict"] != row["cells"][after]["verdict"]],
             "cases": [{"id": row["id"], "from": row["cells"][before], "to": row["cells"][after]}
@@ -336,12 +346,12 @@ def matrix_view(columns: Sequence[Column], output_dir: Path, factor: float = DEF
 def columns_of(runs: Iterable[Tuple[str, Path]]) -> List[Column]:
     """Recorded runs, each labelled with its release: ResultsError for the
     first that cannot be used, or for a label given twice."""
-    columns: List[Column] = []
-    for label, run_dir in runs:
-        if any(column.label == label for column in columns):
+    runs = list(runs)
+    labels = [label for label, _ in runs]
+    for label in labels:
+        if labels.count(label) > 1:
             raise ResultsError(f"release {label!r} is given twice")
-        columns.append(load_column(label, Path(run_dir)))
-    return columns
+    return [load_column(label, Path(run_dir)) for label, run_dir in runs]
 
 
 def _write(path: Path, text: str) -> None:
