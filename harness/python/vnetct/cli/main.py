@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import List, Optional
 
 from vnetct.setup import bootstrap
-from vnetct.cli import certify, matrix, selftest
+from vnetct.cli import certify, selftest
 from vnetct.cli import check_config
 from vnetct.cli import prepare_image as image_prep
 from vnetct.cli import lanes
+from vnetct.cli import matrix
 from vnetct.core import paths
 from vnetct.sut.base import profile_named
 
