@@ -151,7 +151,10 @@ def _report(columns, root: Path, factor: float) -> Optional[Path]:
     path, view = write_columns(columns, root, factor)
     for step in view["changes"]:
         say(f"{step['from']} -> {step['to']}: {len(step['rules'])} rules changed verdict, {len(step['cases'])} "
-            f"cases changed outcome, {len(step['figures'])} figures moved more than {factor:g}x")
+            f"cases changed outcome, {len(step['figures'])} figures moved more than {factor:g}x"
+            + (f" ({len(step['rules_unselected'])} rules and {len(step['only_before']) + len(step['only_after'])} "
+               f"cases in one run only: not compared)" if step["rules_unselected"] or step["only_before"]
+               or step["only_after"] else ""))
         for change in step["rules"]:
             print(f"  RULE   {change['id']}: {change['from']} -> {change['to']}"
                   + (f" ({', '.join(change['violating'])})" if change["violating"] else ""), flush=True)

@@ -189,17 +189,21 @@ def _rule_cells(columns: Sequence[Column]) -> Tuple[List[str], Dict[str, dict], 
 
 def _rule_cell(column: Column, entry: Optional[dict]) -> dict:
     if column.results is None:
-        return {"verdict": NO_RESULTS, "violating": [], "expected": None, "reasons": []}
+        return {"verdict": NO_RESULTS, "violating": [], "unselected": False, "expected": None, "reasons": []}
     if entry is None:
-        return {"verdict": ABSENT, "violating": [], "expected": None, "reasons": ["not in this run's rules table"]}
+        return {"verdict": ABSENT, "violating": [], "unselected": True, "expected": None,
+                "reasons": ["not in this run's rules table"]}
     side = entry.get("sut") or {}
     violating = rules_table.violating_cases(entry)
     cases = {case["id"]: case for case in column.results.get("cases") or []}
     flags = [cases.get(case_id, {}).get("expected") for case_id in violating]
+    reasons = [str(reason) for reason in side.get("reasons") or []]
     return {"verdict": side.get("verdict", rules_table.NOT_JUDGED), "violating": violating,
+            # not judged because the run selected no case citing it (-k): no evidence either way
+            "unselected": reasons == [rules_table.NO_CASE_SELECTED],
             # every violation expected by the release's expectations (None: the run was not compared)
             "expected": (all(flags) if all(isinstance(flag, bool) for flag in flags) else None) if flags else None,
-            "reasons": [str(reason) for reason in side.get("reasons") or []][:3]}
+            "reasons": reasons[:3]}
 
 
 def rules_rows(columns: Sequence[Column]) -> List[dict]:
@@ -300,6 +304,20 @@ def moved_by(before: float, after: float, factor: float) -> bool:
     return high / low > factor
 
 
+def _verdict_changed(row: dict, before: int, after: int) -> bool:
+    return row["cells"][before]["verdict"] != row["cells"][after]["verdict"]
+
+
+def _unselected(row: dict, before: int, after: int) -> bool:
+    return row["cells"][before]["unselected"] or row["cells"][after]["unselected"]
+
+
+def _rule_change(row: dict, before: int, after: int) -> dict:
+    return {"id": row["id"], "anchor": row["anchor"], "from": row["cells"][before]["verdict"],
+            "to": row["cells"][after]["verdict"],
+            "violating": row["cells"][after]["violating"] or row["cells"][before]["violating"]}
+
+
 def changes(columns: Sequence[Column], rules: List[dict], cases: List[dict], figures: List[dict],
             factor: float) -> List[dict]:
     """Between neighbouring releases that have results (a release without
@@ -310,9 +328,11 @@ def changes(columns: Sequence[Column], rules: List[dict], cases: List[dict], fig
         skipped = [columns[index].label for index in range(before + 1, after)]
         steps.append({
             "from": columns[before].label, "to": columns[after].label, "skipped": skipped,
-            "rules": [{"id": row["id"], "anchor": row["anchor"], "from": row["cells"][before]["verdict"], "to": row["cells"][after]["verdict"],
-                       "violating": row["cells"][after]["violating"] or row["cells"][before]["violating"]}
-                      for row in rules if row["cells"][before]["verdict"] != row["cells"][after]["verdict"]],
+            "rules": [_rule_change(row, before, after) for row in rules if _verdict_changed(row, before, after)
+                      and not _unselected(row, before, after)],
+            # judged in one run, without a selected case in the other (-k): listed apart, not as changes
+            "rules_unselected": [row["id"] for row in rules if _verdict_changed(row, before, after)
+                                 and _unselected(row, before, after)],
             "cases": [{"id": row["id"], "from": row["cells"][before], "to": row["cells"][after]}
                       for row in cases if _case_key(row["cells"][before]) != _case_key(row["cells"][after])
                       and ABSENT not in (row["cells"][before]["outcome"], row["cells"][after]["outcome"])],
