@@ -187,9 +187,6 @@ def test_standby_added_after_primary(vm_factory, case, order):
 
 
 @pytest.mark.rule("FO-CFG-08", "FO-MIG-TGT-02")
-@pytest.mark.finding("QEMU 10.0: a primary listed before its standby is realized on the target before the "
-                     "state loads and never plugged back: the guest, which ejected it on the source, stays "
-                     "without its primary")
 def test_primary_listed_first_returns_after_migration(vm_factory, case):
     # Source and target both list the primary's -device before its standby's. Measured on
     # QEMU 10: such a primary is never hidden, on the target either, so the negotiation there

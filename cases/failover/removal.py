@@ -78,8 +78,6 @@ def test_device_del_standby(vm_factory, case):
 
 
 @pytest.mark.rule("FO-CFG-09", "FO-NEG-02")
-@pytest.mark.finding("QEMU 10.0: after device_del of the primary the standby still names it, and refuses a "
-                     "replacement primary ('Cannot attach more than one primary device')")
 def test_replacement_primary_after_device_del(vm_factory, case):
     # A VF swap: the primary is deleted, another one (new id, same MAC and standby) takes its
     # place. Measured on QEMU 10: the standby keeps the deleted primary's options (freed only

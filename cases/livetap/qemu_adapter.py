@@ -215,11 +215,7 @@ def test_target_waiting_for_fds_fails_without_transfer(vm_factory, case):
 
 
 @pytest.mark.rule("LT-DATA-01")
-@pytest.mark.parametrize("handoff", [
-    pytest.param("same-tap-fd", marks=pytest.mark.finding(
-        "QEMU 10.0: a migration target started with the source's TAP fd reads and drops the shared queue while "
-        "it waits for the state: the running source's traffic stops")),
-    "new-tap"])
+@pytest.mark.parametrize("handoff", ["same-tap-fd", "new-tap"])
 @pytest.mark.needs("datapath")
 # Without the series nothing hands the TAP over: these measure what a QEMU can do
 # without it (LT-DATA-01's goal), they do not judge the series' rule.

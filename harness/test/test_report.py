@@ -1,5 +1,5 @@
 """The HTML report (vnetct.report): rendered from synthetic results.json files
-(with and without the optional timeline, series and known_finding), and
+(with and without the optional timeline, series and expectations), and
 loaded in a real headless Chromium. No VM needed."""
 
 import json
@@ -20,6 +20,13 @@ RULE = {"id": "FO-MIG-SRC-01", "sentence": "When a migration starts, the source 
 SUT = {"qemu_binary": "/usr/bin/qemu-system-x86_64", "qemu_version": "10.0.2 (Debian 1:10.0.2+ds-2)",
        "accelerator": {"name": "tcg", "reason": "KVM boot failed", "cpu": "max"}, "machine": "q35",
        "guest_kernel": "6.12.117+deb12-amd64", "guest_image_digest": "3d0d17", "host_kernel": "6.18.44"}
+
+
+EXPECTATION = {"file": "expectations/qemu-10.0.yaml", "line": 12,
+               "case": "failover/removal/replacement-primary-after-device-del", "outcome": "failed",
+               "violated_rules": ["FO-MIG-SRC-01"],
+               "finding": "QEMU 10.0: after device_del the standby still names the old primary",
+               "evidence": {"observed": "device_add: Cannot attach more than one primary device"}}
 
 
 def _timeline():
@@ -73,7 +80,7 @@ def make_run(root: Path, name: str = "20261122-044407-8c00e9", finished=True, ca
             _case("failover/removal/replacement-primary-after-device-del", "failed",
                   reason="AssertionError: the host refused a new primary <hostdev1> & more",
                   details="Traceback ...\nE   AssertionError: refused\n",
-                  known_finding="QEMU 10.0: after device_del the standby still names the old primary",
+                  violated_rules=["FO-MIG-SRC-01"], expected=True, expectation=EXPECTATION,
                   violations=[{"vm": "hp-replace", "rule": "FO-NEG-02", "observed": "not shown by query-pci",
                                "expected": "hostdev1 visible in query-pci", "at_end_of_trace": True,
                                "entry": {"kind": "hot-plug", "t_ms": 6664.4}}],
@@ -231,7 +238,8 @@ LT_RULE = {"id": "LT-DATA-01", "area": "livetap", "sentence": "No frame is lost 
 
 def test_report_opens_with_the_rules_table(tmp_path):
     cases = [_case("failover/migrate/a", "passed"),
-             _case("failover/removal/b", "failed", reason="refused", known_finding="QEMU 10.0: old primary"),
+             _case("failover/removal/b", "failed", reason="refused", expected=True,
+                   expectation=EXPECTATION),
              _case("livetap/reference-backend/handoff", "passed", rules=[LT_RULE], subject="reference"),
              _case("livetap/qemu-adapter/handoff", "skipped", rules=[LT_RULE], subject="sut",
                    reason="QEMU lacks backend-transfer")]
@@ -245,7 +253,7 @@ def test_report_opens_with_the_rules_table(tmp_path):
                     "rule-TEAM-08": ["rule", "not-judged", "unselected"]}
     text = " ".join(_Page(first).text)
     assert "case livetap/qemu-adapter/handoff: skipped: QEMU lacks backend-transfer" in text
-    assert "no case selected" in text and "unattributed" in text and "known finding" in text
+    assert "no case selected" in text and "unattributed" in text and "expected" in text
     # The evidence links lead to the case entries.
     hrefs = [attrs["href"] for attrs in _Page(first).all("a")]
     assert "#case-failover-removal-b" in hrefs and 'id="case-failover-removal-b"' in html
@@ -317,3 +325,23 @@ def test_the_run_writes_its_report_but_a_report_problem_never_fails_it(tmp_path,
     (broken / "results.json").write_text("{ not json")
     assert cli._write_report(broken) is None
     assert "could not write report.html" in capsys.readouterr().err
+
+
+def test_the_selftest_page_shows_each_fault_its_rule_and_what_caught_it(tmp_path):
+    from vnetct.report import write_selftest_report
+    run = {"command": "x", "exit": 1, "dir": str(tmp_path / "f1" / "run"), "wall_s": 9.5}
+    summary = {"qemu": "/usr/bin/qemu-system-x86_64", "verdict_bound_s": 15.0, "caught": 1, "of": 2,
+               "baseline": {"command": "x", "exit": 0, "dir": str(tmp_path / "baseline" / "run"), "wall_s": 30.0,
+                            "durations_s": {"a/b": 10.0}, "failed": []},
+               "faults": [{"fault": "caught-one", "rule": "FO-NEG-02", "bug": "a <b>bug</b>", "mechanism": "argv",
+                           "caught": 1, "of": 1, "ok": True, "named_other_rules": [], "run": run,
+                           "cases": [{"id": "a/b", "outcome": "failed", "violated_rules": ["FO-NEG-02"],
+                                      "beyond_normal_s": 2.5}]},
+                          {"fault": "missed-one", "rule": "FO-MIG-SRC-05", "bug": "b", "mechanism": "qmp-interposer",
+                           "caught": 0, "of": 1, "ok": False, "named_other_rules": [], "run": run,
+                           "cases": [{"id": "c/d", "outcome": "passed", "violated_rules": None,
+                                      "beyond_normal_s": None}]}]}
+    html = write_selftest_report(tmp_path, summary).read_text()
+    assert "1 of 2 faults caught" in html and "a &lt;b&gt;bug&lt;/b&gt;" in html
+    assert "a/b: failed, named FO-NEG-02, +2.5 s" in html and 'class="badge failed">0 of 1' in html
+    assert 'href="f1/run/report.html"' in html

@@ -69,13 +69,14 @@ def test_a_failure_naming_no_rule_judges_none_even_beside_a_pass():
     assert sut["reasons"] == ["case f/b failed without naming a violated rule: HostTimeout: no boot"]
 
 
-def test_a_known_finding_still_violates_and_is_recorded_with_its_case():
+def test_an_expected_failure_still_violates_and_is_recorded_with_its_finding():
     finding = "QEMU 10.0: after device_del the standby still names the old primary"
     entry = _by_id(rules_table(RULES, [_case("f/r", "failed", ["FO-NEG-01"], reason="refused",
-                                             known_finding=finding)]))["FO-NEG-01"]
+                                             violated_rules=["FO-NEG-01"], expected=True,
+                                             expectation={"finding": finding})]))["FO-NEG-01"]
     assert entry["sut"]["verdict"] == "violated"
     assert entry["sut"]["cases"] == [{"id": "f/r", "outcome": "failed", "reason": "refused",
-                                      "known_finding": finding}]
+                                      "violated_rules": ["FO-NEG-01"], "expected": True, "finding": finding}]
 
 
 def test_only_skips_and_errors_leave_the_rule_not_judged_with_their_reasons():
@@ -135,7 +136,7 @@ def test_a_results_file_without_a_table_gets_one_from_its_cases():
 def test_the_run_summary_prints_the_sut_verdicts_and_the_reference_self_check_apart(capsys):
     from vnetct.cli.main import _summarise_rules
 
-    cases = [_case("f/a", "failed", ["FO-NEG-01"], reason="visible", known_finding="QEMU 10.0: x"),
+    cases = [_case("f/a", "failed", ["FO-NEG-01"], reason="visible", expected=True, expectation={"finding": "QEMU 10.0: x"}),
              _case("f/b", "passed", ["FO-NEG-01"]),
              _case("l/ref", "passed", ["LT-DATA-01"], subject="reference"),
              _case("l/sut", "skipped", ["LT-DATA-01"], reason="no series")]
@@ -160,7 +161,7 @@ def test_verdicts_follow_the_failed_sut_cases():
     cases = strategies.lists(strategies.builds(
         lambda index, outcome, rule_ids, subject, finding, named: _case(
             f"c/{index}", outcome, rule_ids, subject=subject, reason=None if outcome == "passed" else "why",
-            **({"known_finding": "f"} if finding else {}),
+            **({"expected": True, "expectation": {"finding": "f"}} if finding else {}),
             **({"violated_rules": rule_ids[:named]} if outcome in ("failed", "error") and named >= 0 else {})),
         strategies.integers(0, 10_000), strategies.sampled_from(["passed", "failed", "skipped", "error"]),
         strategies.lists(strategies.sampled_from(["FO-NEG-01", "LT-DATA-01", "TEAM-08", "FO-X-99"]), max_size=3),
@@ -194,7 +195,7 @@ def test_verdicts_follow_the_failed_sut_cases():
 
 def test_an_exploration_judges_no_rule():
     # A QEMU without the live-TAP series: the series' own case skips, the adapter's
-    # measurement of a shared TAP fd fails (a known finding); LT-DATA-01 is not judged.
+    # measurement of a shared TAP fd fails (an expected failure on QEMU 10.0); LT-DATA-01 is not judged.
     rules = [{"id": "LT-DATA-01", "area": "datapath", "sentence": "No frame is lost."}]
     cases = [{"id": "livetap/qemu-adapter/backend-transfer", "subject": "sut", "outcome": "skipped",
               "reason": "this QEMU lacks the live-TAP series", "rules": [{"id": "LT-DATA-01"}]},

@@ -159,6 +159,8 @@ def pytest_collection_modifyitems(session, config, items):
         item.extra_keyword_matches.update(rule_ids)
     if problems:
         raise pytest.UsageError("bad case declarations:\n  " + "\n  ".join(problems))
+    if _state is not None:  # every case of the files collected, before -k: expectations name cases of the suite
+        _state.results.data["collected"] = [item.vnetct_id for item in items]
 
 
 def _subject(item, problems: List[str]) -> str:
@@ -346,9 +348,6 @@ def _finish_case(phase: dict) -> None:
     if outcome in ("failed", "error"):
         # What the failure named (results.json: violated_rules); empty: it judged no rule.
         case["violated_rules"] = list(dict.fromkeys(phase.get("violated", [])))
-    finding = item.get_closest_marker("finding")
-    if finding is not None:
-        case["known_finding"] = finding.args[0]
     if recorder is not None:
         for finisher in recorder.finishers:
             try:
@@ -369,8 +368,6 @@ def _finish_case(phase: dict) -> None:
     suffix = f": {reason}" if reason and outcome != "passed" else ""
     if outcome in ("failed", "error") and not case["violated_rules"]:
         suffix += " [names no rule: judges none]"
-    if outcome == "failed" and "known_finding" in case:
-        suffix += f" [known finding: {case['known_finding']}]"
     _state.progress(f"       {label} in {case['duration_s']:.1f} s{suffix}")
 
 

@@ -134,6 +134,8 @@ def merge(run_dir: Path, lane_dirs: List[Path]) -> Optional[dict]:
     merged.data["started"] = min(part["started"] for _, part in parts)
     merged.data["interrupted"] = any(part.get("interrupted") for _, part in parts)
     merged.data["run_problems"] = [problem for _, part in parts for problem in part.get("run_problems", [])]
+    if all("collected" in part for _, part in parts):  # the lanes' case files together: the suite
+        merged.data["collected"] = [case_id for _, part in parts for case_id in part["collected"]]
     ordered = []
     for lane_dir, part in parts:
         if part.get("sut"):

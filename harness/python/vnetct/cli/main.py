@@ -3,8 +3,10 @@
 Commands:
   run     set up (packages, build, guest image), run the conformance suite
           against the SUT profile, write out/<run-id>/{results.json,junit.xml}
-          and per-case artifacts, point out/latest at it. Exit 0 only if every
-          selected case passed (skips allowed, each with its reason).
+          and per-case artifacts, point out/latest at it. Exit 0 when every
+          outcome on the SUT is what expectations/<sut>-<release>.yaml expects
+          for its release (a case without an entry must pass or skip with its
+          reason) and the reference's self-check passed.
   test    the same set-up, then the unit tests (GoogleTest through ctest) and
           the pytest suites of the harness itself. CI runs exactly this.
   list    print every case id and the rule it checks.
@@ -37,7 +39,7 @@ from vnetct.cli import check_config
 from vnetct.cli import prepare_image as image_prep
 from vnetct.cli import lanes
 from vnetct.cli import matrix
-from vnetct.core import paths
+from vnetct.core import expectations, paths
 from vnetct.sut.base import profile_named
 
 EXIT_FAILED = 1
@@ -75,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fault", metavar="NAME", default=None,
                      help="profile qemu: seed a host fault into every VM (./vnetct selftest --list names them); "
                           "the cases citing its rule must fail naming it")
+    run.add_argument("--strict", action="store_true",
+                     help="an unexpected pass (a case that passes against its expected failure) fails the run too")
+    run.add_argument("--update-expectations", action="store_true",
+                     help="rewrite expectations/<sut>-<release>.yaml of the SUT's release from this run "
+                          "(expectations/README.md)")
     run.add_argument("--mutation", metavar="NAME", action="append", default=[],
                      help="with --profile reference: break the reference model on purpose, to show which cases "
                           "catch it (repeatable; names: LeaveWaitUnplugEarly, NegotiatedBeforeAck, ...)")
@@ -148,10 +155,23 @@ def command_run(args) -> int:
     if args.repeat > 1:
         from vnetct.cli import repeat
 
+        if args.update_expectations:
+            print("vnetct: --update-expectations takes one run, not --repeat", file=sys.stderr)
+            return EXIT_USAGE
+
         return repeat.command_repeat(args, sys.argv[2:])
     problem = profile.usage_error(args.mutation, args.host_config)
     if problem:
         print(f"vnetct: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.update_expectations and (args.fault or args.mutation):
+        print("vnetct: --update-expectations writes a release's deviations: not from a run with a seeded fault "
+              "(--fault) or a broken model (--mutation)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        expectations.check_folder()
+    except expectations.ExpectationsError as error:
+        print(f"vnetct: {error}", file=sys.stderr)
         return EXIT_USAGE
     if args.fault is not None:
         from vnetct.faults.catalog import FAULTS
@@ -257,7 +277,8 @@ def _run_cases(args, extra_args: Optional[List[str]] = None) -> int:
             leftovers = [line for lane_id in lane_ids for line in _final_sweep(lane_id)]
             lanes.merge(run_dir, lane_dirs)
             status = _combined_status(statuses)
-        return _summarise(run_dir, status, time.monotonic() - started, leftovers)
+        return _summarise(run_dir, status, time.monotonic() - started, leftovers,
+                          strict=args.strict, update=args.update_expectations)
     except BaseException:
         # Ctrl-C or a crash after the cases ran (merge, sweep): the finished cases still get their report.
         if _write_report(run_dir):
@@ -311,7 +332,8 @@ def _run_pytest(pytest_args: List[str], cwd: Path) -> int:
                 process.kill()
 
 
-def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: List[str]) -> int:
+def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: List[str], strict: bool = False,
+               update: bool = False) -> int:
     from vnetct.report.results import load
 
     results = load(run_dir / "results.json")
@@ -320,18 +342,21 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: Lis
     if results is None:
         print(f"vnetct: no results.json in {run_dir} (pytest exit {pytest_status})", file=sys.stderr)
         return EXIT_USAGE if pytest_status in (2, 4) and not leftovers else EXIT_FAILED
+    judgement, said, unusable = None, [], None
+    try:
+        judgement, said = expectations.settle(run_dir, results, update=update, strict=strict)
+    except expectations.ExpectationsError as error:
+        unusable = str(error)
     counts = results.get("summary", {})
     print("")
     print(f"vnetct: {counts.get('passed', 0)} passed, {counts.get('failed', 0)} failed, "
           f"{counts.get('error', 0)} errors, {counts.get('skipped', 0)} skipped in {elapsed:.1f} s")
     _summarise_rules(results)
     for case in results.get("cases", []):
-        if case["outcome"] != "passed":
-            reason = str(case.get("reason"))
-            reason = reason if len(reason) <= 400 else reason[:400] + " ... (results.json has it all)"
-            print(f"  {case['outcome'].upper():8s} {case['id']}: {reason}")
-            if case["outcome"] == "failed" and case.get("known_finding"):
-                print(f"           known finding: {case['known_finding']}")
+        if case["outcome"] == "skipped" or (judgement is None and case["outcome"] != "passed"):
+            print(f"  {case['outcome'].upper():8s} {case['id']}: {expectations.shorten(case.get('reason'))}")
+    for line in said + (expectations.summary_lines(judgement, strict) if judgement else []):
+        print(line)
     for problem in results.get("run_problems", []):
         print(f"  PROBLEM  {problem}")
     report = _write_report(run_dir)
@@ -343,11 +368,16 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: Lis
         return EXIT_INTERRUPTED
     if pytest_status == 2 and not results.get("cases"):
         return EXIT_USAGE
-    ok = (counts.get("failed", 0) == 0 and counts.get("error", 0) == 0 and not results.get("run_problems")
-          and pytest_status in (0, 5))
     if pytest_status == 5:
         print("vnetct: no case matched the selection", file=sys.stderr)
         return EXIT_USAGE
+    if unusable or judgement.problems:
+        print(f"vnetct: the expectations file cannot be used: {unusable or 'stale entries (above)'}", file=sys.stderr)
+        return EXIT_USAGE
+    # pytest exits 1 for any failed case, expected or not: the judgement decides.
+    failed_cases = counts.get("failed", 0) + counts.get("error", 0)
+    ok = judgement.ok(strict) and not results.get("run_problems") and (
+        pytest_status == 0 or (pytest_status == 1 and failed_cases))
     return 0 if ok else EXIT_FAILED
 
 

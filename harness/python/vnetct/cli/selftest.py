@@ -115,5 +115,7 @@ def command_selftest(args) -> int:
                "verdict_bound_s": VERDICT_BOUND_S, "faults": table,
                "caught": sum(1 for v in table if v["ok"]), "of": len(table)}
     (root / "selftest.json").write_text(json.dumps(summary, indent=2) + "\n")
-    say(f"{summary['caught']} of {summary['of']} faults caught with their rule; {root / 'selftest.json'}")
+    from vnetct.report import write_selftest_report
+    page = write_selftest_report(root, summary)
+    say(f"{summary['caught']} of {summary['of']} faults caught with their rule; {root / 'selftest.json'}, {page}")
     return 0 if summary["caught"] == summary["of"] and not unclean else 1

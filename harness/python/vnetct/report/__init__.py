@@ -20,7 +20,7 @@ from .model import ResultsError
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT_NAME = "report.html"
 
-__all__ = ["write_report", "render", "ResultsError", "ThresholdError", "REPORT_NAME"]
+__all__ = ["write_report", "write_selftest_report", "render", "ResultsError", "ThresholdError", "REPORT_NAME"]
 
 
 def _environment():
@@ -79,4 +79,24 @@ def write_report(run_dir: Path, compare: Iterable[Path] = (), output: Optional[P
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(html, encoding="utf-8")
     os.replace(temporary, path)
+    return path
+
+
+def _relative_report(run_dir: Optional[str], root: Path) -> str:
+    return os.path.relpath(Path(run_dir) / REPORT_NAME, root) if run_dir else "#"
+
+
+def write_selftest_report(root: Path, summary: dict) -> Path:
+    """<root>/selftest.html from a `vnetct selftest` summary (selftest.json):
+    each fault, the rule it must trip, what caught it, linked to its run."""
+    root = Path(root)
+    faults = [{**fault, "link": _relative_report(fault["run"].get("dir"), root)} for fault in summary["faults"]]
+    html = _environment().get_template("selftest.html.j2").render(
+        caught=summary["caught"], of=summary["of"], bound_s=summary["verdict_bound_s"], qemu=summary["qemu"],
+        baseline_failed=summary["baseline"]["failed"], baseline_passed=len(summary["baseline"]["durations_s"]),
+        baseline_wall_s=summary["baseline"]["wall_s"],
+        baseline_link=_relative_report(summary["baseline"].get("dir"), root), faults=faults,
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    path = root / "selftest.html"
+    path.write_text(html, encoding="utf-8")
     return path

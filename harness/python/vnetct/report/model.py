@@ -72,25 +72,43 @@ def summary(results: dict) -> Dict[str, int]:
     return counts
 
 
+def _failure(case: dict) -> bool:
+    return case.get("outcome") in ("failed", "error")
+
+
 def verdict(results: dict) -> Dict[str, str]:
+    """The run's word: results.json `expectations` (when the run was compared
+    with its SUT release's expectations) tells expected failures from new ones."""
     counts = summary(results)
-    findings = sum(1 for case in results.get("cases", [])
-                   if case.get("outcome") == "failed" and case.get("known_finding"))
+    judged = results.get("expectations") if isinstance(results.get("expectations"), dict) else {}
+    cases = results.get("cases", [])
+    expected = sum(1 for case in cases if _failure(case) and case.get("expected") is True)
+    unexpected_passes = len(judged.get("unexpected_passes") or [])
+    passes_note = (f" {unexpected_passes} unexpected passes: the deviation may be fixed (update "
+                   f"{judged.get('file')})." if unexpected_passes else "")
     if results.get("interrupted"):
         return {"word": "interrupted", "css": "bad", "text": "Interrupted: the finished cases are shown."}
     if results.get("finished") is None:
         return {"word": "incomplete", "css": "bad",
                 "text": "The run has not finished (still running, or killed): the finished cases are shown."}
-    if counts["failed"] or counts["error"] or results.get("run_problems"):
+    new = counts["failed"] + counts["error"] - expected
+    strict_fail = judged.get("strict") and unexpected_passes
+    if new or results.get("run_problems") or judged.get("problems") or strict_fail:
         text = f"{counts['failed']} failed, {counts['error']} errors"
-        if findings:
-            text += f" ({findings} of the failures are known findings of this QEMU release)"
+        if expected:
+            text += f" ({expected} of them expected: known deviations of {judged.get('release')}, {new} new)"
         if results.get("run_problems"):
             text += f", {len(results['run_problems'])} run problems"
-        return {"word": "failed", "css": "bad", "text": text + "."}
+        if judged.get("problems"):
+            text += f", a stale expectations file ({judged.get('file')})"
+        return {"word": "failed", "css": "bad", "text": text + "." + passes_note}
     if not counts["total"]:
         return {"word": "empty", "css": "bad", "text": "No case ran."}
-    return {"word": "passed", "css": "good", "text": "Every selected case passed (skips give their reason)."}
+    if expected:
+        return {"word": "as expected", "css": "good",
+                "text": f"Every outcome as expected: {expected} failures are known deviations of "
+                        f"{judged.get('release')} ({judged.get('file')}), none is new." + passes_note}
+    return {"word": "passed", "css": "good", "text": "Every selected case passed (skips give their reason)." + passes_note}
 
 
 def _display(value: Any) -> str:
@@ -158,7 +176,11 @@ def case_view(case: dict, run_dir: Path, output_dir: Path) -> dict:
         "id": case.get("id", "?"), "anchor": anchor(case.get("id", "?")), "nodeid": case.get("nodeid", ""),
         "outcome": case.get("outcome", "error"), "reason": case.get("reason"),
         "duration_s": case.get("duration_s"), "rules": case.get("rules") or [],
-        "known_finding": case.get("known_finding"), "lane": case.get("lane"), "started": case.get("started"),
+        "expectation": case.get("expectation") if isinstance(case.get("expectation"), dict) else None,
+        "expected_failure": _failure(case) and case.get("expected") is True,
+        "new_failure": _failure(case) and case.get("expected") is False,
+        "unexpected_pass": case.get("outcome") == "passed" and case.get("expected") is False,
+        "unexpected": case.get("unexpected"), "lane": case.get("lane"), "started": case.get("started"),
         "violated_rules": case.get("violated_rules"),
         "metrics": metrics, "steps": case.get("steps") or [], "artifacts": artifacts,
         "details_tail": details[-4000:], "details_cut": len(details) > 4000,
@@ -174,7 +196,7 @@ def case_view(case: dict, run_dir: Path, output_dir: Path) -> dict:
 def _evidence_view(cases: List[dict]) -> List[dict]:
     return [{"id": case.get("id", "?"), "anchor": anchor(case.get("id", "?")),
              "outcome": case.get("outcome", "error"), "reason": case.get("reason"),
-             "known_finding": case.get("known_finding")} for case in cases]
+             "expected": case.get("expected"), "finding": case.get("finding")} for case in cases]
 
 
 def rules_view(results: dict) -> dict:
@@ -219,7 +241,10 @@ def run_view(run: Run, output_dir: Path, limits: Dict[str, float]) -> dict:
         "results_sha256": run.sha256, "results_path": _href(run.run_dir, "results.json", output_dir),
         "fingerprint": certification.environment_fingerprint(results),
         "certification": certification.figures(run.cases, limits),
-        "cases": cases, "findings": [c for c in cases if c["known_finding"]],
+        "cases": cases, "expectations": results.get("expectations") or None,
+        "expected_failures": [c for c in cases if c["expected_failure"]],
+        "new_failures": [c for c in cases if c["new_failure"]],
+        "unexpected_passes": [c for c in cases if c["unexpected_pass"]],
         "junit_href": _href(run.run_dir, "junit.xml", output_dir),
         "has_junit": (run.run_dir / "junit.xml").exists(),
     }

@@ -56,11 +56,7 @@ class Results:
             self.data["finished"] = now_iso()
         self.data["summary"] = self.summary()
         self.data["rules"] = rules_table(self.rules, self.cases)
-        path = self.run_dir / "results.json"
-        temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(self.data, indent=2, sort_keys=False) + "\n")
-        os.replace(temporary, path)
-        return path
+        return save(self.run_dir, self.data)
 
     def write_junit(self) -> Path:
         counts = self.summary()
@@ -109,6 +105,15 @@ def case_id_from_nodeid(nodeid: str, cases_prefix: str = "cases/") -> str:
     if params:
         parts.append(params.rstrip("]").replace("_", "-"))
     return "/".join(part.replace("_", "-") for part in parts)
+
+
+def save(run_dir: Path, data: dict) -> Path:
+    """Writes results.json atomically (a reader never sees half a file)."""
+    path = run_dir / "results.json"
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(temporary, path)
+    return path
 
 
 def load(path: Path) -> Optional[dict]:

@@ -41,8 +41,10 @@ def _evidence(case: dict) -> dict:
         entry["reason"] = case["reason"]
     if entry["outcome"] != "passed" and isinstance(case.get("violated_rules"), list):
         entry["violated_rules"] = list(case["violated_rules"])
-    if case.get("known_finding"):
-        entry["known_finding"] = case["known_finding"]
+    if isinstance(case.get("expected"), bool):  # set once the run was compared with its expectations
+        entry["expected"] = case["expected"]
+    if isinstance(case.get("expectation"), dict) and case["expectation"].get("finding"):
+        entry["finding"] = case["expectation"]["finding"]
     return entry
 
 

@@ -1,17 +1,18 @@
 """The host profile file of `--profile vf` (format: harness/HOST-PROFILE.md):
-a real SR-IOV set-up described in YAML. Parsed from PyYAML's composed node
-tree, so that every error names the file, the line and the key path, e.g.
-`host.yaml:7: vf.index: expected an integer 0..3 (pf.num_vfs is 4), got 'x'`.
-Unknown keys are errors: a typo must not silently fall back to a default."""
+a real SR-IOV set-up described in YAML, read strictly by vnetct.core.yaml_file
+(every error names the file, the line and the key path, e.g. `host.yaml:7:
+vf.index: expected an integer 0..3 (pf.num_vfs is 4), got 'x'`)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import yaml  # Debian: python3-yaml
+
+from vnetct.core import yaml_file
 
 MACVTAP_MODES = ("bridge", "vepa", "private", "passthru")
 NETDEV_NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
@@ -64,80 +65,12 @@ class HostProfile:
                 "standby": self.standby.__dict__}
 
 
-class _Reader:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def error(self, node: Optional[yaml.Node], key: str, text: str) -> HostProfileError:
-        line = f"{node.start_mark.line + 1}:" if node is not None else ""
-        return HostProfileError(f"{self.path}:{line} {key}: {text}" if key else f"{self.path}:{line} {text}")
-
-    def mapping(self, node: yaml.Node, key: str, allowed: Dict[str, bool]) -> Dict[str, yaml.Node]:
-        """The mapping's entries by key; `allowed` maps each known key to
-        whether it is required."""
-        where = key or "the top level"
-        if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, key, f"expected a mapping of {', '.join(allowed)}, got {_describe(node)}")
-        entries: Dict[str, yaml.Node] = {}
-        for key_node, value_node in node.value:
-            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            path = f"{key}.{name}" if key else str(name)
-            if name not in allowed:
-                raise self.error(key_node, path, f"unknown key (known in {where}: {', '.join(allowed)})")
-            if name in entries:
-                raise self.error(key_node, path, f"given twice (first on line {entries[name].start_mark.line + 1})")
-            entries[name] = value_node
-        for name, required in allowed.items():
-            if required and name not in entries:
-                raise self.error(node, f"{key}.{name}" if key else name, "missing (required)")
-        return entries
-
-    def integer(self, node: yaml.Node, key: str, low: int, high: int, why: str = "") -> int:
-        text = node.value if isinstance(node, yaml.ScalarNode) else None
-        expected = f"expected an integer {low}..{high}{why}"
-        if text is None or node.tag != "tag:yaml.org,2002:int" or not re.fullmatch(r"[0-9]+", text):
-            raise self.error(node, key, f"{expected}, got {_describe(node)}")
-        value = int(text)
-        if not low <= value <= high:
-            raise self.error(node, key, f"{expected}, got {value}")
-        return value
-
-    def boolean(self, node: yaml.Node, key: str) -> bool:
-        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool":
-            return node.value.lower() in ("true", "yes", "on", "y")
-        raise self.error(node, key, f"expected true or false, got {_describe(node)}")
-
-    def string(self, node: yaml.Node, key: str, pattern: re.Pattern, what: str) -> str:
-        """The scalar's text as written (a MAC like 52:54:00:10:20:30 must not
-        become a YAML 1.1 base-60 integer)."""
-        if not isinstance(node, yaml.ScalarNode) or not pattern.fullmatch(node.value):
-            raise self.error(node, key, f"expected {what}, got {_describe(node)}")
-        return node.value
-
-
-def _describe(node: yaml.Node) -> str:
-    if isinstance(node, yaml.ScalarNode):
-        return "nothing" if node.value == "" else repr(node.value)
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    return "a list"
-
-
 def load(path: Path) -> HostProfile:
     """Reads and validates a host profile file; HostProfileError names the
     file, line and key of the first problem."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise HostProfileError(f"{path}: cannot read it: {error.strerror or error}") from error
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f"{mark.line + 1}:" if mark is not None else ""
-        raise HostProfileError(f"{path}:{line} not valid YAML: {getattr(error, 'problem', None) or error}") from error
-    reader = _Reader(path)
+    root = yaml_file.compose(path, HostProfileError)
+    reader = yaml_file.Reader(path, HostProfileError)
     if root is None:
         raise HostProfileError(f"{path}: empty; expected the keys pf, vf and standby (see harness/HOST-PROFILE.md)")
     top = reader.mapping(root, "", {"pf": True, "vf": True, "standby": True})
@@ -187,6 +120,6 @@ def load(path: Path) -> HostProfile:
         mode_node = mode_entries["mode"]
         if not isinstance(mode_node, yaml.ScalarNode) or mode_node.value not in MACVTAP_MODES:
             raise reader.error(mode_node, "standby.macvtap.mode",
-                               f"expected one of {', '.join(MACVTAP_MODES)}, got {_describe(mode_node)}")
+                               f"expected one of {', '.join(MACVTAP_MODES)}, got {yaml_file.describe(mode_node)}")
         standby.macvtap_mode = mode_node.value
     return HostProfile(path=path, pf=pf, num_vfs=num_vfs, vf=vf, standby=standby)
