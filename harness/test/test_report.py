@@ -4,13 +4,13 @@ loaded in a real headless Chromium. No VM needed."""
 
 import json
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 
+from headless_browser import chromium, console_lines, needs_chromium
 from vnetct.cli import main as cli
 from vnetct.core import paths
 from vnetct.report import ResultsError, ThresholdError, render, write_report
@@ -278,40 +278,24 @@ def test_vnetct_report_command(tmp_path, capsys):
         write_report(tmp_path / "nowhere")
 
 
-# --- a real browser ----------------------------------------------------------------
-
-CHROMIUM = shutil.which("chromium")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
-                                                             "(./vnetct test installs it)")
-
-
-def _chromium(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess:
-    profile = tmp_path / "chromium-profile"
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           "--no-first-run", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-                           *args, url], capture_output=True, text=True, timeout=60, check=False)
-
-
-def _console_lines(stderr: str):
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
-
+# --- a real browser (headless_browser.py) ------------------------------------------
 
 @needs_chromium
 def test_chromium_catches_a_broken_page(tmp_path):
     """The browser check below is only worth something if it sees errors."""
     page = tmp_path / "broken.html"
     page.write_text("<!DOCTYPE html><html><body><script>undefined_function();</script></body></html>")
-    result = _chromium(tmp_path, page.as_uri(), "--dump-dom")
-    assert any("undefined_function" in line for line in _console_lines(result.stderr)), result.stderr[-2000:]
+    result = chromium(tmp_path, page.as_uri(), "--dump-dom")
+    assert any("undefined_function" in line for line in console_lines(result.stderr)), result.stderr[-2000:]
 
 
 @needs_chromium
-def test_report_in_headless_chromium(tmp_path):
+def test_report_in_headlesschromium(tmp_path):
     run_dir = make_run(tmp_path)
     report = write_report(run_dir)
-    loaded = _chromium(tmp_path, report.as_uri(), "--dump-dom")
+    loaded = chromium(tmp_path, report.as_uri(), "--dump-dom")
     assert loaded.returncode == 0, loaded.stderr[-2000:]
-    assert _console_lines(loaded.stderr) == [], "console messages while loading the report"
+    assert console_lines(loaded.stderr) == [], "console messages while loading the report"
     dom = loaded.stdout
     root = dom[dom.index("<html"):dom.index(">", dom.index("<html"))]
     assert 'data-rendered="1"' in root, "the report's script ran and found one timeline"
@@ -323,7 +307,7 @@ def test_report_in_headless_chromium(tmp_path):
     assert '<tr id="rule-FO-MIG-SRC-01" class="rule violated">' in first
     assert '<td class="verdict-sut"><span class="badge violated">violated</span>' in first
     screenshot = tmp_path / "report.png"
-    shot = _chromium(tmp_path, report.as_uri(), f"--screenshot={screenshot}", "--window-size=1280,2200")
+    shot = chromium(tmp_path, report.as_uri(), f"--screenshot={screenshot}", "--window-size=1280,2200")
     assert shot.returncode == 0 and screenshot.stat().st_size > 20_000, shot.stderr[-2000:]
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     kept = paths.OUT / "report-test"

@@ -16,6 +16,8 @@ Commands:
           failover rules, with the QEMU options for the team.
   certify run the failover migration cases N times; the figures a NIC vendor
           quotes (median and worst), an environment fingerprint, a verdict.
+  matrix  run the suite on several QEMU releases (--qemu-release), one
+          report: rules and cases x releases, figures, what changed.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from vnetct.cli import certify, selftest
 from vnetct.cli import check_config
 from vnetct.cli import prepare_image as image_prep
 from vnetct.cli import lanes
+from vnetct.cli import matrix
 from vnetct.core import expectations, paths
 from vnetct.sut.base import profile_named
 
@@ -88,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("list", help="print case ids and the rule each checks")
     certify.add_parser(commands)
+    matrix.add_parser(commands)
     selftest.add_parser(commands)
     check_config.add_parser(commands)
     image_prep.add_parser(commands)
@@ -491,6 +495,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 0
         if args.command == "certify":
             return certify.command_certify(args)
+        if args.command == "matrix":
+            return matrix.command_matrix(args)
         if args.command == "selftest":
             return selftest.command_selftest(args)
         if args.command == "prepare-image":

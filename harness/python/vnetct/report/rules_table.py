@@ -99,6 +99,13 @@ def _side(subject: str, rule_id: str, cases: List[dict]) -> dict:
     return side
 
 
+def violating_cases(entry: dict, subject: str = "sut") -> List[str]:
+    """The ids of the cases whose failure counts against the rule of a table
+    entry on one side: they named it, or (older runs) failed naming nothing."""
+    return [case.get("id", "?") for case in (entry.get(subject) or {}).get("cases") or []
+            if _bearing({"outcome": "error", **case}, entry["id"]) in (NAMED, UNATTRIBUTED)]
+
+
 def rules_table(rules: Iterable[dict], cases: Iterable[dict]) -> List[dict]:
     """One entry per rule: every rule of `rules` ({"id", "area", "sentence"},
     in their order), then any rule a case cites that `rules` lacks. Each entry
