@@ -321,7 +321,9 @@ std::string TraceReplay::pending_events() const {
 }
 
 Step TraceReplay::judge_event(const TraceEntry& entry) {
-    m_migration_seen = m_migration_seen || entry.event == "MIGRATION" || entry.event == "RESUME";
+    // A target listens in "setup"; any later status or a RESUME means a source connected.
+    m_migration_seen = m_migration_seen || entry.event == "RESUME" ||
+                       (entry.event == "MIGRATION" && entry.data.is_object() && entry.data.value("status", "") != "setup");
     if (!judged(entry.event, entry.data)) {
         return std::nullopt;
     }

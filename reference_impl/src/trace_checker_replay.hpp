@@ -103,7 +103,7 @@ class TraceReplay {
     std::size_t m_next_order = 0;
     bool m_started = false;
     bool m_loaded = false;
-    bool m_migration_seen = false;  // a MIGRATION or RESUME event was observed
+    bool m_migration_seen = false;  // a source reached this VM: MIGRATION past setup, or RESUME
     std::optional<std::size_t> m_last_pci;
     std::map<std::string, AckState> m_acks;
     std::vector<DeviceView> m_devices;  // in add order

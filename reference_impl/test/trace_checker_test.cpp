@@ -326,7 +326,7 @@ TEST_F(TraceChecker_test, FO_MIG_TGT_01_02_TargetPlugsAfterTheStateIsLoaded) {
 // A target no source migrated to owes no MIGRATION status; one that resumed does.
 TEST_F(TraceChecker_test, FO_MIG_TGT_01_ATargetNeverMigratedToOwesNoStatus) {
     Trace never{{standby(), primary()}, "target"};
-    never.input("start").pci({"net1"}).input("incoming").pci({"net1"});
+    never.input("start").pci({"net1"}).input("incoming").migration("setup").pci({"net1"});
     expect_conformant(never);
     Trace resumed{{standby(), primary()}, "target"};
     resumed.input("start").pci({"net1"}).input("incoming").pci({"net1"}).event("RESUME");
