@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from vnetct.core import paths
-from vnetct.core.native import vnetct_native
+from vnetct.core.native import HostError, vnetct_native
 from vnetct.sut.base import PROFILES, Sut, SutOptions
 from vnetct.vm.guest import Vm, VmSpec
 
@@ -56,6 +56,7 @@ class QemuSut(Sut):
         self.accelerator = accel.choose(self.binary, self.image, paths.CACHE, options.progress)
         options.progress(f"vnetct: accelerator {self.accelerator.name} ({self.accelerator.reason})")
         self._live_tap: Optional[dict] = None
+        self._virtio_status: Optional[str] = None  # "" once probed and usable
         self.run = None
 
     def identity(self) -> dict:
@@ -79,7 +80,34 @@ class QemuSut(Sut):
                 return (f"this QEMU's live-TAP series has no TAP netdev option incoming-fds ({interface.revision}): "
                         f"its target TAP is told apart by the netdev property alone")
             return None
+        if capability == "virtio-status":
+            return self.virtio_status_probe()
         return super().lacks(capability)
+
+    def virtio_status_probe(self) -> Optional[str]:
+        """Why this QEMU cannot show a virtio device's feature bits over QMP
+        (x-query-virtio-status), or None. Probed once per run on a probe VM
+        (its agent's virtio-serial is enough): QEMU 11.1.3 aborts on that
+        command, and a case's VM must not be the one to find out."""
+        if self._virtio_status is None:
+            from vnetct.vm.factory import VmFactory
+
+            factory = VmFactory(self.run, self.run.run_dir / "vms", "probe")
+            try:
+                vm = factory.vm(VmSpec("virtio-status-probe"))
+                try:
+                    path = vm.qmp.execute("x-query-virtio")[0]["path"]
+                    vm.qmp.execute("x-query-virtio-status", {"path": path})
+                    self._virtio_status = ""
+                except (HostError, IndexError, KeyError, TypeError) as error:
+                    exited = vm.process.poll()
+                    last = (vm.stderr_text().strip().splitlines() or ["-"])[-1]
+                    self._virtio_status = (
+                        f"x-query-virtio-status is unusable on this QEMU ({type(error).__name__}: {error}; QEMU "
+                        f"{exited.describe() if exited else 'still running'}; its last stderr line: {last})")
+            finally:
+                factory.close()
+        return self._virtio_status or None
 
     def live_tap_probe(self) -> dict:
         """What this QEMU offers of the live-TAP series (probed once per run:
@@ -109,6 +137,7 @@ class QemuSut(Sut):
                 tap_fds: Optional[List[int]], incoming: bool) -> Vm:
         vm = Vm(spec, self.binary, self.accelerator, self.image, sockets, artifacts, wire=wire, taps=taps,
                 on_step=lambda text: run.step(text), incoming=incoming, tap_fds=tap_fds)
+        vm.lacks = self.lacks  # what the cases may ask of this QEMU besides the VM itself
         if self.options.fault:
             from vnetct.faults.catalog import fault_named
             from vnetct.faults.seed import seed
