@@ -59,8 +59,14 @@ class QemuSut(Sut):
         self.run = None
 
     def identity(self) -> dict:
+        from vnetct.setup import releases
+
+        # A --qemu-release wrapper: the digest is the wrapped binary's, and the release says where it came from.
+        release = releases.describe(self.binary)
+        fingerprint = release["qemu_sha256"] if release else _digest(self.binary)
         return {"profile": self.profile.name, "name": "QEMU", "version": self.version, "binary": self.binary,
-                "fingerprint": _digest(self.binary), "qemu_binary": self.binary, "qemu_version": self.version,
+                "fingerprint": fingerprint, "qemu_binary": self.binary, "qemu_version": self.version,
+                **({"qemu_release": release} if release else {}),
                 "accelerator": self.accelerator.to_json(), "machine": "q35",
                 "guest_kernel": self.image.get("kernel_version"), "guest_image_digest": self.image.get("digest"),
                 "host_kernel": os.uname().release, "fault": self.options.fault}
