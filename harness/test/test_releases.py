@@ -307,3 +307,23 @@ def test_qemu_release_needs_a_profile_that_runs_qemu(cli_calls, tmp_path, capsys
     assert cli.main(["run", "--profile", "reference", "--qemu-release", "11.1",
                      "--out", str(tmp_path / "out")]) == cli.EXIT_USAGE
     assert "--qemu-release 11.1: this profile runs no QEMU" in capsys.readouterr().err
+
+
+# -- the accelerator probe's cache keeps one verdict per binary -------------------------------
+
+def test_the_accelerator_probe_cache_keeps_a_verdict_per_release(tmp_path, monkeypatch):
+    from vnetct.setup import accel
+    from vnetct.vm.guest import Accelerator
+
+    probed = []
+    monkeypatch.delenv("VNETCT_ACCEL", raising=False)
+    monkeypatch.setattr(accel.os, "access", lambda path, mode: True)
+    monkeypatch.setattr(accel, "_probe_kvm", lambda qemu, image: probed.append(qemu) or Accelerator("tcg", "x", "max"))
+    binaries = []
+    for version in ("7.2.22", "11.1.3"):
+        qemu = tmp_path / version / "qemu"
+        _script(qemu, FAKE_QEMU.format(version=version))
+        binaries.append(str(qemu))
+    for qemu in binaries + binaries:  # alternating runs: each binary probed once
+        accel.choose(qemu, {"digest": "d"}, tmp_path / "cache", quiet())
+    assert probed == binaries
