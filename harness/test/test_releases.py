@@ -327,3 +327,38 @@ def test_the_accelerator_probe_cache_keeps_a_verdict_per_release(tmp_path, monke
     for qemu in binaries + binaries:  # alternating runs: each binary probed once
         accel.choose(qemu, {"digest": "d"}, tmp_path / "cache", quiet())
     assert probed == binaries
+
+
+# -- a device model a release lacks: the case skips with the reason --------------------------
+
+DEVICE_HELP = """#!/bin/sh
+[ "$1 $2" = "-device help" ] || exit 1
+echo 'Network devices:'
+echo 'name "e1000e", bus PCI, desc "Intel 82574L GbE Controller"'
+{igb}echo 'name "virtio-net-pci", bus PCI, alias "virtio-net"'
+"""
+
+
+@pytest.mark.parametrize("has_igb", [True, False])
+def test_the_qemu_sut_lacks_igb_when_device_help_does_not_list_it(tmp_path, has_igb):
+    from vnetct.sut.qemu import QemuSut
+
+    qemu = tmp_path / "qemu"
+    _script(qemu, DEVICE_HELP.format(igb="echo 'name \"igb\", bus PCI, desc \"Intel 82576\"'\n" if has_igb else ""))
+    sut = QemuSut.__new__(QemuSut)  # only what missing() reads: no guest image, no accelerator probe
+    sut.binary, sut.version, sut._device_models = str(qemu), "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)", None
+    if has_igb:
+        assert sut.lacks("igb") is None
+    else:
+        assert sut.lacks("igb") == ("this QEMU (7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)) has no igb device model "
+                                    "('-device help' does not list it; QEMU has it since 8.0)")
+    assert sut.lacks("datapath") is None
+
+
+def test_the_igb_case_declares_that_it_needs_igb():
+    import ast
+
+    tree = ast.parse((Path(releases.paths.CASES) / "failover" / "config.py").read_text())
+    case = next(node for node in tree.body if getattr(node, "name", "") == "test_igb_primary_is_multifunction")
+    needs = [ast.unparse(d) for d in case.decorator_list if "needs" in ast.unparse(d)]
+    assert needs == ["pytest.mark.needs('igb')"]

@@ -27,6 +27,7 @@ CAPABILITIES: Dict[str, str] = {
     "guest-refuses-eject": "a guest that can hold a primary the host asks it to release",
     "slow-eject": "a guest whose eject takes time (native PCIe hotplug waits 5 s for the attention button), "
                   "so that a case can act while the source waits in wait-unplug",
+    "igb": "the igb NIC model (SR-IOV capable, hence multifunction; QEMU 8.0 and later)",
     "live-tap-series": "the live-TAP local migration series (migration parameter, TAP incoming-fds)",
 }
 
