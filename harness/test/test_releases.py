@@ -362,3 +362,64 @@ def test_the_igb_case_declares_that_it_needs_igb():
     case = next(node for node in tree.body if getattr(node, "name", "") == "test_igb_primary_is_multifunction")
     needs = [ast.unparse(d) for d in case.decorator_list if "needs" in ast.unparse(d)]
     assert needs == ["pytest.mark.needs('igb')"]
+
+
+# -- a primary enslaved but not yet up does not carry (QEMU 7.2's e1000e: link up 3.1 s after probe) --
+
+def _netdevs(primary_state):
+    mac = "52:54:00:6f:55:cc"
+    return [{"name": "eth0", "failover_role": "master", "mac": mac, "operstate": "up", "statistics": {}},
+            {"name": "eth1", "failover_role": "standby", "mac": mac, "operstate": "up", "statistics": {}},
+            {"name": "eth2", "failover_role": "primary", "mac": mac, "operstate": primary_state, "statistics": {}}]
+
+
+class GuestWhosePrimaryComesUp:
+    """The guest agent's view: the primary is enslaved but down, then (after one
+    agent event, or never) up."""
+
+    def __init__(self, comes_up: bool):
+        from vnetct.vm.guest import NoMoreEvents
+
+        self.name, self.comes_up, self.reports, self.no_more = "vm", comes_up, [], NoMoreEvents
+        test = self
+
+        class Agent:
+            events = [{"event": "hello"}]
+
+            def wait_event(self, name, match, index, timeout):
+                if not test.comes_up or len(Agent.events) > 1:
+                    raise test.no_more("nothing more until the harness acts")
+                Agent.events.append({"event": "netdev-changed", "name": "eth2", "operstate": "up"})
+                return {"index": len(Agent.events) - 1}
+
+        self.agent = Agent()
+
+    def report(self, timeout=30.0):
+        state = "up" if len(self.agent.events) > 1 else "down"
+        self.reports.append(state)
+        return _netdevs(state)
+
+
+@pytest.mark.parametrize("comes_up", [True, False])
+def test_carried_by_primary_is_judged_only_once_the_primary_is_up(monkeypatch, comes_up):
+    from vnetct.core.verdict import RuleViolation
+    from vnetct.traffic import echo
+
+    vm = GuestWhosePrimaryComesUp(comes_up)
+    streams = []
+
+    class Stream:  # stands for the echo stream: records the primary's state when the judging starts
+        def __init__(self, vm_, case, master):
+            streams.append((master, vm.reports[-1]))
+            raise RuntimeError("stream started")
+
+    monkeypatch.setattr(echo, "EchoStream", Stream)
+    if comes_up:
+        with pytest.raises(RuntimeError, match="stream started"):
+            echo.assert_carried_by(vm, None, "52:54:00:6f:55:cc")
+        assert streams == [("eth0", "up")], "the judged stream starts once the primary is up, not before"
+    else:
+        with pytest.raises(RuleViolation) as caught:
+            echo.assert_carried_by(vm, None, "52:54:00:6f:55:cc")
+        assert caught.value.rules == ["FO-DATA-01"] and "the primary never came up in the guest" in str(caught.value)
+        assert streams == []
