@@ -364,7 +364,7 @@ def test_the_igb_case_declares_that_it_needs_igb():
     assert needs == ["pytest.mark.needs('igb')"]
 
 
-# -- a primary enslaved but not yet up does not carry (QEMU 7.2's e1000e: link up 3.1 s after probe) --
+# -- a primary enslaved but not yet up does not carry (QEMU 7.2's e1000e: link up 2-3 s after the open) --
 
 def _netdevs(primary_state):
     mac = "52:54:00:6f:55:cc"
@@ -374,21 +374,21 @@ def _netdevs(primary_state):
 
 
 class GuestWhosePrimaryComesUp:
-    """The guest agent's view: the primary is enslaved but down, then (after one
-    agent event, or never) up."""
+    """The guest agent's view: the primary is enslaved but down; once the
+    master is up (the stream's start), one agent event brings it up, or none."""
 
     def __init__(self, comes_up: bool):
         from vnetct.vm.guest import NoMoreEvents
 
-        self.name, self.comes_up, self.reports, self.no_more = "vm", comes_up, [], NoMoreEvents
-        test = self
+        self.name, self.comes_up, self.master_up, self.reports = "vm", comes_up, False, []
+        guest = self
 
         class Agent:
             events = [{"event": "hello"}]
 
             def wait_event(self, name, match, index, timeout):
-                if not test.comes_up or len(Agent.events) > 1:
-                    raise test.no_more("nothing more until the harness acts")
+                if not (guest.comes_up and guest.master_up) or len(Agent.events) > 1:
+                    raise NoMoreEvents("nothing more until the harness acts")
                 Agent.events.append({"event": "netdev-changed", "name": "eth2", "operstate": "up"})
                 return {"index": len(Agent.events) - 1}
 
@@ -406,20 +406,30 @@ def test_carried_by_primary_is_judged_only_once_the_primary_is_up(monkeypatch, c
     from vnetct.traffic import echo
 
     vm = GuestWhosePrimaryComesUp(comes_up)
-    streams = []
+    judged, closed = [], []
 
-    class Stream:  # stands for the echo stream: records the primary's state when the judging starts
+    class Stream:  # stands for the echo stream: its start brings the master up, its judging is recorded
         def __init__(self, vm_, case, master):
-            streams.append((master, vm.reports[-1]))
-            raise RuntimeError("stream started")
+            self.master = master
+
+        def start(self):
+            vm.master_up = True
+            return self
+
+        def wait_clean(self, seconds):
+            judged.append((self.master, vm.reports[-1]))
+            raise RuntimeError("judging started")
+
+        def close(self):
+            closed.append(True)
 
     monkeypatch.setattr(echo, "EchoStream", Stream)
     if comes_up:
-        with pytest.raises(RuntimeError, match="stream started"):
+        with pytest.raises(RuntimeError, match="judging started"):
             echo.assert_carried_by(vm, None, "52:54:00:6f:55:cc")
-        assert streams == [("eth0", "up")], "the judged stream starts once the primary is up, not before"
+        assert judged == [("eth0", "up")], "the judging starts once the primary is up, not before"
     else:
         with pytest.raises(RuleViolation) as caught:
             echo.assert_carried_by(vm, None, "52:54:00:6f:55:cc")
         assert caught.value.rules == ["FO-DATA-01"] and "the primary never came up in the guest" in str(caught.value)
-        assert streams == []
+        assert judged == [] and closed == [True]

@@ -201,8 +201,9 @@ def describe_losses(phase_report: dict) -> str:
 
 
 # The guest's net_failover sends through a slave only while it is up (running, with
-# carrier); an e1000e's link comes up seconds after its probe (measured after a re-plug:
-# QEMU 10.0.2 1.9 s, QEMU 7.2.22 3.1 s), under TCG on a loaded host.
+# carrier); it opens the slaves when the master comes up, and an e1000e's link comes up
+# seconds after that (measured: QEMU 7.2.22 2.1-2.7 s after the open, QEMU 10.0.2 faster),
+# under TCG on a loaded host.
 SLAVE_UP_S = 15.0
 
 
@@ -223,15 +224,16 @@ def wait_slave_up(vm, mac: str, role: str, timeout: float = SLAVE_UP_S) -> List[
 
 
 def assert_carried_by(vm, case, mac: str, role: str = "primary", echoes: int = DEFAULT_RATE_PPS) -> dict:
-    """FO-DATA-01 through `role`: once that slave is up in the guest and the
-    stream settled (wait_clean), a judged span of `echoes` datagrams (one
+    """FO-DATA-01 through `role`: once that slave is up in the guest (the
+    stream's start opened it) and the stream settled (wait_clean), a judged span of `echoes` datagrams (one
     second) loses, doubles and reorders nothing, and the guest's `role` slave
     sent at least as many frames as came back in it while the other slave
     sent none. Returns the counts and the window they were taken in
     (`window_ns`, host monotonic)."""
-    master = counters_by_mac(wait_slave_up(vm, mac, role), mac)["master"]["name"]
-    stream = EchoStream(vm, case, master).start()
+    master = counters_by_mac(vm.report(), mac)["master"]["name"]
+    stream = EchoStream(vm, case, master).start()  # the master up: net_failover opens its slaves
     try:
+        wait_slave_up(vm, mac, role)
         stream.wait_clean(1.0)
         first = snapshot(vm, f"{role}-carrying-start", mac)
         stream.wait_echoes(echoes, 30)
