@@ -54,6 +54,7 @@ def test_primary_on_root_bus(vm_factory, case):
 
 
 @pytest.mark.rule("FO-CFG-03")
+@pytest.mark.needs("igb")
 def test_igb_primary_is_multifunction(vm_factory, case):
     # igb has SR-IOV (multifunction): QEMU 10 refuses it as a primary only after the
     # negotiation ("primary device must be in its own PCI slot") (observed on QEMU 10.0.2).

@@ -20,7 +20,7 @@ from vnetct.core.native import HostTimeout
 from vnetct.core.verdict import Due
 from vnetct.core.verdict import RuleViolation
 from vnetct.traffic.continuity import IN_FLIGHT_MS, RECOVERY_MS, LossBound, margins, violations
-from vnetct.traffic.echo import EchoStream, describe_losses, phase, snapshot
+from vnetct.traffic.echo import EchoStream, describe_losses, phase, snapshot, wait_slave_up
 from vnetct.traffic.impair import Impairment, tap_of
 
 # How long the stream runs on each side of the migration: one second of steady
@@ -77,6 +77,7 @@ def test_unplug_migrate_replug(vm_factory, case, hotplug):
     if source.wire is not None:
         stream = EchoStream(source, case, migration.negotiation.role("master")["name"]).start()
         migration.traffic = stream  # its phases, loss windows and RTTs go into the case's timeline
+        wait_slave_up(source, MAC, "primary")  # opened with the master; its link comes up later
         steady = int(STEADY_S * stream.rate_pps)
         clean_ns = stream.wait_clean(STEADY_S)
         before_0 = snapshot(source, "before-start", MAC)

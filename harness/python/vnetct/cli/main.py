@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
-from vnetct.setup import bootstrap
+from vnetct.setup import bootstrap, releases
 from vnetct.cli import certify, selftest
 from vnetct.cli import check_config
 from vnetct.cli import prepare_image as image_prep
@@ -59,8 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-k", dest="keyword", metavar="EXPR",
                      help="only matching cases: a pytest -k expression over case ids, rule ids and test names "
                           "(e.g. -k failover/config, -k FO-NEG-02, -k 'config and not igb')")
-    run.add_argument("--qemu", metavar="PATH", default=str(paths.DEFAULT_QEMU),
-                     help="QEMU binary under test (default: %(default)s)")
+    run.add_argument("--qemu", metavar="PATH", default=None,
+                     help=f"QEMU binary under test (default: {paths.DEFAULT_QEMU})")
+    run.add_argument("--qemu-release", metavar="NAME", default=None,
+                     help="instead of --qemu: a QEMU release from Debian's packages, prepared once into the cache "
+                          "(7.2, 10.0 = the apt-installed one, 11.1, or a Debian suite: bookworm, trixie, ...)")
     run.add_argument("--profile", metavar="NAME", default="qemu", help="SUT profile (default: qemu)")
     run.add_argument("--host-config", metavar="FILE", type=Path,
                      help="with --profile vf: the host profile (PF, VF, vfio-pci, MAC/VLAN/trust, standby carrier; "
@@ -152,6 +155,10 @@ def command_run(args) -> int:
     if args.repeat < 1:
         print(f"vnetct: --repeat {args.repeat}: must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    problem = releases.usage_error(args.qemu, args.qemu_release, profile.needs_qemu)
+    if problem:
+        print(f"vnetct: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if args.repeat > 1:
         from vnetct.cli import repeat
 
@@ -203,6 +210,13 @@ def command_run(args) -> int:
             bootstrap.ensure_packages()
             bootstrap.build_native(targets=("vnetct_native",))
     bootstrap.require_root()
+    if args.qemu_release:  # after the set-up: it installed what the preparation needs
+        try:
+            args.qemu = str(releases.prepare(args.qemu_release).qemu)
+        except releases.ReleaseError as error:
+            print(f"vnetct: {error}", file=sys.stderr)
+            return EXIT_SETUP
+    args.qemu = args.qemu or str(paths.DEFAULT_QEMU)
     if profile.needs_qemu and (not Path(args.qemu).is_file() or not os.access(args.qemu, os.X_OK)):
         print(f"vnetct: --qemu {args.qemu}: not an executable file", file=sys.stderr)
         return EXIT_USAGE
@@ -384,7 +398,9 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: Lis
 def _sut_label(results: dict) -> str:
     sut = results.get("sut") or {}
     if sut.get("qemu_version"):
-        return f"QEMU {sut['qemu_version']}"
+        release = sut.get("qemu_release") or {}
+        origin = f", release {release['release']} from Debian {' + '.join(release['suites'])}" if release else ""
+        return f"QEMU {sut['qemu_version']}{origin}"
     if results.get("profile") == "reference":
         return "the reference model"
     return f"profile {results.get('profile', '?')}"

@@ -17,7 +17,7 @@ from . import certification, charts, rules_table
 
 # SUT fields in the order a reader looks for them; others follow as they come.
 SUT_LABELS = [
-    ("qemu_version", "QEMU version"), ("qemu_binary", "QEMU binary"), ("accelerator", "Accelerator"),
+    ("qemu_version", "QEMU version"), ("qemu_binary", "QEMU binary"), ("qemu_release", "QEMU release"), ("accelerator", "Accelerator"),
     ("machine", "Machine type"), ("nic_models", "NIC models"), ("guest_kernel", "Guest kernel"),
     ("host_kernel", "Host kernel"), ("guest_image_digest", "Guest image digest"),
 ]

@@ -45,19 +45,29 @@ def choose(qemu: str, image: dict, cache_dir: Path, say: Callable[[str], None]) 
         return Accelerator("tcg", "no usable /dev/kvm", "max")
     cache = cache_dir / "accel-probe.json"
     key = _cache_key(qemu, image)
-    try:
-        cached = json.loads(cache.read_text())
-        if cached.get("key") == key:
-            return Accelerator(cached["name"], cached["reason"] + " (cached probe)", cached["cpu"])
-    except (OSError, ValueError, KeyError):
-        pass
+    verdicts = _cached_verdicts(cache)
+    if key in verdicts:
+        cached = verdicts[key]
+        return Accelerator(cached["name"], cached["reason"] + " (cached probe)", cached["cpu"])
     say("accelerator: /dev/kvm exists; probing it with a real guest boot")
     started = time.monotonic()
     verdict = _probe_kvm(qemu, image)
     verdict.reason += f" (probe took {time.monotonic() - started:.1f} s)"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps({"key": key, **verdict.to_json()}))
+    # One verdict per QEMU binary (runs against several releases do not evict each other's).
+    temp = cache.with_name(f"{cache.name}.{os.getpid()}")
+    temp.write_text(json.dumps({"verdicts": {**_cached_verdicts(cache), key: verdict.to_json()}}))
+    temp.replace(cache)
     return verdict
+
+
+def _cached_verdicts(cache: Path) -> dict:
+    """key -> verdict from the probe cache (an unreadable or old-format file is empty)."""
+    try:
+        verdicts = json.loads(cache.read_text()).get("verdicts", {})
+        return {key: v for key, v in verdicts.items() if {"name", "reason", "cpu"} <= set(v)}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
 
 
 def _probe_kvm(qemu: str, image: dict) -> Accelerator:

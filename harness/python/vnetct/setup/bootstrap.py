@@ -54,6 +54,10 @@ IMAGE_PACKAGES: Dict[str, str] = {
     "python3-guestfs": "prepare-image: libguestfs, to inject the guest agent into distribution qcow2 images",
     "kmod": "prepare-image: depmod indexes the module tree of the libguestfs appliance's kernel",
 }
+# `vnetct run --qemu-release` needs these (installed when a release is prepared).
+RELEASE_PACKAGES: Dict[str, str] = {
+    "mmdebstrap": "--qemu-release: unpacks a Debian suite's QEMU into a sysroot (vnetct.setup.releases)",
+}
 MIN_QEMU_MAJOR = 10
 
 Log = Callable[[str], None]
@@ -138,6 +142,23 @@ def ensure_packages(for_tests: bool = False, for_images: bool = False) -> None:
     if others:
         say(f"packages: installing {' '.join(others)}")
         _apt(["install", "-y", "-q", "--no-install-recommends", *others], log_path)
+    say(f"packages: done in {time.monotonic() - started:.1f} s")
+
+
+def ensure_extra_packages(packages: Dict[str, str]) -> None:
+    """Install those of `packages` (name -> why) that are missing, from the host's suite."""
+    missing = [name for name in packages if name not in _installed_versions(list(packages))]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise SetupError(f"packages missing ({', '.join(missing)}); run as root so apt-get can install them")
+    paths.CACHE.mkdir(parents=True, exist_ok=True)
+    log_path = paths.CACHE / "apt.log"
+    started = time.monotonic()
+    say(f"packages: installing {' '.join(missing)} ({'; '.join(packages[name] for name in missing)}; "
+        f"log: {log_path})")
+    _apt(["update", "-q"], log_path)
+    _apt(["install", "-y", "-q", "--no-install-recommends", *missing], log_path)
     say(f"packages: done in {time.monotonic() - started:.1f} s")
 
 

@@ -27,9 +27,12 @@ CAPABILITIES: Dict[str, str] = {
     "guest-refuses-eject": "a guest that can hold a primary the host asks it to release",
     "slow-eject": "a guest whose eject takes time (native PCIe hotplug waits 5 s for the attention button), "
                   "so that a case can act while the source waits in wait-unplug",
+    "igb": "the igb NIC model (SR-IOV capable, hence multifunction; QEMU 8.0 and later)",
     "live-tap-series": "the live-TAP local migration series (migration parameter, a target TAP that waits for the "
                        "source's fds: TAP incoming-fds or the netdev property x-local-migration-supported)",
     "live-tap-incoming-fds": "the live-TAP series with the TAP netdev option incoming-fds",
+    "virtio-status": "QMP x-query-virtio-status: the host's own view of a virtio device's offered and acked "
+                     "feature bits",
 }
 
 

@@ -30,6 +30,19 @@ def qemu_version(qemu: str) -> str:
     return result.stdout.splitlines()[0].replace("QEMU emulator version ", "").strip()
 
 
+def device_models(qemu: str) -> List[str]:
+    """The names in `qemu -device help` (lines like `name "igb", bus PCI, desc "..."`)."""
+    try:
+        result = subprocess.run([qemu, "-device", "help"], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise SutUnusable(f"--qemu {qemu}: cannot list its device models ({error})") from error
+    names = [line.split('"')[1] for line in result.stdout.splitlines() if line.startswith('name "')]
+    if result.returncode != 0 or not names:
+        raise SutUnusable(f"--qemu {qemu}: '{qemu} -device help' listed no device models (exit "
+                          f"{result.returncode}): {result.stderr[:300]}")
+    return names
+
+
 def guest_image() -> dict:
     """The guest image the set-up built (kernel, initramfs, digest)."""
     image_json = paths.IMAGE_CACHE / "image.json"
@@ -57,17 +70,33 @@ class QemuSut(Sut):
         options.progress(f"vnetct: accelerator {self.accelerator.name} ({self.accelerator.reason})")
         self._live_tap: Optional[dict] = None
         self._virtio_status: Optional[str] = None  # "" once probed and usable
+        self._device_models: Optional[List[str]] = None
         self.run = None
 
     def identity(self) -> dict:
+        from vnetct.setup import releases
+
+        # A --qemu-release wrapper: the digest is the wrapped binary's, and the release says where it came from.
+        release = releases.describe(self.binary)
+        fingerprint = release["qemu_sha256"] if release else _digest(self.binary)
         return {"profile": self.profile.name, "name": "QEMU", "version": self.version, "binary": self.binary,
-                "fingerprint": _digest(self.binary), "qemu_binary": self.binary, "qemu_version": self.version,
+                "fingerprint": fingerprint, "qemu_binary": self.binary, "qemu_version": self.version,
+                **({"qemu_release": release} if release else {}),
                 "accelerator": self.accelerator.to_json(), "machine": "q35",
                 "guest_kernel": self.image.get("kernel_version"), "guest_image_digest": self.image.get("digest"),
                 "host_kernel": os.uname().release, "fault": self.options.fault}
 
     def missing(self) -> Dict[str, str]:
+        if "igb" not in self.device_models():
+            return {"igb": f"this QEMU ({self.version}) has no igb device model ('-device help' does not list "
+                           "it; QEMU has it since 8.0)"}
         return {}
+
+    def device_models(self) -> List[str]:
+        """The device models `-device help` lists (asked once per run)."""
+        if self._device_models is None:
+            self._device_models = device_models(self.binary)
+        return self._device_models
 
     def lacks(self, capability: str) -> Optional[str]:
         if capability in ("live-tap-series", "live-tap-incoming-fds"):

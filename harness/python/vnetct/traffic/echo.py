@@ -204,15 +204,40 @@ def describe_losses(phase_report: dict) -> str:
             f"{': ' + spans if spans else ''}{more}")
 
 
-def assert_carried_by(vm, case, mac: str, role: str = "primary", echoes: int = DEFAULT_RATE_PPS) -> dict:
-    """FO-DATA-01 through `role`: after the stream settled (wait_clean), a
-    judged span of `echoes` datagrams (one second) loses, doubles and
-    reorders nothing, and the guest's `role` slave sent at least as many
-    frames as came back in it while the other slave sent none. Returns the
-    counts and the window they were taken in (`window_ns`, host monotonic)."""
-    master = counters_by_mac(vm.report(), mac)["master"]["name"]
-    stream = EchoStream(vm, case, master).start()
+# The guest's net_failover sends through a slave only while it is up (running, with
+# carrier); it opens the slaves when the master comes up, and an e1000e's link comes up
+# seconds after that (measured: QEMU 7.2.22 2.1-2.7 s after the open, QEMU 10.0.2 faster),
+# under TCG on a loaded host.
+SLAVE_UP_S = 15.0
+
+
+def wait_slave_up(vm, mac: str, role: str, timeout: float = SLAVE_UP_S) -> List[dict]:
+    """The guest's netdevs once its `role` slave with `mac` is up; a slave
+    that never comes up cannot carry: FO-DATA-01, with what the guest showed."""
+    from vnetct.failover.guest import wait_for_guest
+
+    def up(netdevs: List[dict]) -> bool:
+        return any(n.get("failover_role") == role and n.get("mac") == mac and n.get("operstate") == "up"
+                   for n in netdevs)
+
     try:
+        return wait_for_guest(vm, up, f"the {role} slave with {mac} up (operstate)", timeout, len(vm.agent.events))
+    except HostTimeout as error:
+        raise RuleViolation("FO-DATA-01", f"the {role} never came up in the guest, so the failover master cannot "
+                                          f"carry through it: {error}") from None
+
+
+def assert_carried_by(vm, case, mac: str, role: str = "primary", echoes: int = DEFAULT_RATE_PPS) -> dict:
+    """FO-DATA-01 through `role`: once that slave is up in the guest (the
+    stream's start opened it) and the stream settled (wait_clean), a judged span of `echoes` datagrams (one
+    second) loses, doubles and reorders nothing, and the guest's `role` slave
+    sent at least as many frames as came back in it while the other slave
+    sent none. Returns the counts and the window they were taken in
+    (`window_ns`, host monotonic)."""
+    master = counters_by_mac(vm.report(), mac)["master"]["name"]
+    stream = EchoStream(vm, case, master).start()  # the master up: net_failover opens its slaves
+    try:
+        wait_slave_up(vm, mac, role)
         stream.wait_clean(1.0)
         first = snapshot(vm, f"{role}-carrying-start", mac)
         stream.wait_echoes(echoes, 30)
