@@ -113,7 +113,7 @@ std::optional<FailoverHost::Refusal> FailoverHost::add_device(DeviceSpec spec, b
                                             "' and '" + spec.id + "'"};
         }
         if (!standby->standby_acked) {
-            if (spec.bus_kind == BusKind::RootBus) {
+            if (spec.bus_kind == BusKind::RootBus && !m_options.root_bus_primary_refused_at_plug) {
                 return Refusal{"FO-CFG-02", "Bus '" + spec.bus + "' does not support hotplugging"};
             }
             m_devices.push_back(Device{std::move(spec), PrimaryState::Hidden, false});

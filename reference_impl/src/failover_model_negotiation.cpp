@@ -78,7 +78,13 @@ void FailoverHost::negotiate(Device& standby, const std::string& rule, bool plug
 // Realizes a hidden primary; QEMU's realize checks may refuse it now (FO-CFG-03,
 // FO-CFG-06, FO-CFG-07): a warning, and the guest never gets it.
 void FailoverHost::plug_primary(Device& primary, const std::string& rule) {
-    if (auto refusal = realize_refusal(primary.spec, standby_named(primary.spec.failover_pair_id))) {
+    std::optional<Refusal> refusal;
+    if (m_options.root_bus_primary_refused_at_plug && primary.spec.bus_kind == BusKind::RootBus) {
+        refusal = Refusal{"FO-CFG-02", "Bus '" + primary.spec.bus + "' does not support hotplugging"};
+    } else {
+        refusal = realize_refusal(primary.spec, standby_named(primary.spec.failover_pair_id));
+    }
+    if (refusal) {
         emit(OutputKind::Warning, primary.spec.id, refusal->rule, refusal->text);
         primary.state = PrimaryState::Refused;
         return;

@@ -58,7 +58,16 @@ class TraceReplay {
         : m_trace(trace),
           m_model(trace.role, ModelOptions{.unplug_timeout = trace.unplug_timeout,
                                            .cancel_unplug_timeout = trace.cancel_unplug_timeout,
-                                           .mutations = mutations}) {}
+                                           .mutations = mutations,
+                                           .root_bus_primary_refused_at_plug = started(trace)}) {}
+
+    // A trace without a start-error entry shows a host that started: the way of
+    // FO-CFG-02 it took, if it has a hidden primary on the root bus.
+    static bool started(const FailoverTrace& trace) {
+        return std::none_of(trace.entries.begin(), trace.entries.end(), [](const TraceEntry& entry) {
+            return entry.kind == TraceEntryKind::StartError;
+        });
+    }
 
     TraceResult<Verdict> run();
 

@@ -149,6 +149,50 @@ TEST_F(TraceChecker_test, FO_CFG_01_APrimaryWithoutIdIsRefusedAtStart) {
     expect_conformant(trace);
 }
 
+json root_bus_primary() {
+    json device = primary();
+    device["bus"] = "pcie.0";
+    device["bus_kind"] = "RootBus";
+    return device;
+}
+
+// FO-CFG-02 either way: QEMU 10 and 11 refuse to start...
+TEST_F(TraceChecker_test, FO_CFG_02_RootBusPrimaryRefusedAtStart) {
+    Trace trace{{standby(), root_bus_primary()}};
+    trace.input("start").input("start-error", {{"text", "qemu-system-x86_64: -device e1000e,bus=pcie.0: Bus "
+                                                        "'pcie.0' does not support hotplugging"}});
+    expect_conformant(trace);
+}
+
+// ...QEMU 7.2 starts, hides the primary, and at the plug warns and never shows it.
+TEST_F(TraceChecker_test, FO_CFG_02_RootBusPrimaryRefusedAtThePlugAsInQemu72) {
+    Trace trace{{standby(), root_bus_primary()}};
+    trace.input("start")
+        .pci({"net1"})
+        .ack()
+        .event("FAILOVER_NEGOTIATED", {{"device-id", "net1"}})
+        .stderr_line("qemu-system-x86_64: warning: Bus 'pcie.0' does not support hotplugging")
+        .pci({"net1"});
+    expect_conformant(trace);
+}
+
+TEST_F(TraceChecker_test, FO_CFG_02_RootBusPrimaryRefusedAtThePlugWithoutAWarning) {
+    Trace trace{{standby(), root_bus_primary()}};
+    trace.input("start").pci({"net1"}).ack().event("FAILOVER_NEGOTIATED", {{"device-id", "net1"}}).pci({"net1"});
+    EXPECT_EQ(check(trace).violation->rule, "FO-CFG-02");
+}
+
+TEST_F(TraceChecker_test, FO_CFG_02_RootBusPrimaryShownAfterAll) {
+    Trace trace{{standby(), root_bus_primary()}};
+    trace.input("start")
+        .pci({"net1"})
+        .ack()
+        .event("FAILOVER_NEGOTIATED", {{"device-id", "net1"}})
+        .stderr_line("qemu-system-x86_64: warning: Bus 'pcie.0' does not support hotplugging")
+        .pci({"net1", "hostdev0"});
+    EXPECT_EQ(check(trace).violation->rule, "FO-CFG-02");
+}
+
 TEST_F(TraceChecker_test, FO_CFG_04_APairIdNamingNoStandbyIsVisibleAndWarned) {
     Trace trace{{standby(), primary("hostdev0", "net9")}};
     trace.input("start")

@@ -115,6 +115,10 @@ struct ModelOptions {
     // forever (unless unplug_timeout ends it). QEMU 10: 30000 ms.
     std::optional<Milliseconds> cancel_unplug_timeout;
     Mutations mutations;
+    // FO-CFG-02 lets a host report a hidden primary on the root bus either way:
+    // false, it refuses to start (QEMU 10, 11); true, it starts, hides the primary
+    // and at the plug warns and never shows it (QEMU 7.2).
+    bool root_bus_primary_refused_at_plug = false;
 };
 
 #define VNETCT_OUTPUT_KINDS(X)       \
