@@ -210,11 +210,13 @@ def _loss_bounds(source, target, primary_name, unplug, release, active, stop, re
                   f"delay and the take-over allowance"),
         LossBound("re-plug", "the primary's hot-add in the target's guest (agent netdev-added)", added_ns,
                   f"{link_up} + {IN_FLIGHT_MS:.0f} ms", link_up_ns + IN_FLIGHT_NS,
-                  E1000E_AUTONEG_MS + IN_FLIGHT_MS,
+                  E1000E_AUTONEG_MS + 2 * IN_FLIGHT_MS,
                   "QEMU plugs the primary at RESUME; until the guest adds it the standby alone carries; from its "
                   "enslavement net_failover drops what the standby receives until the primary's link is up, "
                   f"which QEMU's e1000e gives {E1000E_AUTONEG_MS:.0f} ms after the guest opens it "
-                  "(e1000x_restart_autoneg); from the link-up (reported after the fact) the primary carries"),
+                  "(e1000x_restart_autoneg); from the link-up (reported after the fact) the primary carries; the "
+                  f"length: those {E1000E_AUTONEG_MS:.0f} ms and {IN_FLIGHT_MS:.0f} ms at each edge (an echo in "
+                  "flight as the drop begins, the guest taking the link-up in as it ends)"),
     ]
 
 

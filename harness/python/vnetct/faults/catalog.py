@@ -121,7 +121,7 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
           "the primary's port loses 1 % of the frames at random in steady state", _OUT_AND_IN, "wire",
           impair=f"steady:{PRIMARY_ID}:loss=1"),
     # 60 frames (300 ms) hide in QEMU 10.0.2's own re-plug loss (46-84 datagrams, 230-400 ms, before
-    # the primary's link is up); 150 frames (750 ms) outlast the re-plug bound (520 ms).
+    # the primary's link is up); 150 frames (750 ms) outlast the re-plug bound (540 ms).
     Fault("replug-blackout-150", "FO-DATA-01",
           "the re-plugged primary's port drops its first 150 frames (750 ms of the stream)", _OUT_AND_IN, "wire",
           impair=f"target-ports:{PRIMARY_ID}:blackout=150"),
