@@ -121,10 +121,13 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
           "the primary's port loses 1 % of the frames at random in steady state", _OUT_AND_IN, "wire",
           impair=f"steady:{PRIMARY_ID}:loss=1"),
     # 60 frames (300 ms) hide in QEMU 10.0.2's own re-plug loss (46-84 datagrams, 230-400 ms, before
-    # the primary's link is up); 150 frames (750 ms) outlast the re-plug bound (540 ms).
-    Fault("replug-blackout-150", "FO-DATA-01",
-          "the re-plugged primary's port drops its first 150 frames (750 ms of the stream)", _OUT_AND_IN, "wire",
-          impair=f"target-ports:{PRIMARY_ID}:blackout=150"),
+    # the primary's link is up). So may 150: the guest sends some frames by the primary's port
+    # before its link is up, inside that loss (caught in 1 of 2 runs on 2026-12-03: windows of
+    # 370 and 106 ms once, 885 ms the other time). 250 frames leave 100 or more (500 ms) past
+    # the link-up, beyond the re-plug bound (link-up + 20 ms, 540 ms long).
+    Fault("replug-blackout-250", "FO-DATA-01",
+          "the re-plugged primary's port drops its first 250 frames (1.25 s of the stream)", _OUT_AND_IN, "wire",
+          impair=f"target-ports:{PRIMARY_ID}:blackout=250"),
     Fault("backend-reads-after-commit", "LT-XFER-02",
           "the reference live-TAP backend's source reads the queues for 200 ms after the Commit (the "
           "reference's self-check, not a SUT verdict)", "handoff-loses-nothing and 10kpps-1queue-small", "reference-backend",
