@@ -24,7 +24,18 @@ def silent_agent(tmp_path):
     server.close()
 
 
-def test_ctrl_c_interrupts_a_long_wait(silent_agent):
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own SIGINT handler, as in a terminal: a process started in the
+    background by a non-interactive shell inherits SIGINT ignored, and Python
+    then installs none (a CI job launched that way would otherwise see the
+    signal vanish, not a wait that ignores it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_interrupts_a_long_wait(silent_agent, ctrl_c_raises):
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     started = time.monotonic()
     timer.start()
