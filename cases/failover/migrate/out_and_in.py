@@ -14,6 +14,7 @@ import time
 import pytest
 
 from vnetct.vm.factory import connect_target_ports
+from vnetct.vm.guest import guest_event_host_ns
 from vnetct.failover.guest import MAC, PRIMARY_ID, STANDBY_ID, failover_formed, wait_for_guest
 from vnetct.failover.migration import NATIVE_PCIEHP, REPLUG_BOUND_S, REPLUG_BOUND_SOURCE, prepare_migration
 from vnetct.core.native import HostTimeout
@@ -178,9 +179,12 @@ def _judge_datapath(case, stream, release, before_0, before_1, carrying, after, 
 
 
 def _agent_event_ns(vm, kind: str, name: str, operstate=None):
-    """Arrival time of the first agent event `kind` for netdev `name` (with `operstate`), if any."""
+    """When the first agent event `kind` for netdev `name` (with `operstate`)
+    happened on the host's clock (guest_event_host_ns), if any."""
     vm.agent.pump(0.05)
-    return next((e["host_ns"] for e in vm.agent.events if e["name"] == kind and e["data"].get("name") == name
+    events = vm.agent.events
+    return next((guest_event_host_ns(events, i) for i, e in enumerate(events)
+                 if e["name"] == kind and e["data"].get("name") == name
                  and (operstate is None or e["data"].get("operstate") == operstate)), None)
 
 
@@ -208,7 +212,8 @@ def _loss_bounds(source, target, primary_name, unplug, release, active, stop, re
                   "the source's guest runs until STOP, the target's from RESUME, its ports join the wire "
                   f"right after; the length: QEMU's downtime ({downtime_ms} ms, query-migrate) plus the ports' "
                   f"delay and the take-over allowance"),
-        LossBound("re-plug", "the primary's hot-add in the target's guest (agent netdev-added)", added_ns,
+        LossBound("re-plug", "the primary's hot-add in the target's guest (agent netdev-added, placed by the guest's "
+                  "stamps)", added_ns,
                   f"{link_up} + {IN_FLIGHT_MS:.0f} ms", link_up_ns + IN_FLIGHT_NS,
                   E1000E_AUTONEG_MS + 2 * IN_FLIGHT_MS,
                   "QEMU plugs the primary at RESUME; until the guest adds it the standby alone carries; from its "

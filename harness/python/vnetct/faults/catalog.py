@@ -146,6 +146,12 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
           "the live-TAP bench's wire drops 1 % of the frames on their way into the TAP, where no TAP counter "
           "sees them (the bench's self-check: its negative control must not pass the loss off as counted)",
           "negative-control and blackout-beyond", "wire", bench_loss=1),
+    # The new-TAP exploration charges the switch only with what the host lost: a datagram
+    # handed to the target's TAP whose echo the guest never sent is the guest's (a slow TCG
+    # guest after RESUME); an echo the guest sent and the wire dropped stays the host's.
+    Fault("new-tap-echoes-blackout", "LT-DATA-01",
+          "the target's new TAP, once on the wire, drops the first 500 echoes its guest sends (0.5 s of "
+          "the 1000/s stream)", "local-migration-loss and new-tap", "wire", impair="target-ports:net0:blackout=500"),
     Fault("standby-failover-off", "FO-NEG-02",
           "the standby is started with failover=off while the case declares a pair", _NEGOTIATION, "argv",
           argv=_rewrite_device("virtio-net-pci", "failover=on", "failover=off"), quick=True),

@@ -12,7 +12,7 @@ runs on past its phase is judged whole by that phase's bound."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence, Set
 
 # An echo in flight when its path breaks is lost although it was sent just
 # before the break: the stream's RTT median is 1.7-3.5 ms on this machine
@@ -77,3 +77,32 @@ def margins(windows: List[dict], bound: LossBound) -> Optional[dict]:
     return {"start_before_earliest": max((bound.earliest_ns - w["start_ns"]) / 1e6 for w in windows),
             "end_after_latest": max((w["end_ns"] - bound.latest_ns) / 1e6 for w in windows),
             "longest": max(w["duration_ms"] for w in windows)}
+
+
+def undelivered(windows: List[dict], delivered: Set[int], sent_ns: Sequence[int]) -> List[dict]:
+    """The loss windows left once the datagrams in `delivered` are taken out:
+    those the host is shown to have handed to the guest's device (seen leaving
+    by the guest's TAP, which dropped nothing), whose echo the guest then did
+    not send. What remains is the loss the host is answerable for, in windows
+    built as the stream analysis builds them (a window ends at the send time
+    of the datagram after it)."""
+    remaining = []
+    for window in windows:
+        run: List[int] = []
+        for seq in range(window["first_seq"], window["last_seq"] + 1):
+            if seq not in delivered:
+                run.append(seq)
+                continue
+            if run:
+                remaining.append(_window(run, sent_ns))
+                run = []
+        if run:
+            remaining.append(_window(run, sent_ns, end_ns=window["end_ns"]))
+    return remaining
+
+
+def _window(seqs: List[int], sent_ns: Sequence[int], end_ns: Optional[int] = None) -> dict:
+    first, last = seqs[0], seqs[-1]
+    end = end_ns if end_ns is not None else sent_ns[last + 1]
+    return {"first_seq": first, "last_seq": last, "count": len(seqs), "start_ns": sent_ns[first], "end_ns": end,
+            "duration_ms": (end - sent_ns[first]) / 1e6}

@@ -170,6 +170,29 @@ def flatten_pci(buses: Iterable[dict]) -> List[dict]:
     return devices
 
 
+def guest_event_host_ns(events: List[dict], index: int) -> int:
+    """When the guest agent's event `events[index]` happened, on the host's
+    clock, as late as the evidence allows: its arrival, or earlier where a
+    later event shows the report was held back. The agent stamps each event
+    with the guest's CLOCK_MONOTONIC (t_guest_ns); a stalled guest sends
+    several at once (seen: a netdev-added and the link-up the guest stamped
+    204 ms later arrived in one read). An event reported at host time H and
+    stamped g' bounds every earlier event stamped g: it happened by
+    H - (g' - g), because the guest's clock does not run faster than the
+    host's (it stops while the VM is stopped). The result is never earlier
+    than the event: a bound placed on it stays sound."""
+    event = events[index]
+    stamp = event["data"].get("t_guest_ns")
+    best = event["host_ns"]
+    if not isinstance(stamp, int):
+        return best
+    for later in events[index + 1:]:
+        later_stamp = later["data"].get("t_guest_ns")
+        if isinstance(later_stamp, int) and later_stamp >= stamp:
+            best = min(best, later["host_ns"] - (later_stamp - stamp))
+    return best
+
+
 class Vm(TraceLog):
     """One QEMU process, with its QMP and guest agent clients and artifacts."""
 
