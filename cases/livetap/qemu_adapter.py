@@ -93,8 +93,7 @@ def _migrate_with_stream(vm_factory, case, name: str, hand_over_taps: bool) -> d
         # Upstream switches a new TAP onto the network before its cont: here the TAP joins after RESUME.
         upstream_opinion.record(case, report, migrate_ns, ports_ns or resume["host_ns"], stream.sent_times(),
                                 "RESUME (target)" if ports_ns is None else "the target's TAP joined the wire")
-        report["latency_ms"] = {w["first_seq"]: stream.rtt_before(w["first_seq"])
-                                for p in report["phases"] for w in p["loss_windows"]}
+        report["latency_ms"] = stream.path_latency()
         report["sent_ns"] = stream.sent_times()
     finally:
         stream.close()
@@ -278,7 +277,7 @@ def test_local_migration_loss(vm_factory, case, handoff):
         broken = [f"target-waiting: {describe_losses(across[0])}"] if across[0]["lost"] else []
         latency = report["latency_ms"]
         for name in ("migration", "after"):
-            broken += violations(_host_losses(case, report, name), bound, lambda seq: latency.get(seq, 0.0))
+            broken += violations(_host_losses(case, report, name), bound, latency)
         if broken:
             raise RuleViolation("LT-DATA-01", "a local migration to a new TAP lost more than one switchover: "
                                               + "; ".join(broken))

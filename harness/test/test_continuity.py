@@ -43,3 +43,27 @@ def test_every_undelivered_loss_is_kept_once(delivered, first, length):
     kept = [seq for w in remaining for seq in range(w["first_seq"], w["last_seq"] + 1)]
     assert kept == [seq for seq in range(first, last + 1) if seq not in set(delivered)]
     assert all(w["count"] == w["last_seq"] - w["first_seq"] + 1 for w in remaining)
+
+
+def _bound(earliest_ns, latest_ns, longest_ms):
+    from vnetct.traffic.continuity import LossBound
+    return LossBound("re-plug", "the hot-add", earliest_ns, "the link-up + 20 ms", latest_ns, longest_ms, "test")
+
+
+def test_a_lagging_guest_moves_the_edges_by_its_latency():
+    """Recorded in a repeated run (out-and-in, pciehp, 2026-12-03): a guest
+    plugging the primary echoed 657 ms late just before the loss and 67 ms
+    late just after it; the window, 579 ms of datagrams, ended 4 ms past the
+    link-up + 20 ms. On a path of 20 ms it breaks the bound three ways."""
+    from vnetct.traffic.continuity import violations
+    ms = 1_000_000
+    window = {"first_seq": 10, "last_seq": 125, "count": 116, "start_ns": 1_000 * ms, "end_ns": 1_579 * ms,
+              "duration_ms": 579.0}
+    bound = _bound(1_010 * ms, 1_575 * ms, 540.0)
+    assert len(violations([window], bound)) == 2  # lasted past, too long (began 10 ms early: inside 20 ms)
+    lagging = {10: 657.0, 127: 67.0}  # latency_ms(seq): the round trip of the last echo before seq
+    assert violations([window], bound, lambda seq: lagging.get(seq, 2.0)) == []
+    # The lag excuses what it explains, no more: 60 ms past the end is beyond 67 - 20 ms.
+    late = {**window, "end_ns": 1_635 * ms, "duration_ms": 635.0}
+    found = violations([late], bound, lambda seq: lagging.get(seq, 2.0))
+    assert len(found) == 1 and "lasted 60 ms past" in found[0]

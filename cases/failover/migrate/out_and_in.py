@@ -152,7 +152,7 @@ def test_unplug_migrate_replug(vm_factory, case, hotplug):
         bounds = _loss_bounds(source, target, back["name"], unplug, release, active, stop, resume, ports_ns,
                               info.get("downtime"), carrying)
         case.save_json("loss-bounds.json", [bound.to_json() for bound in bounds])
-        _judge_continuity(case, report, bounds, stream.rtt_before)
+        _judge_continuity(case, report, bounds, stream.path_latency())
 
 
 def _delta(later, earlier, role):

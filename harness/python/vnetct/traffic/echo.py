@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from vnetct.core.native import HostTimeout, vnetct_native
 from vnetct.core.verdict import RuleViolation
@@ -138,15 +138,21 @@ class EchoStream:
                                     f"after {settle_s:.0f} s of settling; the last span lost {len(missing)} "
                                     f"(seq {missing[0]}-{missing[-1]})")
 
-    def rtt_before(self, seq: int) -> float:
-        """The round trip (ms) of the last datagram before `seq` that came
-        back: the path's latency when datagram `seq` was sent."""
+    def path_latency(self) -> Callable[[int], float]:
+        """The path's latency by sequence number, from the echoes so far (it
+        stays usable once the stream is closed): `latency(seq)` is the round
+        trip (ms) of the last datagram before `seq` that came back, 0 without
+        one."""
         sent = self.stream.sent_times()
-        first = {}
+        first: Dict[int, int] = {}
         for echoed, arrival in self.stream.arrivals():
             first.setdefault(echoed, arrival)
-        earlier = [s for s in first if s < seq]
-        return (first[max(earlier)] - sent[max(earlier)]) / 1e6 if earlier else 0.0
+        by_seq, last = [], 0.0
+        for seq in range(len(sent)):
+            by_seq.append(last)  # before seq: the last echoed datagram's round trip
+            if seq in first:
+                last = (first[seq] - sent[seq]) / 1e6
+        return lambda seq: by_seq[seq] if 0 <= seq < len(by_seq) else (last if seq >= len(by_seq) else 0.0)
 
     def sent_times(self) -> List[int]:
         """Each datagram's send time (host monotonic ns), by sequence number."""
