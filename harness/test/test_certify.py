@@ -112,6 +112,7 @@ def test_bad_thresholds_file_exits_2(tmp_path):
     assert result.returncode == 2 and "downtime: the limit must be a number" in result.stderr, result.stderr
 
 
+@pytest.mark.heavy("certifies two real runs (about 37 s)")
 def test_two_real_runs_are_certified_with_their_figures(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces)")

@@ -49,3 +49,22 @@ def test_usage_errors_that_need_no_set_up_come_first(fresh_machine, tmp_path):
     assert cli.main(["run", "--profile", "nosuch", "--out", str(tmp_path / "out")]) == cli.EXIT_USAGE
     assert cli.main(["run", "-j", "0", "--out", str(tmp_path / "out")]) == cli.EXIT_USAGE
     assert calls == [], "no set-up for a command line that is wrong anyway"
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_test_quick_skips_the_image_and_the_heavy_tests(monkeypatch, quick):
+    """`./vnetct test --quick`: set-up without the guest image, then ctest and
+    pytest -m 'not heavy'; the full command builds the image and selects all."""
+    calls = []
+    monkeypatch.setattr(cli.bootstrap, "prepare", lambda **kwargs: calls.append(("prepare", kwargs)))
+    monkeypatch.setattr(cli.bootstrap, "require_root", lambda: None)
+
+    class Done:
+        returncode = 0
+
+    monkeypatch.setattr(cli.subprocess, "run", lambda argv, **kwargs: calls.append(("run", argv)) or Done())
+    assert cli.main(["test", *(["--quick"] if quick else []), "--", "-k", "x"]) == 0
+    assert calls[0] == ("prepare", {"with_image": not quick, "for_tests": True})
+    ctest, pytest_argv = calls[1][1], calls[2][1]
+    assert ctest[0] == "ctest"
+    assert (pytest_argv[-4:-2] == ["-m", "not heavy"]) is quick and pytest_argv[-2:] == ["-k", "x"]

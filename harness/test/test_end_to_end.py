@@ -51,6 +51,7 @@ def _results(out: Path) -> dict:
     return json.loads(((out / "latest").resolve() / "results.json").read_text())
 
 
+@pytest.mark.heavy("runs the default suite on real QEMU (about 200 s)")
 def test_default_suite_passes_on_real_qemu_but_its_expected_failures(full_run):
     # The known deviations of this QEMU release (expectations/qemu-<release>.yaml) fail
     # as the file says, and do not fail the run; every other case passes.
@@ -70,6 +71,7 @@ def test_default_suite_passes_on_real_qemu_but_its_expected_failures(full_run):
     assert "vnetct: lane B:" in result.stdout, "the default run should use two lanes on two cores"
 
 
+@pytest.mark.heavy("runs the default suite on real QEMU (about 200 s)")
 def test_results_junit_and_artifacts_are_written(full_run):
     _, out, _, _ = full_run
     run_dir = (out / "latest").resolve()
@@ -90,6 +92,7 @@ def test_results_junit_and_artifacts_are_written(full_run):
     assert (run_dir / "junit.xml").read_text().count("<testcase") == results["summary"]["total"]
 
 
+@pytest.mark.heavy("runs the default suite on real QEMU (about 200 s)")
 def test_nothing_of_the_run_is_left(full_run):
     # Only this run's own names count: other runs may be going on beside it. Each
     # lane has its own short id; the socket dirs name them.

@@ -39,6 +39,7 @@ def test_the_catalog_names_the_failover_cases_devices():
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="real QEMU runs need root (namespaces, TAPs)")
+@pytest.mark.heavy("runs the quick selftest on real QEMU (about 75 s)")
 def test_the_quick_selftest_catches_each_fault_with_its_rule(tmp_path):
     """./vnetct selftest --quick on real QEMU: the baseline passes, and each
     quick fault makes a case fail naming its rule within the time bound."""

@@ -17,6 +17,8 @@ from vnetct.vm.factory import RunContext, VmFactory
 from vnetct.sut.base import SutOptions
 from vnetct.sut.qemu import QemuSut
 
+pytestmark = pytest.mark.heavy("boots a guest (about 10 s)")
+
 
 @pytest.fixture
 def factory(tmp_path):

@@ -12,6 +12,8 @@ import pytest
 from vnetct.cli import prepare_image as image_prep
 from vnetct.core import paths
 
+pytestmark = pytest.mark.heavy("builds a qcow2 and boots libguestfs' appliance (about 190 s)")
+
 AGENT = paths.BUILD / "guest_agent" / "vnetct-guest-agent"
 WANTED = ("failover", "net_failover", "virtio_net", "iavf", "libeth", "libie")
 

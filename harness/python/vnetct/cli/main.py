@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
                           "catch it (repeatable; names: LeaveWaitUnplugEarly, NegotiatedBeforeAck, ...)")
 
     test = commands.add_parser("test", help="set up, then run the unit and harness tests")
+    test.add_argument("--quick", action="store_true",
+                      help="the developer's loop: unit tests and the harness tests that boot no guest and run no "
+                           "suite (pytest -m 'not heavy'), without building the guest image")
     test.add_argument("pytest_args", nargs="*", help="extra arguments for pytest")
 
     commands.add_parser("list", help="print case ids and the rule each checks")
@@ -480,17 +483,18 @@ def command_list(_args) -> int:
 
 
 def command_test(args) -> int:
-    bootstrap.prepare(with_image=True, for_tests=True)
+    bootstrap.prepare(with_image=not args.quick, for_tests=True)
     bootstrap.require_root()
     started = time.monotonic()
     print("vnetct: unit tests (ctest)", flush=True)
     ctest = subprocess.run(["ctest", "--test-dir", str(paths.BUILD), "--output-on-failure", "-j2"], check=False)
-    print("vnetct: harness tests (pytest)", flush=True)
+    print("vnetct: harness tests (pytest)" + (", quick: -m 'not heavy'" if args.quick else ""), flush=True)
     suites = [str(paths.REPO / "harness" / "test"), str(paths.REPO / "guest_agent" / "image")]
+    quick = ["-m", "not heavy"] if args.quick else []
     pytest_status = subprocess.run([sys.executable, "-m", "pytest", *suites, "-p", "no:cacheprovider",
-                                    "--rootdir", str(paths.REPO), *args.pytest_args],
+                                    "--rootdir", str(paths.REPO), *quick, *args.pytest_args],
                                    cwd=paths.REPO, env=_pytest_env(), check=False).returncode
-    print(f"vnetct: tests finished in {time.monotonic() - started:.1f} s "
+    print(f"vnetct: {'quick ' if args.quick else ''}tests finished in {time.monotonic() - started:.1f} s "
           f"(ctest exit {ctest.returncode}, pytest exit {pytest_status})", flush=True)
     return 0 if ctest.returncode == 0 and pytest_status == 0 else EXIT_FAILED
 
