@@ -13,6 +13,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <iostream>
 
 #include "vnetct/guest_agent/clock.hpp"
@@ -70,6 +71,15 @@ public:
     }
     GuestResult<std::uint16_t> start_udp_echo(std::uint16_t port) override { return m_udp_echo.start(port); }
     std::int64_t monotonic_ns() override { return guest_agent::monotonic_ns(); }
+    std::int64_t realtime_ns() override { return guest_agent::realtime_ns(); }
+    std::string kernel_release() override { return guest_agent::kernel_release(); }
+    GuestResult<void> set_realtime_ns(std::int64_t ns) override {
+        const timespec value{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+        if (::clock_settime(CLOCK_REALTIME, &value) != 0) {
+            return fail(GuestErrc::SystemCallFailed, describe_errno("clock_settime(CLOCK_REALTIME)", errno));
+        }
+        return {};
+    }
 
 private:
     void start_link_monitor();

@@ -91,13 +91,33 @@ GuestResult<json> handle_udp_echo(const json& request, AgentServices& services) 
     });
 }
 
+// The hello as a reply, for a host that connects to a running agent (a guest
+// restored from a snapshot): optionally setting the guest's CLOCK_REALTIME first
+// ("set_realtime_ns", the host's clock), so the guest's wall clock is the host's.
+GuestResult<json> handle_hello(const json& request, AgentServices& services) {
+    const auto set = request.find("set_realtime_ns");
+    if (set != request.end()) {
+        if (!set->is_number_integer() || set->get<std::int64_t>() <= 0) {
+            return fail(GuestErrc::BadArgument, std::string("\"set_realtime_ns\" must be a positive integer, not ") +
+                                                    (set->is_number_integer() ? set->dump() : set->type_name()));
+        }
+        if (auto done = services.set_realtime_ns(set->get<std::int64_t>()); !done) {
+            return tl::unexpected(done.error());
+        }
+    }
+    json hello = hello_event(services.kernel_release(), services.monotonic_ns(), services.realtime_ns());
+    hello.erase("event");
+    return hello;
+}
+
 struct Command {
     std::string_view name;
     Handler handler;
 };
 
-constexpr std::array<Command, 6> kCommands = {{
+constexpr std::array<Command, 7> kCommands = {{
     {"ping", handle_ping},
+    {"hello", handle_hello},
     {"report", handle_report},
     {"kernel-log", handle_kernel_log},
     {"load-modules", handle_load_modules},

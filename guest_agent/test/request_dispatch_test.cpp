@@ -36,11 +36,22 @@ public:
         return port;
     }
     std::int64_t monotonic_ns() override { return 42; }
+    std::int64_t realtime_ns() override { return realtime; }
+    std::string kernel_release() override { return "6.12.0-test"; }
+    GuestResult<void> set_realtime_ns(std::int64_t ns) override {
+        if (clock_refused) {
+            return fail(GuestErrc::SystemCallFailed, "clock_settime(CLOCK_REALTIME): Operation not permitted");
+        }
+        realtime = ns;
+        return {};
+    }
 
     std::vector<std::string> loaded_modules;
     std::string module_failure;
     int configured_prefix_length = -1;
     int echo_port = 0;
+    std::int64_t realtime = 1000;
+    bool clock_refused = false;
 };
 
 class RequestDispatch_test : public ::testing::Test {
@@ -146,6 +157,25 @@ TEST_F(RequestDispatch_test, HelloEvent) {
     EXPECT_EQ(hello_event("6.12.9-amd64", 1, 2),
               json::parse(R"({"event":"hello","version":1,"kernel":"6.12.9-amd64","t_guest_ns":1,
                               "t_guest_realtime_ns":2})"));
+}
+
+
+TEST_F(RequestDispatch_test, HelloRequestRepliesWithTheHelloAndCanSetTheClock) {
+    json reply = dispatch(R"({"id":30,"cmd":"hello"})");
+    EXPECT_TRUE(reply.at("ok").get<bool>());
+    EXPECT_EQ(reply.at("result"), json::parse(R"({"version":1,"kernel":"6.12.0-test","t_guest_ns":42,
+                                                  "t_guest_realtime_ns":1000})"));
+    reply = dispatch(R"({"id":31,"cmd":"hello","set_realtime_ns":1764770000000000000})");
+    EXPECT_EQ(reply.at("result").at("t_guest_realtime_ns").get<std::int64_t>(), 1764770000000000000);
+    EXPECT_EQ(m_services.realtime, 1764770000000000000);
+}
+
+TEST_F(RequestDispatch_test, HelloRefusesABadClockAndReportsAFailedSet) {
+    expect_error(R"({"id":32,"cmd":"hello","set_realtime_ns":"now"})", 32, "must be a positive integer, not string");
+    expect_error(R"({"id":33,"cmd":"hello","set_realtime_ns":-5})", 33, "must be a positive integer, not -5");
+    EXPECT_EQ(m_services.realtime, 1000) << "a refused argument never reaches the clock";
+    m_services.clock_refused = true;
+    expect_error(R"({"id":34,"cmd":"hello","set_realtime_ns":5})", 34, "Operation not permitted");
 }
 
 }  // namespace

@@ -30,6 +30,10 @@ public:
                                                            const Ipv4Prefix& prefix) = 0;
     [[nodiscard]] virtual GuestResult<std::uint16_t> start_udp_echo(std::uint16_t port) = 0;
     [[nodiscard]] virtual std::int64_t monotonic_ns() = 0;
+    [[nodiscard]] virtual std::int64_t realtime_ns() = 0;
+    [[nodiscard]] virtual std::string kernel_release() = 0;
+    // CLOCK_REALTIME set to `ns` (a guest restored from a snapshot resumes with the clock of its save).
+    [[nodiscard]] virtual GuestResult<void> set_realtime_ns(std::int64_t ns) = 0;
 };
 
 // One request line (without '\n') -> reply lines (each ending in '\n').

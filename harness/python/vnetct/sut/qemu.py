@@ -71,7 +71,25 @@ class QemuSut(Sut):
         self._live_tap: Optional[dict] = None
         self._virtio_status: Optional[str] = None  # "" once probed and usable
         self._device_models: Optional[List[str]] = None
+        self._snapshot_plan = None
         self.run = None
+
+    # Booted guests are saved once and restored (vnetct.vm.snapshot); VNETCT_SNAPSHOTS=0 boots every one.
+    snapshots_supported = True
+
+    @property
+    def snapshots(self) -> bool:
+        return self.snapshots_supported and os.environ.get("VNETCT_SNAPSHOTS", "1") != "0"
+
+    def snapshot_plan(self):
+        if self._snapshot_plan is None:
+            from vnetct.vm import snapshot
+
+            identity = self.identity()
+            cache = snapshot.SnapshotCache(paths.CACHE / "snapshots", self.version)
+            self._snapshot_plan = snapshot.SnapshotPlan(cache, identity["fingerprint"] or self.binary,
+                                                        str(self.image.get("digest")))
+        return self._snapshot_plan
 
     def identity(self) -> dict:
         from vnetct.setup import releases
@@ -84,7 +102,8 @@ class QemuSut(Sut):
                 **({"qemu_release": release} if release else {}),
                 "accelerator": self.accelerator.to_json(), "machine": "q35",
                 "guest_kernel": self.image.get("kernel_version"), "guest_image_digest": self.image.get("digest"),
-                "host_kernel": os.uname().release, "fault": self.options.fault}
+                "host_kernel": os.uname().release, "fault": self.options.fault,
+                "snapshots": "on" if self.snapshots else "off"}
 
     def missing(self) -> Dict[str, str]:
         if "igb" not in self.device_models():
@@ -123,7 +142,7 @@ class QemuSut(Sut):
 
             factory = VmFactory(self.run, self.run.run_dir / "vms", "probe")
             try:
-                vm = factory.vm(VmSpec("virtio-status-probe"))
+                vm = factory.vm(VmSpec("virtio-status-probe", snapshot=False))
                 try:
                     path = vm.qmp.execute("x-query-virtio")[0]["path"]
                     vm.qmp.execute("x-query-virtio-status", {"path": path})
@@ -147,7 +166,7 @@ class QemuSut(Sut):
 
             factory = VmFactory(self.run, self.run.run_dir / "vms", "probe")
             try:
-                self._live_tap = series.probe(factory.vm(VmSpec("livetap-probe")))
+                self._live_tap = series.probe(factory.vm(VmSpec("livetap-probe", snapshot=False)))
             finally:
                 factory.close()
         return self._live_tap
@@ -167,6 +186,8 @@ class QemuSut(Sut):
         vm = Vm(spec, self.binary, self.accelerator, self.image, sockets, artifacts, wire=wire, taps=taps,
                 on_step=lambda text: run.step(text), incoming=incoming, tap_fds=tap_fds)
         vm.lacks = self.lacks  # what the cases may ask of this QEMU besides the VM itself
+        if self.snapshots and spec.snapshot and not incoming:
+            vm.snapshot_plan = self.snapshot_plan()
         if self.options.fault:
             from vnetct.faults.catalog import fault_named
             from vnetct.faults.seed import seed

@@ -60,6 +60,9 @@ class VmSpec:
     kernel_args: List[str] = field(default_factory=list)  # appended to the guest's command line
     # An incoming target sets these migration parameters before migrate-incoming.
     incoming_parameters: Dict[str, Any] = field(default_factory=dict)
+    # Restored from a snapshot of its booted guest where the SUT keeps them (vnetct.vm.snapshot);
+    # False: always booted (a probe that needs no guest, a case that judges the boot itself).
+    snapshot: bool = True
 
     def root_ports(self) -> List[str]:
         return [f"root{index + 1}" for index, nic in enumerate(self.nics) if nic.bus is None]
@@ -231,6 +234,10 @@ class Vm(TraceLog):
         self.tap_fds: List[int] = list(tap_fds or [])
         self.closers: List[Any] = []  # run at stop (a seeded fault's QMP interposer)
         self.stderr_tap: Optional[StderrTap] = None
+        # Set by the SUT: restore this VM from a snapshot instead of booting it (vnetct.vm.snapshot).
+        self.snapshot_plan = None
+        self.restored: Optional[dict] = None  # how the restore went, once restored
+        self.restore_stderr: List[tuple] = []
         self.argv = build_argv(spec, qemu, accel, image, sockets, artifacts, self.taps,
                                incoming="defer" if incoming else None, tap_fds=bool(self.tap_fds))
 
@@ -284,9 +291,14 @@ class Vm(TraceLog):
     # -- lifecycle -----------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
         """Spawn QEMU (paused), connect QMP and the agent socket, then let the
-        guest run. Raises VmStartError if QEMU exits first."""
+        guest run. Raises VmStartError if QEMU exits first. A VM with a
+        snapshot plan is restored instead of booted (vnetct.vm.snapshot): it
+        runs from the snapshot's booted guest, its agent has said hello."""
         (self.artifacts / f"argv-{self.name}.txt").write_text(
             " ".join(vnetct_native.shell_quote(a) for a in self.argv) + "\n")
+        if self.snapshot_plan is not None and not self.incoming:
+            self._start_restored(timeout)
+            return
         self.step(f"starting QEMU for {self.name}" + (" (migration target)" if self.incoming else ""))
         self.started_at = time.monotonic()
         self.record("start")
@@ -294,23 +306,7 @@ class Vm(TraceLog):
         self.process = vnetct_native.Process.spawn(self.argv, "/dev/null", str(self.stderr_tap.fifo), self.netns,
                                                    self.tap_fds)
         deadline = time.monotonic() + timeout
-        while self.qmp is None:
-            self._raise_if_exited("before QMP answered")
-            try:
-                self.qmp = vnetct_native.QmpClient.connect(str(self.sockets / "qmp.sock"), str(self.qmp_transcript),
-                                                           timeout=0.5)
-            except HostTimeout:
-                if time.monotonic() > deadline:
-                    raise VmStartError(f"{self.name}: QMP socket did not answer within {timeout:.0f} s",
-                                       self.stderr_text())
-            except HostError:
-                # QEMU hung up: give it a moment to exit so its stderr explains why.
-                try:
-                    self.process.wait(timeout=5.0)
-                except HostTimeout:
-                    pass
-                self._raise_if_exited("before QMP answered")
-                raise
+        self.qmp = self.connect_qmp(self.qmp_transcript, timeout)
         self.agent = vnetct_native.GuestAgentClient.connect(str(self.sockets / "agent.sock"),
                                                             str(self.agent_transcript),
                                                             timeout=max(1.0, deadline - time.monotonic()))
@@ -325,6 +321,40 @@ class Vm(TraceLog):
         else:
             self.qmp.execute("cont")
 
+    def _start_restored(self, timeout: float) -> None:
+        """The guest from its snapshot; the trace starts here, as a boot's starts at `start`."""
+        from vnetct.vm import snapshot
+
+        self.restored = snapshot.restore(self, self.snapshot_plan, timeout)
+        self.qmp = self.connect_qmp(self.qmp_transcript, timeout)
+        self.init_trace()
+        self.record("start")
+        self.qmp.execute("cont")
+        self.hello = self.request("hello", {"set_realtime_ns": time.time_ns()}, timeout=timeout)
+        self.boot_seconds = time.monotonic() - self.started_at
+        self.restored["ready_s"] = round(time.monotonic() - self.started_at - self.restored["greeting_s"], 3)
+        self.step(f"{self.name} restored: agent ready {self.restored['ready_s']:.2f} s after QMP's greeting")
+
+    def connect_qmp(self, transcript: Path, timeout: float):
+        """A QMP connection to this VM's QEMU (retried until its socket answers)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._raise_if_exited("before QMP answered")
+            try:
+                return vnetct_native.QmpClient.connect(str(self.sockets / "qmp.sock"), str(transcript), timeout=0.5)
+            except HostTimeout:
+                if time.monotonic() > deadline:
+                    raise VmStartError(f"{self.name}: QMP socket did not answer within {timeout:.0f} s",
+                                       self.stderr_text())
+            except HostError:
+                # QEMU hung up: give it a moment to exit so its stderr explains why.
+                try:
+                    self.process.wait(timeout=5.0)
+                except HostTimeout:
+                    pass
+                self._raise_if_exited("before QMP answered")
+                raise
+
     def _raise_if_exited(self, when: str) -> None:
         status = self.process.poll() if self.process else None
         if status is not None:
@@ -335,6 +365,8 @@ class Vm(TraceLog):
     def wait_booted(self, timeout: float = 90.0) -> dict:
         """Wait for the agent's hello; fail early on a console failure pattern
         or a QEMU exit."""
+        if self.restored is not None:
+            return self.hello  # restored from a snapshot: its agent said hello in start()
         self.step(f"booting {self.name} (waiting for the guest agent)")
         deadline = time.monotonic() + timeout
         while True:
