@@ -68,3 +68,9 @@ def test_the_reference_cases_declare_their_subject():
     for sut in ("teaming/libvirt-xml/qemu-accepts-the-team", "failover/group-id/qemu-offers-failover-group-id",
                 "failover/negotiation/"):
         assert sut not in listed, sut
+
+
+def test_fresh_boot_without_its_reason_is_a_usage_error(tmp_path):
+    result = _collect(tmp_path, '@pytest.mark.rule("FO-NEG-01")\n@pytest.mark.fresh_boot\ndef test_x():\n    pass\n')
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "fresh_boot needs the reason" in result.stderr

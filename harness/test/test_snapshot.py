@@ -180,3 +180,25 @@ def test_a_restored_guest_is_the_booted_guest_and_a_broken_snapshot_is_made_agai
         problems = factory.close()
         vnetct_native.sweep_netns(run.netns_prefix)
     assert problems == []
+
+
+def test_a_scope_marked_fresh_boot_asks_for_booted_guests(tmp_path):
+    from vnetct.vm.factory import RunContext, VmFactory
+    from vnetct.vm.guest import VmSpec
+
+    asked = []
+
+    class Sut:
+        def adapt_spec(self, spec, incoming):
+            return spec
+
+        def make_vm(self, run, spec, *rest):
+            asked.append(spec.snapshot)
+            return type("Vm", (), {"start": lambda self: None})()
+
+    run = RunContext("r", "abcdef", tmp_path, Sut(), tmp_path / "s")
+    factory = VmFactory(run, tmp_path / "vms", "case")
+    factory.vm(VmSpec("restored"))
+    factory.fresh_boot = "judges the boot itself"
+    factory.vm(VmSpec("booted"))
+    assert asked == [True, False]

@@ -150,9 +150,10 @@ def pytest_collection_modifyitems(session, config, items):
                 if capability not in CAPABILITIES:
                     problems.append(f"{item.nodeid}: needs unknown capability '{capability}' "
                                     f"(known: {', '.join(CAPABILITIES)})")
-        opted_out = item.get_closest_marker("no_trace_check")
-        if opted_out is not None and (len(opted_out.args) != 1 or not str(opted_out.args[0]).strip()):
-            problems.append(f"{item.nodeid}: @pytest.mark.no_trace_check needs the reason, in one string")
+        for name in ("no_trace_check", "fresh_boot"):
+            opted_out = item.get_closest_marker(name)
+            if opted_out is not None and (len(opted_out.args) != 1 or not str(opted_out.args[0]).strip()):
+                problems.append(f"{item.nodeid}: @pytest.mark.{name} needs the reason, in one string")
         item.vnetct_subject = _subject(item, problems)
         # -k can select by case id (substring, e.g. -k failover/config) or rule id (-k FO-CFG-02).
         item.extra_keyword_matches.add(item.vnetct_id)
@@ -446,10 +447,13 @@ def session_factory(run_context):
 
 
 @pytest.fixture
-def vm_factory(run_context, case):
+def vm_factory(request, run_context, case):
     """VMs owned by one case; torn down and leak-checked when it ends; their
-    traces are checked when the case body ends (pytest_runtest_call)."""
+    traces are checked when the case body ends (pytest_runtest_call). A case
+    marked @pytest.mark.fresh_boot(reason) boots its guests (no snapshot)."""
+    fresh_boot = request.node.get_closest_marker("fresh_boot")
     for factory in _factory(run_context, "case"):
+        factory.fresh_boot = fresh_boot.args[0] if fresh_boot else None
         case.factories.append(factory)
         yield factory
 

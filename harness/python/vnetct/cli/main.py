@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fault", metavar="NAME", default=None,
                      help="profile qemu: seed a host fault into every VM (./vnetct selftest --list names them); "
                           "the cases citing its rule must fail naming it")
+    run.add_argument("--no-snapshots", action="store_true",
+                     help="boot every guest instead of restoring a snapshot of a booted guest (.cache/snapshots; "
+                          "the same as VNETCT_SNAPSHOTS=0)")
     run.add_argument("--strict", action="store_true",
                      help="an unexpected pass (a case that passes against its expected failure) fails the run too")
     run.add_argument("--update-expectations", action="store_true",
@@ -223,6 +226,8 @@ def command_run(args) -> int:
     if profile.needs_qemu and (not Path(args.qemu).is_file() or not os.access(args.qemu, os.X_OK)):
         print(f"vnetct: --qemu {args.qemu}: not an executable file", file=sys.stderr)
         return EXIT_USAGE
+    if args.no_snapshots:
+        os.environ["VNETCT_SNAPSHOTS"] = "0"  # the case runners inherit it (vnetct.sut.qemu)
     if host_profile is not None:
         return _run_on_vfs(args, host_profile)
     return _run_cases(args)
@@ -349,6 +354,27 @@ def _run_pytest(pytest_args: List[str], cwd: Path) -> int:
                 process.kill()
 
 
+def _summarise_guests(results: dict) -> None:
+    """How the run's guests came up: restored from a snapshot (and the cost of
+    the snapshots this run made) or booted (vnetct.vm.snapshot)."""
+    guests: dict = {}
+    for case in results.get("cases", []):
+        if isinstance(case.get("guests"), dict):
+            guests.update(case["guests"])
+    restored = [g["restored"] for g in guests.values() if isinstance(g, dict) and isinstance(g.get("restored"), dict)]
+    if not guests:
+        return
+    made = [r for r in restored if r.get("created")]
+    ready = sorted(float(r["ready_s"]) for r in restored if isinstance(r.get("ready_s"), (int, float)))
+    line = f"vnetct: guests: {len(restored)} restored from snapshots, {len(guests) - len(restored)} booted"
+    if ready:
+        line += f"; ready {ready[len(ready) // 2]:.2f} s after QMP's greeting (median; slowest {ready[-1]:.2f} s)"
+    if made:
+        line += (f"; {len(made)} snapshots made in this run "
+                 f"({sum(float(r.get('total_s', 0)) for r in made):.0f} s of boots and saves)")
+    print(line)
+
+
 def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: List[str], strict: bool = False,
                update: bool = False) -> int:
     from vnetct.report.results import load
@@ -369,6 +395,7 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: Lis
     print(f"vnetct: {counts.get('passed', 0)} passed, {counts.get('failed', 0)} failed, "
           f"{counts.get('error', 0)} errors, {counts.get('skipped', 0)} skipped in {elapsed:.1f} s")
     _summarise_rules(results)
+    _summarise_guests(results)
     for case in results.get("cases", []):
         if case["outcome"] == "skipped" or (judgement is None and case["outcome"] != "passed"):
             print(f"  {case['outcome'].upper():8s} {case['id']}: {expectations.shorten(case.get('reason'))}")

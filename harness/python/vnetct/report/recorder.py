@@ -86,3 +86,9 @@ class CaseRecorder:
                 self.artifact(name, path)
             if vm.boot_seconds is not None:
                 self.metric(f"boot_seconds_{vm.name}", round(vm.boot_seconds, 2), "s")
+            if getattr(vm, "ready_seconds", None) is not None:
+                self.metric(f"ready_seconds_{vm.name}", round(vm.ready_seconds, 3), "s")
+            if getattr(vm, "restored", None):
+                self.extra.setdefault("guests", {})[vm.name] = {"restored": vm.restored}
+            elif getattr(vm, "boot_seconds", None) is not None:
+                self.extra.setdefault("guests", {})[vm.name] = {"booted": True}

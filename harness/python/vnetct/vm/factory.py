@@ -54,6 +54,7 @@ class VmFactory:
         self.scope_name = scope_name
         self._owned = _Owned()
         self._counter = 0
+        self.fresh_boot: Optional[str] = None  # why this scope's guests boot instead of being restored
 
     def _next(self) -> int:
         self._counter += 1
@@ -75,6 +76,8 @@ class VmFactory:
         """A VM on a wire of its own, or on `wire` with the given `taps`.
         `incoming`: a migration target waiting for the source's state."""
         spec = self.sut.adapt_spec(spec, incoming)
+        if self.fresh_boot:
+            spec = dataclasses.replace(spec, snapshot=False)
         tap_count = sum(1 for nic in spec.nics if nic.tap)
         if wire is None and tap_count:
             wire = self.wire(tap_count)

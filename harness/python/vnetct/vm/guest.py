@@ -237,6 +237,7 @@ class Vm(TraceLog):
         # Set by the SUT: restore this VM from a snapshot instead of booting it (vnetct.vm.snapshot).
         self.snapshot_plan = None
         self.restored: Optional[dict] = None  # how the restore went, once restored
+        self.ready_seconds: Optional[float] = None  # QMP's greeting -> the agent's hello
         self.restore_stderr: List[tuple] = []
         self.argv = build_argv(spec, qemu, accel, image, sockets, artifacts, self.taps,
                                incoming="defer" if incoming else None, tap_fds=bool(self.tap_fds))
@@ -307,6 +308,7 @@ class Vm(TraceLog):
                                                    self.tap_fds)
         deadline = time.monotonic() + timeout
         self.qmp = self.connect_qmp(self.qmp_transcript, timeout)
+        self.greeted_at = time.monotonic()
         self.agent = vnetct_native.GuestAgentClient.connect(str(self.sockets / "agent.sock"),
                                                             str(self.agent_transcript),
                                                             timeout=max(1.0, deadline - time.monotonic()))
@@ -332,8 +334,9 @@ class Vm(TraceLog):
         self.qmp.execute("cont")
         self.hello = self.request("hello", {"set_realtime_ns": time.time_ns()}, timeout=timeout)
         self.boot_seconds = time.monotonic() - self.started_at
-        self.restored["ready_s"] = round(time.monotonic() - self.started_at - self.restored["greeting_s"], 3)
-        self.step(f"{self.name} restored: agent ready {self.restored['ready_s']:.2f} s after QMP's greeting")
+        self.ready_seconds = self.boot_seconds - self.restored["greeting_s"]
+        self.restored["ready_s"] = round(self.ready_seconds, 3)
+        self.step(f"{self.name} restored: agent ready {self.ready_seconds:.2f} s after QMP's greeting")
 
     def connect_qmp(self, transcript: Path, timeout: float):
         """A QMP connection to this VM's QEMU (retried until its socket answers)."""
@@ -393,6 +396,7 @@ class Vm(TraceLog):
                 raise HostTimeout(f"{self.name}: no hello from the guest agent within {timeout:.0f} s; "
                                   f"console tail:\n{tail}")
         self.boot_seconds = time.monotonic() - self.started_at
+        self.ready_seconds = time.monotonic() - self.greeted_at
         return self.hello
 
     def wait_exited(self, timeout: float) -> str:
