@@ -54,18 +54,21 @@ def _tap(bench, queues: int, **source_options):
     return tap, source, state
 
 
-# 10k pps by default. 50k and 100k pps on request (VNETCT_LIVETAP_RATES=10k,50k,100k): on a
-# 2-core machine shared with other work the bench itself (injector, veth, bridge, the
-# backend echoing every frame) drops frames in steady state above ~50k pps, before and
-# after any hand-off; such a run measures the machine, and says so in its failure.
-RATES_ASKED = {part.strip().lower() for part in os.environ.get("VNETCT_LIVETAP_RATES", "10k").split(",")}
+# 10k and 100k pps by default, 50k on request (VNETCT_LIVETAP_RATES=10k,50k,100k). At 100k
+# pps the bench (injector, veth, bridge, the backend echoing every frame) needs the two
+# cores of this machine to itself: TCG guests running beside it starve it and it drops
+# frames in steady state, hand-off or not. So the 100k variants run in the run's CPU-quiet
+# slot (vnetct.core.quiet): no other case runs meanwhile, in any lane.
+RATES_ASKED = {part.strip().lower() for part in os.environ.get("VNETCT_LIVETAP_RATES", "10k,100k").split(",")}
+QUIET_FROM_PPS = 100_000
 
 
 def _variant(rate: int, queues: int, name: str, payload: int):
     label = f"{rate // 1000}k"
     marks = [] if label in RATES_ASKED else [pytest.mark.skip(
-        reason=f"{label} pps is not in VNETCT_LIVETAP_RATES (default 10k): above ~50k pps this 2-core machine "
-               f"drops frames in the bench itself, hand-off or not")]
+        reason=f"{label} pps is not in VNETCT_LIVETAP_RATES (default 10k,100k)")]
+    if rate >= QUIET_FROM_PPS:
+        marks.append(pytest.mark.cpu_quiet(f"{label} pps: TCG guests beside the bench would starve it"))
     return pytest.param(rate, queues, payload, id=f"{label}pps-{queues}queue-{name}", marks=marks)
 
 
@@ -166,7 +169,9 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
     # The second witness: the kernel counted as read exactly what the readers read, dropped nothing.
     read = sum(c.frames for c in holders_counters)
     assert (after.ifindex, after.carrier_changes) == (before.ifindex, before.carrier_changes)
-    assert after.tx_dropped == before.tx_dropped, f"tx_dropped {before.tx_dropped} -> {after.tx_dropped}"
+    require(after.tx_dropped == before.tx_dropped, "LT-DATA-01", f"the TAP dropped frames no reader took: "
+            f"tx_dropped {before.tx_dropped} -> {after.tx_dropped} ({around} of the stream's losses in the "
+            f"hand-off phases, {steady} in steady state)")
     require(after.tx_packets == read, "LT-XFER-02", f"TAP tx_packets {after.tx_packets}, frames the backends "
             f"reported reading {read}: a reader read frames it did not report (after its Commit?)")
     # Ownership first (who read what), then what the stream lost: a loss caused by a

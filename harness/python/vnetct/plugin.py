@@ -25,6 +25,7 @@ from vnetct.core.native import vnetct_native
 from vnetct.core.verdict import RuleViolation, rules_named
 from vnetct.sut.base import CAPABILITIES, PROFILES, SutOptions
 from vnetct.vm.factory import RunContext, VmFactory, sweep_run
+from vnetct.core.quiet import slot_for
 from vnetct.failover.trace import assert_trace_conformant, snapshot_at_end
 from vnetct.report.recorder import CaseRecorder
 from vnetct.report.results import Results, case_id_from_nodeid, now_iso
@@ -86,6 +87,7 @@ class RunState:
         self.recorders: Dict[str, CaseRecorder] = {}
         self.phases: Dict[str, Dict[str, Any]] = {}
         self.total = 0
+        self.quiet_slot = slot_for(self.run_dir)
         self.done = 0
 
     def progress(self, line: str) -> None:
@@ -150,7 +152,7 @@ def pytest_collection_modifyitems(session, config, items):
                 if capability not in CAPABILITIES:
                     problems.append(f"{item.nodeid}: needs unknown capability '{capability}' "
                                     f"(known: {', '.join(CAPABILITIES)})")
-        for name in ("no_trace_check", "fresh_boot"):
+        for name in ("no_trace_check", "fresh_boot", "cpu_quiet"):
             opted_out = item.get_closest_marker(name)
             if opted_out is not None and (len(opted_out.args) != 1 or not str(opted_out.args[0]).strip()):
                 problems.append(f"{item.nodeid}: @pytest.mark.{name} needs the reason, in one string")
@@ -160,6 +162,9 @@ def pytest_collection_modifyitems(session, config, items):
         item.extra_keyword_matches.update(rule_ids)
     if problems:
         raise pytest.UsageError("bad case declarations:\n  " + "\n  ".join(problems))
+    # The CPU-quiet cases last: the other lanes are winding down by then, so the
+    # wait for them to end costs least (vnetct.core.quiet).
+    items.sort(key=lambda item: item.get_closest_marker("cpu_quiet") is not None)
     if _state is not None:  # every case of the files collected, before -k: expectations name cases of the suite
         _state.results.data["collected"] = [item.vnetct_id for item in items]
 
@@ -193,6 +198,26 @@ def pytest_report_teststatus(report, config):
     if report.when == "call" or report.outcome != "passed":
         return report.outcome, "", ""
     return "", "", ""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Every case holds the run's CPU-quiet slot while it runs: shared, or
+    alone for a case marked cpu_quiet (vnetct.core.quiet)."""
+    if _state is None:
+        yield
+        return
+    quiet = item.get_closest_marker("cpu_quiet")
+    if quiet is not None:
+        _state.progress(f"       waiting for the CPU-quiet slot ({quiet.args[0]})")
+    waited = _state.quiet_slot.enter(quiet is not None)
+    if quiet is not None:
+        _state.progress(f"       the CPU-quiet slot after {waited:.1f} s: no other case runs")
+    try:
+        yield
+    finally:
+        if not (quiet is not None and nextitem is not None and nextitem.get_closest_marker("cpu_quiet")):
+            _state.quiet_slot.leave()
 
 
 def pytest_runtest_logstart(nodeid, location):

@@ -39,7 +39,7 @@ from vnetct.cli import check_config
 from vnetct.cli import prepare_image as image_prep
 from vnetct.cli import lanes
 from vnetct.cli import matrix
-from vnetct.core import expectations, paths
+from vnetct.core import expectations, paths, quiet
 from vnetct.sut.base import profile_named
 
 EXIT_FAILED = 1
@@ -267,6 +267,7 @@ def _run_cases(args, extra_args: Optional[List[str]] = None) -> int:
     run_dir = out / run_id
     run_dir.mkdir(parents=True)
     _point_latest(out, run_dir)
+    os.environ[quiet.ENVIRONMENT] = str(run_dir / "cpu-quiet.lock")  # one slot for all the run's case runners
     command_line = " ".join(["./vnetct", *sys.argv[1:]])
     under_test = f", QEMU {args.qemu}" if profile_named(args.profile).needs_qemu else ""
     print(f"vnetct: run {run_id}, profile {args.profile}{under_test}", flush=True)
