@@ -238,7 +238,6 @@ class Vm(TraceLog):
         self.snapshot_plan = None
         self.restored: Optional[dict] = None  # how the restore went, once restored
         self.ready_seconds: Optional[float] = None  # QMP's greeting -> the agent's hello
-        self.restore_stderr: List[tuple] = []
         self.argv = build_argv(spec, qemu, accel, image, sockets, artifacts, self.taps,
                                incoming="defer" if incoming else None, tap_fds=bool(self.tap_fds))
 
@@ -331,6 +330,9 @@ class Vm(TraceLog):
         self.qmp = self.connect_qmp(self.qmp_transcript, timeout)
         self.init_trace()
         self.record("start")
+        # What QEMU said while starting (device warnings; a boot has them after its start too) counts
+        # from the start of the trace.
+        self.stderr_tap.restamp(self.trace_log[0]["t_ns"])
         self.qmp.execute("cont")
         self.hello = self.request("hello", {"set_realtime_ns": time.time_ns()}, timeout=timeout)
         self.boot_seconds = time.monotonic() - self.started_at

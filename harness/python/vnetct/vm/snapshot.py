@@ -279,16 +279,14 @@ def restore(vm, plan: SnapshotPlan, timeout: float) -> dict:
     except HostTimeout:
         status = "not ended"
     if status != "completed":
+        said = vm.stderr_text().strip()[-300:]
         vm.stop()
         plan.cache.forget(snapshot.key)  # a snapshot this QEMU cannot load is made again next time
         raise SnapshotError(f"{vm.name}: restoring snapshot {snapshot.key[:12]} ended '{status}': "
-                            f"{vm.stderr_text().strip()[-300:]} (the snapshot was removed from the cache)")
+                            f"{said} (the snapshot was removed from the cache)")
     # Back to a booted VM's migration settings: no migration events unless a case asks.
     loader.execute("migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": False}]})
     loaded = time.monotonic()
     del loader  # closes the restore's QMP connection: the VM's own opens next
-    vm.stderr_tap.flush()
-    vm.restore_stderr = list(vm.stderr_tap.lines)  # QEMU's words while loading: kept apart from the trace
-    vm.stderr_tap.lines.clear()
     return {"snapshot": snapshot.key[:12], **made, "greeting_s": round(greeted - vm.started_at, 3),
             "load_s": round(loaded - greeted, 3)}

@@ -20,6 +20,7 @@ class StderrTap:
         self.fifo = fifo
         self.log = log
         self.lines: List[Tuple[int, str]] = []
+        self._closed = False
         fifo.unlink(missing_ok=True)
         os.mkfifo(fifo, 0o600)
         self._read = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -58,12 +59,19 @@ class StderrTap:
                 return
 
     def flush(self) -> None:
-        """Takes in what QEMU wrote so far (before the trace is built)."""
-        while True:
+        """Takes in what QEMU wrote so far (before the trace is built); after
+        close() everything has been taken in already."""
+        while not self._closed:
             before = len(self.lines)
             self._take()
             if len(self.lines) == before:
                 return
+
+    def restamp(self, t_ns: int) -> None:
+        """The lines so far count as arrived at `t_ns` (a restored VM's trace starts after them)."""
+        self.flush()
+        with self._lock:
+            self.lines[:] = [(t_ns, line) for _, line in self.lines]
 
     def close(self) -> None:
         self.flush()
@@ -77,4 +85,5 @@ class StderrTap:
                 self._partial = b""
         for fd in (self._read, self._keep, self._stop_r, self._stop_w):
             os.close(fd)
+        self._closed = True
         self.fifo.unlink(missing_ok=True)
