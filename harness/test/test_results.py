@@ -74,20 +74,3 @@ def test_every_write_recomputes_the_rules_table_over_every_known_rule(tmp_path):
     assert on_disk["rules"][1]["sut"]["reasons"] == ["no case selected"]
     results.add_case({**_case("failover/a/two", "failed", "AssertionError: primary visible"), "subject": "sut"})
     assert json.loads((tmp_path / "results.json").read_text())["rules"][0]["sut"]["verdict"] == "violated"
-
-
-def test_the_lanes_merge_keeps_every_known_rule(tmp_path):
-    from vnetct.cli import lanes
-
-    lane_dirs = []
-    for name, case in (("lane-a", _case("failover/a/one", "passed")), ("lane-b", _case("failover/b/two", "failed"))):
-        lane_dir = tmp_path / name
-        lane_dir.mkdir()
-        lane = Results(lane_dir, {"run_id": name, "profile": "qemu", "command": "", "sut": {}}, rules=KNOWN)
-        lane.add_case(case)
-        lane.write(finished=True)
-        lane_dirs.append(lane_dir)
-    merged = lanes.merge(tmp_path, lane_dirs)
-    assert [(e["id"], e["sut"]["verdict"]) for e in merged["rules"]] == [("FO-NEG-01", "violated"),
-                                                                        ("FO-NEG-02", "not-judged")]
-    assert json.loads((tmp_path / "results.json").read_text())["rules"] == merged["rules"]

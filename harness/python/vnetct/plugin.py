@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
+from vnetct import lanes
 from vnetct.core import paths
 from vnetct.core.native import vnetct_native
 from vnetct.core.verdict import RuleViolation, rules_named
@@ -28,7 +29,7 @@ from vnetct.vm.factory import RunContext, VmFactory, sweep_run
 from vnetct.core.quiet import slot_for
 from vnetct.failover.trace import assert_trace_conformant, snapshot_at_end
 from vnetct.report.recorder import CaseRecorder
-from vnetct.report.results import Results, case_id_from_nodeid, now_iso
+from vnetct.report.results import Results, case_id_from_nodeid, interrupted_case, now_iso
 from vnetct.report.rules_table import DEFAULT_SUBJECT, SUBJECTS
 
 RULES = {rule["id"]: rule for rule in vnetct_native.rules()}
@@ -76,13 +77,23 @@ class RunState:
         if run_dir is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             run_dir = paths.OUT / f"{stamp}-{secrets.token_hex(3)}"
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.run_id = self.run_dir.name
-        self.short_id = option("--vnetct-short-id") or secrets.token_hex(3)
+        # results.json goes into the run directory; this process's artifacts too, or,
+        # on an xdist worker (vnetct.lanes), into its lane's folder there.
+        results_dir = Path(run_dir)
+        results_dir.mkdir(parents=True, exist_ok=True)
+        self.run_id = results_dir.name
+        self.worker = lanes.Worker.of(config)
+        self.run_dir = results_dir / self.worker.lane if self.worker else results_dir
+        self.run_dir.mkdir(exist_ok=True)
+        self.short_id = self.worker.short_id if self.worker else option("--vnetct-short-id") or secrets.token_hex(3)
         self.command = option("--vnetct-command") or " ".join(sys.argv)
-        self.results = Results(self.run_dir, {"run_id": self.run_id, "profile": self.profile.name,
-                                              "command": self.command, "sut": {}}, rules=RULES.values())
+        self.results = Results(results_dir, {"run_id": self.run_id, "profile": self.profile.name,
+                                             "command": self.command, "sut": {}}, rules=RULES.values())
+        self.catalogue: Dict[str, dict] = {}  # a worker's cases, for the controller
+        self.controller = None
+        if lanes.is_controller(config):
+            self.controller = lanes.Controller(config, self.results, self.short_id, RULES, interrupted_case)
+            config.pluginmanager.register(self.controller, "vnetct-lanes")
         self.context: Optional[RunContext] = None
         self.recorders: Dict[str, CaseRecorder] = {}
         self.phases: Dict[str, Dict[str, Any]] = {}
@@ -90,7 +101,17 @@ class RunState:
         self.quiet_slot = slot_for(self.run_dir)
         self.done = 0
 
-    def progress(self, line: str) -> None:
+    def save(self) -> None:
+        """results.json now; a worker's records go to the controller instead."""
+        if self.worker is None:
+            self.results.write()
+
+    def progress(self, line: str, starts_case: bool = False) -> None:
+        if self.worker is not None:  # the controller prints it, tagged with the lane
+            self.worker.say(line, starts_case)
+            return
+        if starts_case:
+            line = f"[{self.done:2d}/{self.total}] {line}"
         # Looked up on use: the terminal reporter registers after our configure hook.
         # Capture is suspended around the write, as pytest's live logging does,
         # so steps show while a case runs, not after it.
@@ -121,7 +142,7 @@ class RunState:
             self.context = RunContext(self.run_id, self.short_id, self.run_dir, sut, socket_root)
             sut.open(self.context)
             self.results.data["sut"] = sut.identity()
-            self.results.write()
+            self.save()
         return self.context
 
 
@@ -135,10 +156,12 @@ def pytest_configure(config):
     _state = RunState(config)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks (lanes.group_shared)
 def pytest_collection_modifyitems(session, config, items):
     problems = []
     for item in items:
-        item.vnetct_id = case_id_from_nodeid(item.nodeid)
+        item.vnetct_nodeid = lanes.plain_nodeid(item.nodeid)
+        item.vnetct_id = case_id_from_nodeid(item.vnetct_nodeid)
         marker = item.get_closest_marker("rule")
         rule_ids = list(marker.args) if marker else []
         if not rule_ids:
@@ -167,6 +190,11 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=lambda item: item.get_closest_marker("cpu_quiet") is not None)
     if _state is not None:  # every case of the files collected, before -k: expectations name cases of the suite
         _state.results.data["collected"] = [item.vnetct_id for item in items]
+        if _state.worker is not None:  # what the controller needs to record a case this worker never finishes
+            _state.catalogue = {item.vnetct_nodeid: {"id": item.vnetct_id, "subject": item.vnetct_subject,
+                                                     "rules": [rule["id"] for rule in item.vnetct_rules]}
+                                for item in items}
+    lanes.group_shared(items)
 
 
 def _subject(item, problems: List[str]) -> str:
@@ -231,7 +259,7 @@ def pytest_runtest_setup(item):
     if _state is None:
         return
     rules = ", ".join(rule["id"] for rule in item.vnetct_rules)
-    _state.progress(f"[{_state.done:2d}/{_state.total}] {item.vnetct_id}  ({rules})")
+    _state.progress(f"{item.vnetct_id}  ({rules})", starts_case=True)
     _state.phases[item.nodeid] = {"item": item, "started": now_iso(), "t0": time.monotonic(), "reports": []}
     _arm_case_timeout(item)
     for marker in item.iter_markers("needs"):
@@ -313,14 +341,21 @@ def pytest_runtest_makereport(item, call):
     _state.phases[item.nodeid].setdefault("violated", []).extend(named)
 
 
+@pytest.hookimpl(tryfirst=True)  # on a worker, before xdist sends the report on (it carries the case)
 def pytest_runtest_logreport(report):
     if _state is None or report.nodeid not in _state.phases:
         return
     phase = _state.phases[report.nodeid]
     phase["reports"].append(report)
     if report.when == "teardown":
-        _finish_case(phase)
+        case = _finish_case(phase)
         del _state.phases[report.nodeid]
+        if _state.worker is not None:
+            _state.worker.attach(report, case, {"sut": _state.results.data["sut"],
+                                                "collected": _state.results.data.get("collected"),
+                                                "catalogue": _state.catalogue})
+        else:
+            _state.results.add_case(case)
 
 
 def _reason(report) -> str:
@@ -348,7 +383,7 @@ def _log_tails(artifacts: Dict[str, Path]) -> Dict[str, str]:
     return tails
 
 
-def _finish_case(phase: dict) -> None:
+def _finish_case(phase: dict) -> dict:
     item = phase["item"]
     outcome, reason, details = "passed", None, ""
     failed = [report for report in phase["reports"] if report.failed]
@@ -361,9 +396,8 @@ def _finish_case(phase: dict) -> None:
     elif skipped:
         outcome, reason = "skipped", _reason(skipped[0])
     recorder = _state.recorders.pop(item.nodeid, None)
-    run_dir = _state.run_dir
     case = {
-        "id": item.vnetct_id, "nodeid": item.nodeid,
+        "id": item.vnetct_id, "nodeid": item.vnetct_nodeid,
         "rules": [{"id": r["id"], "sentence": r["sentence"]} for r in item.vnetct_rules],
         "subject": item.vnetct_subject, "outcome": outcome, "reason": reason,
         "duration_s": round(time.monotonic() - phase["t0"], 3),
@@ -385,52 +419,55 @@ def _finish_case(phase: dict) -> None:
         if details:
             (recorder.dir / "failure.txt").write_text(details)
             recorder.artifact("failure", recorder.dir / "failure.txt")
-        case["artifacts"] = {name: os.path.relpath(path, run_dir) for name, path in recorder.artifacts.items()}
+        case["artifacts"] = {name: os.path.relpath(path, _state.results.run_dir)
+                             for name, path in recorder.artifacts.items()}
         case["metrics"] = recorder.metrics
         case["steps"] = recorder.steps
         case.update(recorder.extra)
-    _state.results.add_case(case)
+    if _state.worker is not None:
+        case["lane"] = _state.worker.lane
     label = {"passed": "PASSED", "failed": "FAILED", "skipped": "SKIPPED", "error": "ERROR"}[outcome]
     suffix = f": {reason}" if reason and outcome != "passed" else ""
     if outcome in ("failed", "error") and not case["violated_rules"]:
         suffix += " [names no rule: judges none]"
     _state.progress(f"       {label} in {case['duration_s']:.1f} s{suffix}")
+    return case
 
 
 def pytest_keyboard_interrupt(excinfo):
-    if _state is None:
+    if _state is None or _state.controller is not None:  # the controller: vnetct.lanes
         return
     _state.results.data["interrupted"] = True
     # The case that was running is recorded too, as an error.
     for phase in list(_state.phases.values()):
         item = phase["item"]
-        _state.results.add_case({
-            "id": item.vnetct_id, "nodeid": item.nodeid,
-            "rules": [{"id": r["id"], "sentence": r["sentence"]} for r in item.vnetct_rules],
-            "subject": item.vnetct_subject,
-            "outcome": "error", "reason": "interrupted (Ctrl-C or SIGTERM) while running",
-            "duration_s": round(time.monotonic() - phase["t0"], 3), "started": phase["started"],
-            "artifacts": {}, "metrics": {}, "steps": []})
+        _state.results.cases.append(interrupted_case(item.vnetct_nodeid, item.vnetct_id, item.vnetct_rules,
+                                                     item.vnetct_subject, phase["started"],
+                                                     time.monotonic() - phase["t0"]))
     _state.phases.clear()
-    _state.results.write()
+    _state.save()
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(hookwrapper=True, trylast=True)
 def pytest_sessionfinish(session, exitstatus):
     # pytest's own sessionfinish tears the remaining fixtures down (also after
     # Ctrl-C) and may raise; whatever happens, sweep and write the results after it.
+    # trylast: inside xdist's wrapper on a worker, which sends workeroutput after us.
     try:
         yield
     finally:
-        if _state is not None:
+        if _state is not None and _state.controller is None:
             if _state.context is not None:
                 try:
                     cleaned = sweep_run(_state.context)
                 except Exception as error:  # noqa: BLE001 - the run must still be written
                     cleaned = [f"sweep failed: {error}"]
                 _state.results.data["run_problems"] += [f"end-of-run sweep: {line}" for line in cleaned]
-            _state.results.write(finished=True)
-            _state.results.write_junit()
+            if _state.worker is not None:
+                _state.worker.finish(_state.results.data["run_problems"])
+            else:
+                _state.results.write(finished=True)
+                _state.results.write_junit()
 
 
 # --- fixtures -------------------------------------------------------------------

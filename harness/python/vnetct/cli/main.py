@@ -33,11 +33,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
+from vnetct import lanes
 from vnetct.setup import bootstrap, releases
 from vnetct.cli import certify, selftest
 from vnetct.cli import check_config
 from vnetct.cli import prepare_image as image_prep
-from vnetct.cli import lanes
 from vnetct.cli import matrix
 from vnetct.core import expectations, paths, quiet
 from vnetct.sut.base import profile_named
@@ -74,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     # One lane more than cores: the lanes spend much of their time waiting on guests
     # (hotplug, unplug and cancel timers); measured on 2 cores: -j2 181 s, -j3 129 s, -j4 124 s.
     run.add_argument("-j", "--jobs", type=int, default=min(3, (os.cpu_count() or 1) + 1), metavar="N",
-                     help="run the case files in N parallel lanes (default: %(default)s; 1 = one after another)")
+                     help="run the cases in N parallel lanes, pytest-xdist workers (default: %(default)s; "
+                          "1 = one after another, without xdist)")
     run.add_argument("--repeat", type=int, default=1, metavar="N",
                      help="run N times and report every case whose outcome changed (repeat.json)")
     run.add_argument("--fault", metavar="NAME", default=None,
@@ -263,7 +264,6 @@ def _run_cases(args, extra_args: Optional[List[str]] = None) -> int:
     short_id = secrets.token_hex(3)
     run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{short_id}"
     out = args.out.resolve()
-    previous = lanes.previous_run(out, args.profile) if out.exists() else None
     run_dir = out / run_id
     run_dir.mkdir(parents=True)
     _point_latest(out, run_dir)
@@ -273,52 +273,26 @@ def _run_cases(args, extra_args: Optional[List[str]] = None) -> int:
     print(f"vnetct: run {run_id}, profile {args.profile}{under_test}", flush=True)
     print(f"vnetct: results in {run_dir}", flush=True)
 
-    def lane_args(lane_dir: Path, lane_id: str, targets: Optional[List[Path]]) -> List[str]:
-        arguments = [*_case_collection_args(targets=targets), f"--vnetct-run-dir={lane_dir}",
-                     f"--vnetct-profile={args.profile}", f"--vnetct-qemu={args.qemu}",
-                     f"--vnetct-command={command_line}", f"--vnetct-short-id={lane_id}"]
-        if args.keyword:
-            arguments += ["-k", args.keyword]
-        arguments += [f"--vnetct-fault={args.fault}"] if args.fault else []
-        return arguments + [f"--vnetct-mutation={mutation}" for mutation in args.mutation] + list(extra_args or [])
-
+    arguments = [*_case_collection_args(), f"--vnetct-run-dir={run_dir}", f"--vnetct-profile={args.profile}",
+                 f"--vnetct-qemu={args.qemu}", f"--vnetct-command={command_line}", f"--vnetct-short-id={short_id}",
+                 *lanes.pytest_args(args.jobs)]
+    if args.keyword:
+        arguments += ["-k", args.keyword]
+    arguments += [f"--vnetct-fault={args.fault}"] if args.fault else []
+    arguments += [f"--vnetct-mutation={mutation}" for mutation in args.mutation] + list(extra_args or [])
+    if args.jobs > 1:
+        print(f"vnetct: {args.jobs} lanes (pytest-xdist workers); the cases sharing a booted VM in one", flush=True)
     try:
         started = time.monotonic()
-        lane_plan = lanes.plan(args.jobs, previous) if args.jobs > 1 else []
-        if len(lane_plan) <= 1:
-            status = _run_pytest(lane_args(run_dir, short_id, None), cwd=paths.REPO)
-            leftovers = _final_sweep(short_id)
-        else:
-            lane_ids = [secrets.token_hex(3) for _ in lane_plan]
-            lane_dirs = [run_dir / f"lane-{chr(ord('a') + index)}" for index in range(len(lane_plan))]
-            for lane_dir, files in zip(lane_dirs, lane_plan):
-                names = ", ".join(str(f.relative_to(paths.CASES)) for f in files)
-                print(f"vnetct: lane {lane_dir.name[-1].upper()}: {names}", flush=True)
-            statuses = lanes.run_lanes(
-                [[sys.executable, "-m", "pytest", *lane_args(lane_dir, lane_id, files)]
-                 for lane_dir, lane_id, files in zip(lane_dirs, lane_ids, lane_plan)], paths.REPO, _pytest_env())
-            leftovers = [line for lane_id in lane_ids for line in _final_sweep(lane_id)]
-            lanes.merge(run_dir, lane_dirs)
-            status = _combined_status(statuses)
+        status = _run_pytest(arguments, cwd=paths.REPO)
+        leftovers = [line for prefix in lanes.short_ids(short_id, args.jobs) for line in _final_sweep(prefix)]
         return _summarise(run_dir, status, time.monotonic() - started, leftovers,
                           strict=args.strict, update=args.update_expectations)
     except BaseException:
-        # Ctrl-C or a crash after the cases ran (merge, sweep): the finished cases still get their report.
+        # Ctrl-C or a crash after the cases ran (sweep): the finished cases still get their report.
         if _write_report(run_dir):
             print(f"vnetct: report.html in {run_dir}", file=sys.stderr)
         raise
-
-
-def _combined_status(statuses: List[int]) -> int:
-    """pytest's exit status for the lanes together: 5 (nothing selected) only
-    if no lane ran a case; otherwise the worst of the others."""
-    ran = [status for status in statuses if status != 5]
-    if not ran:
-        return 5
-    for serious in (2, 3, 4):  # interrupted, internal error, usage error
-        if serious in ran:
-            return serious
-    return 1 if 1 in ran else 0
 
 
 def _final_sweep(short_id: str) -> List[str]:

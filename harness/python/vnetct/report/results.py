@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
-from vnetct.report.rules_table import rules_table
+from vnetct.report.rules_table import DEFAULT_SUBJECT, rules_table
 
 SCHEMA = "vnetct-results/1"
 OUTCOMES = ("passed", "failed", "skipped", "error")
@@ -85,6 +85,17 @@ class Results:
         path = self.run_dir / "junit.xml"
         tree.write(path, encoding="utf-8", xml_declaration=True)
         return path
+
+
+def interrupted_case(nodeid: str, case_id: Optional[str], rules: Iterable[dict], subject: Optional[str],
+                     started: str, duration_s: float) -> dict:
+    """The record of a case that Ctrl-C or SIGTERM stopped while it ran: an
+    error that names no rule."""
+    return {"id": case_id or case_id_from_nodeid(nodeid), "nodeid": nodeid,
+            "rules": [{"id": rule["id"], "sentence": rule["sentence"]} for rule in rules],
+            "subject": subject or DEFAULT_SUBJECT, "outcome": "error",
+            "reason": "interrupted (Ctrl-C or SIGTERM) while running", "violated_rules": [],
+            "duration_s": round(duration_s, 3), "started": started, "artifacts": {}, "metrics": {}, "steps": []}
 
 
 def case_id_from_nodeid(nodeid: str, cases_prefix: str = "cases/") -> str:

@@ -3,7 +3,7 @@ test, and apart from it the self-check of vnetct's own reference, from the
 cases that cite the rule (reports/RESULTS.md: rules).
 
 A pure function of (rules, cases): no I/O, no pytest, no native module, so the
-results store, the lanes merge, the summary and the report all compute the
+results store, the summary and the report all compute the
 same table the same way."""
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ PACKAGES: Dict[str, str] = {
     "pybind11-dev": "the Python binding of the native core",
     "python3-dev": "the Python binding of the native core",
     "python3-pytest": "the case runner",
+    "python3-pytest-xdist": "the parallel lanes of vnetct run -j N (pytest -n N --dist loadgroup; vnetct.lanes)",
     "python3-jinja2": "the HTML report's templates",
     "libxml2-dev": "vnetct check-config: libvirt domain XML, parsed without network, DTD or entities",
     "pkg-config": "C++ build: finds libxml2",
