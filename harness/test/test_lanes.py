@@ -93,6 +93,8 @@ def test_ctrl_c_keeps_the_finished_cases_and_records_the_running_ones(controller
     for nodeid in ids:
         controller.pytest_runtest_logstart(nodeid, None)
     controller.pytest_runtest_logreport(_teardown(ids[0], _case(ids[0], "passed", "lane-a")))
+    with open(f"/proc/{os.getpid()}/fd/{controller._write}", "w", buffering=1) as pipe:  # lane B started two
+        pipe.write(json.dumps({"tag": "B", "text": "a/two  (FO-NEG-02)", "start": ids[1]}) + "\n")
     controller.pytest_keyboard_interrupt(None)
     _finish(controller)
     results = json.loads((tmp_path / "results.json").read_text())
@@ -101,6 +103,7 @@ def test_ctrl_c_keeps_the_finished_cases_and_records_the_running_ones(controller
     assert (two["id"], two["subject"], two["rules"], two["violated_rules"]) == ("a/two", "reference",
                                                                               [{"id": "FO-NEG-02", "sentence": "t."}],
                                                                               [])
+    assert two["lane"] == "lane-b" and "lane" not in three
     assert three["id"] == "b/three" and three["rules"] == [] and "interrupted" in three["reason"]
 
 
@@ -118,8 +121,8 @@ def test_a_crashed_worker_is_a_run_problem(controller, tmp_path):
 def test_the_workers_lines_are_tagged_with_their_lane_and_numbered(controller, capsys):
     controller.pytest_xdist_node_collection_finished(_node("gw0"), ["x::a", "x::b"])
     with open(f"/proc/{os.getpid()}/fd/{controller._write}", "w", buffering=1) as pipe:
-        for tag, text, start in (("A", "x/a  (FO-NEG-01)", True), ("B", "x/b  (FO-NEG-02)", True),
-                                 ("A", "       PASSED in 0.1 s", False)):
+        for tag, text, start in (("A", "x/a  (FO-NEG-01)", "x::a"), ("B", "x/b  (FO-NEG-02)", "x::b"),
+                                 ("A", "       PASSED in 0.1 s", None)):
             pipe.write(json.dumps({"tag": tag, "text": text, "start": start}) + "\n")
     _finish(controller)
     assert capsys.readouterr().out.splitlines() == ["[A] [ 1/2] x/a  (FO-NEG-01)", "[B] [ 2/2] x/b  (FO-NEG-02)",

@@ -108,8 +108,9 @@ class Worker:
     def of(config) -> Optional["Worker"]:
         return Worker(config) if hasattr(config, "workerinput") and "vnetct_short_id" in config.workerinput else None
 
-    def say(self, text: str, starts_case: bool = False) -> None:
-        record = {"tag": self.tag, "text": text[:_MAX_LINE], "start": starts_case}
+    def say(self, text: str, starting: Optional[str] = None) -> None:
+        """A line for the terminal; `starting`: the node id of the case it starts."""
+        record = {"tag": self.tag, "text": text[:_MAX_LINE], "start": starting}
         try:
             self._lines.write(json.dumps(record) + "\n")
         except (OSError, ValueError):  # the controller is gone: the line is not worth the case
@@ -142,6 +143,7 @@ class Controller:
         self.order: Dict[str, int] = {}
         self.catalogue: Dict[str, dict] = {}
         self.running: Dict[str, tuple] = {}
+        self.lane_of: Dict[str, str] = {}  # a started case's lane, as its worker said
         self.total = 0
         self.started = 0
         self.results.data["lanes"] = []
@@ -158,6 +160,7 @@ class Controller:
                     continue
                 text = record["text"]
                 if record.get("start"):
+                    self.lane_of[record["start"]] = f"lane-{record['tag'].lower()}"
                     self.started += 1
                     text = f"[{self.started:2d}/{self.total}] {text}"
                 sys.stdout.write(f"[{record['tag']}] {text}\n")
@@ -237,6 +240,9 @@ class Controller:
         finally:
             os.close(self._write)  # the relay ends when the last worker's end is closed too
             self._relay.join(timeout=10)
+            for case in self.results.cases:  # the interrupted cases' lanes: their workers' lines said them
+                if "lane" not in case and case["nodeid"] in self.lane_of:
+                    case["lane"] = self.lane_of[case["nodeid"]]
             known = len(self.order)
             self.results.data["cases"].sort(key=lambda case: self.order.get(case["nodeid"], known))
             self.results.write(finished=True)

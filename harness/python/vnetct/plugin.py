@@ -106,11 +106,12 @@ class RunState:
         if self.worker is None:
             self.results.write()
 
-    def progress(self, line: str, starts_case: bool = False) -> None:
+    def progress(self, line: str, starting: Optional[str] = None) -> None:
+        """A line for the terminal; `starting`: the node id of the case it starts."""
         if self.worker is not None:  # the controller prints it, tagged with the lane
-            self.worker.say(line, starts_case)
+            self.worker.say(line, starting)
             return
-        if starts_case:
+        if starting:
             line = f"[{self.done:2d}/{self.total}] {line}"
         # Looked up on use: the terminal reporter registers after our configure hook.
         # Capture is suspended around the write, as pytest's live logging does,
@@ -259,7 +260,7 @@ def pytest_runtest_setup(item):
     if _state is None:
         return
     rules = ", ".join(rule["id"] for rule in item.vnetct_rules)
-    _state.progress(f"{item.vnetct_id}  ({rules})", starts_case=True)
+    _state.progress(f"{item.vnetct_id}  ({rules})", starting=item.vnetct_nodeid)
     _state.phases[item.nodeid] = {"item": item, "started": now_iso(), "t0": time.monotonic(), "reports": []}
     _arm_case_timeout(item)
     for marker in item.iter_markers("needs"):

@@ -46,6 +46,9 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_SETUP = 3
 EXIT_INTERRUPTED = 130
+# One lane more than cores: the lanes spend much of their time waiting on guests
+# (hotplug, unplug and cancel timers); measured on 2 cores: -j2 181 s, -j3 129 s, -j4 124 s.
+DEFAULT_JOBS = min(3, (os.cpu_count() or 1) + 1)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,11 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", type=Path, default=paths.OUT,
                      help="results root; each run gets <DIR>/<run-id> (default: %(default)s)")
     run.add_argument("--no-setup", action="store_true", help="skip apt/build/image steps (they must be done)")
-    # One lane more than cores: the lanes spend much of their time waiting on guests
-    # (hotplug, unplug and cancel timers); measured on 2 cores: -j2 181 s, -j3 129 s, -j4 124 s.
-    run.add_argument("-j", "--jobs", type=int, default=min(3, (os.cpu_count() or 1) + 1), metavar="N",
-                     help="run the cases in N parallel lanes, pytest-xdist workers (default: %(default)s; "
-                          "1 = one after another, without xdist)")
+    run.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                     help="run the cases in N parallel lanes, pytest-xdist workers (default: %d with guests, 1 for "
+                          "the in-process reference profile; 1 = one after another, without xdist)" % DEFAULT_JOBS)
     run.add_argument("--repeat", type=int, default=1, metavar="N",
                      help="run N times and report every case whose outcome changed (repeat.json)")
     run.add_argument("--fault", metavar="NAME", default=None,
@@ -156,6 +157,8 @@ def command_run(args) -> int:
     except KeyError as error:
         print(f"vnetct: {error.args[0]}", file=sys.stderr)
         return EXIT_USAGE
+    if args.jobs is None:  # an in-process profile's cases take milliseconds: workers would only cost their start
+        args.jobs = DEFAULT_JOBS if profile.boots_guests else 1
     if args.jobs < 1:
         print(f"vnetct: --jobs {args.jobs}: must be at least 1", file=sys.stderr)
         return EXIT_USAGE

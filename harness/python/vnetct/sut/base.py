@@ -47,6 +47,7 @@ class Profile:
     takes_mutations: bool = False    # --mutation
     takes_host_config: bool = False  # --host-config FILE (required then)
     one_lane: bool = False           # its cases cannot run in parallel lanes
+    boots_guests: bool = True        # its cases wait on guests: parallel lanes by default (vnetct run -j)
     gives_figures: bool = True       # its runs measure (a datapath): vnetct certify takes it
 
     def usage_error(self, mutations: List[str], host_config: Optional[Path]) -> Optional[str]:
@@ -70,7 +71,7 @@ PROFILES: Dict[str, Profile] = {profile.name: profile for profile in (
     Profile("reference", "the reference failover model as the host and a simulated guest, in process: the "
                          "harness's self-test (no VM, no datapath); --mutation breaks the model on purpose",
             "vnetct.sut.reference", needs_guest_image=False, needs_qemu=False, takes_mutations=True,
-            gives_figures=False),
+            gives_figures=False, boots_guests=False),
     Profile("vf", "real QEMU with a real SR-IOV VF (vfio-pci) as the failover primary, set up from "
                   "--host-config FILE (harness/HOST-PROFILE.md) and put back at the end",
             "vnetct.sut.vf", takes_host_config=True, one_lane=True),
