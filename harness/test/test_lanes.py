@@ -150,6 +150,8 @@ def test_cases_sharing_a_session_vm_get_one_xdist_group():
     assert [(mark.name, mark.args) for mark in shared.marks] == [("xdist_group", ("failover_pair",))]
     assert alone.marks == []
     assert lanes.plain_nodeid("cases/a.py::one@failover_pair") == "cases/a.py::one"
+    assert lanes.plain_nodeid("cases/a.py::one[x@y]@failover_pair+other") == "cases/a.py::one[x@y]"
+    assert lanes.plain_nodeid("cases/a.py::one[x@y]") == "cases/a.py::one[x@y]"
 
 
 def _reference_run(out: Path, *args):

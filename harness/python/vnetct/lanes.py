@@ -86,10 +86,10 @@ def group_shared(items) -> None:
 
 
 def plain_nodeid(nodeid: str) -> str:
-    """A node id without the `@group` suffix xdist's loadgroup appends."""
-    for name in SHARED_FIXTURES:
-        nodeid = nodeid.removesuffix(f"@{name}")
-    return nodeid
+    """A node id without the `@group` suffix xdist's loadgroup appends (an
+    `@` inside a parameter id, `[a@b]`, stays)."""
+    head, at, group = nodeid.rpartition("@")
+    return head if at and "::" in head and "]" not in group else nodeid
 
 
 class Worker:
