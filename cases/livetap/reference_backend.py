@@ -111,7 +111,9 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
     blackouts = [h.blackout_us for h in hops]
     achieved = sum(r["overall"]["rate_achieved_pps"] for r in reports)
     case.save_json("traffic.json", traffic.record(phases, reports))
-    case.save_json("handoff.json", {"hops": [{**dataclasses.asdict(h), "blackout_us": h.blackout_us} for h in hops], "flows": rows, "link_before": before.to_json(),
+    case.save_json("handoff.json", {"hops": [{**dataclasses.asdict(h), "blackout_us": h.blackout_us,
+                                              "breakdown_us": h.breakdown_us()} for h in hops],
+                                    "flows": rows, "link_before": before.to_json(),
                                     "link_after": after.to_json(), "echo_gaps_us": gaps,
                                     "readers": [c.raw for c in holders_counters]})
     case.metric("rate_asked", rate, "pps")

@@ -5,7 +5,6 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include "vnetct/livetap/channel.hpp"
+#include "vnetct/livetap/handoff_stamps.hpp"
 
 namespace vnetct::livetap {
 namespace {
@@ -71,12 +71,6 @@ LivetapResult<UniqueFd> connect_to(const std::string& path) {
 }
 
 std::string seq_text(const std::optional<std::uint32_t>& seq) { return seq ? std::to_string(*seq) : "-"; }
-
-std::int64_t monotonic_ns() {
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
-}
 
 std::string times(std::int64_t stopped_ns, std::int64_t resumed_ns, const char* resumed_name = "resumed_reading_ns") {
     return " stopped_reading_ns=" + std::to_string(stopped_ns) + " " + resumed_name + "=" + std::to_string(resumed_ns);
@@ -135,6 +129,8 @@ class ServedTap {
         return monotonic_ns();
     }
     GuestNicCounters counters() const { return m_nic ? merge(m_before, m_nic->counters()) : m_before; }
+    // The reader now running, if any.
+    const GuestNic* reader() const { return m_nic.get(); }
     OpenedTap& tap() { return m_tap; }
 
     // TUNSETQUEUE on every queue: detach them all (the kernel purges what
@@ -267,11 +263,16 @@ int serve_commands(ServedTap& side, const TransferSwitches& switches, int contro
                 say(control_out, hand_off_nothing(target, config));
                 continue;
             }
+            HandOffStamps stamps;
+            stamps.mark("command");
             const std::int64_t stopped_ns = side.stop_reading();  // LT-XFER-02: not one read after this
+            stamps.mark("stopped", stopped_ns);
             const auto fds = raw_fds(side.tap().queues);
             auto channel = connect_to(target.path);
+            stamps.mark("connected");
             LivetapResult<void> offered = channel ? offer_backend(channel->get(), side.tap().state, fds,
-                                                                  std::chrono::steady_clock::now() + kHandOffBound)
+                                                                  std::chrono::steady_clock::now() + kHandOffBound,
+                                                                  &stamps)
                                                   : tl::unexpected(channel.error());
             if (offered) {
                 const std::int64_t committed_ns = monotonic_ns();
@@ -281,7 +282,8 @@ int serve_commands(ServedTap& side, const TransferSwitches& switches, int contro
                     side.stop_reading();
                 }
                 side.tap().queues.clear();
-                say(control_out, "committed " + describe(reported) + times(stopped_ns, committed_ns, "committed_ns"));
+                say(control_out, "committed " + describe(reported) + times(stopped_ns, committed_ns, "committed_ns") +
+                                     " stamps=" + stamps.describe());
                 return 0;
             }
             // LT-XFER-04: the queues are still ours; serve them again.
@@ -359,12 +361,14 @@ int run_target(const TargetOptions& options, int control_in, int control_out) {
     say(control_out, "listening " + options.listen_path + " uid=" + std::to_string(geteuid()) +
                          " cap_eff=" + effective_capabilities());
     UniqueFd channel(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    HandOffStamps stamps;
+    stamps.mark("accepted");
     unlink(options.listen_path.c_str());
     if (!channel.valid()) {
         say(control_out, std::string("failed accept: ") + std::strerror(errno));
         return 1;
     }
-    auto incoming = receive_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound);
+    auto incoming = receive_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound, &stamps);
     if (!incoming) {
         say(control_out, "failed " + incoming.error().message());
         return 1;
@@ -373,7 +377,8 @@ int run_target(const TargetOptions& options, int control_in, int control_out) {
         say(control_out, "offered " + describe(incoming->state));
         std::this_thread::sleep_for(std::chrono::milliseconds(options.hold_offer_ms));
     }
-    if (auto accepted = accept_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound); !accepted) {
+    if (auto accepted = accept_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound, &stamps);
+        !accepted) {
         say(control_out, "failed " + accepted.error().message());
         return 1;
     }
@@ -393,7 +398,9 @@ int run_target(const TargetOptions& options, int control_in, int control_out) {
         return 1;
     }
     const std::int64_t serving_ns = monotonic_ns();
-    say(control_out, "serving " + state + " serving_ns=" + std::to_string(serving_ns));
+    stamps.mark("nic_spawned", side.reader()->spawned_ns());
+    stamps.mark("reader_polling", side.reader()->polling_ns());
+    say(control_out, "serving " + state + " serving_ns=" + std::to_string(serving_ns) + " stamps=" + stamps.describe());
     // It serves as the source did, and may hand the queues on in turn.
     return serve_commands(side, options.transfer, control_in, control_out, " serving_ns=" + std::to_string(serving_ns));
 }

@@ -171,7 +171,7 @@ LivetapResult<Message> receive_message(int channel, Deadline deadline) {
 }
 
 LivetapResult<void> offer_backend(int channel, const TapState& state, std::span<const int> queue_fds,
-                                  Deadline deadline) {
+                                  Deadline deadline, HandOffStamps* stamps) {
     if (auto local = check_local_channel(channel); !local) {
         return local;
     }
@@ -192,10 +192,12 @@ LivetapResult<void> offer_backend(int channel, const TapState& state, std::span<
     if (auto sent = send_message(channel, MessageType::Offer, *payload, queue_fds, deadline); !sent) {
         return give_up(sent.error());
     }
+    mark(stamps, "offer_sent");
     auto reply = receive_message(channel, deadline);
     if (!reply) {
         return give_up(reply.error());
     }
+    mark(stamps, "accept_received");
     if (reply->frame.type == MessageType::Reject) {
         auto rejection = decode_rejection(reply->frame.payload);
         if (!rejection) {
@@ -210,6 +212,7 @@ LivetapResult<void> offer_backend(int channel, const TapState& state, std::span<
     if (auto committed = send_message(channel, MessageType::Commit, {}, {}, deadline); !committed) {
         return give_up(committed.error());
     }
+    mark(stamps, "commit_sent");
     return {};
 }
 
@@ -222,7 +225,7 @@ LivetapResult<void> reject_offer(int channel, const Rejection& rejection, Deadli
     return send_message(channel, MessageType::Reject, encode_rejection(rejection), {}, deadline);
 }
 
-LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline) {
+LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline, HandOffStamps* stamps) {
     auto refuse = [&](LivetapError error) -> LivetapResult<IncomingBackend> {
         if (error.code != LivetapErrc::PeerClosed && error.code != LivetapErrc::Timeout) {
             (void)reject_offer(channel, Rejection{error.code, error.detail}, deadline);
@@ -236,6 +239,7 @@ LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline) {
     if (!message) {
         return refuse(message.error());
     }
+    mark(stamps, "offer_received");
     if (message->frame.type == MessageType::NoBackend && message->fds.empty()) {
         // LT-CFG-03: the migration goes on without fds; the source awaits no reply.
         const auto& why = message->frame.payload;
@@ -254,20 +258,22 @@ LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline) {
                                    "the state has " + std::to_string(state->queue_count) + " queues, " +
                                        std::to_string(message->fds.size()) + " fds arrived"});
     }
-    if (auto valid = validate_tap_state(*state, raw_fds(message->fds)); !valid) {
+    if (auto valid = validate_tap_state(*state, raw_fds(message->fds), stamps); !valid) {
         return refuse(valid.error());
     }
     return IncomingBackend{std::move(*state), std::move(message->fds)};
 }
 
-LivetapResult<void> accept_offer(int channel, Deadline deadline) {
+LivetapResult<void> accept_offer(int channel, Deadline deadline, HandOffStamps* stamps) {
     if (auto sent = send_message(channel, MessageType::Accept, {}, {}, deadline); !sent) {
         return sent;
     }
+    mark(stamps, "accept_sent");
     auto commit = receive_message(channel, deadline);
     if (!commit) {
         return tl::unexpected(commit.error());
     }
+    mark(stamps, "commit_received");
     if (commit->frame.type != MessageType::Commit || !commit->frame.payload.empty() || !commit->fds.empty()) {
         return tl::unexpected(unexpected_message(commit->frame, "Commit"));
     }

@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <future>
 #include <mutex>
+
+#include "vnetct/livetap/handoff_stamps.hpp"
 
 namespace vnetct::livetap {
 namespace {
@@ -153,7 +156,15 @@ LivetapResult<std::unique_ptr<GuestNic>> GuestNic::start(std::span<const int> qu
     }
     std::unique_ptr<GuestNic> nic(new GuestNic({queue_fds.begin(), queue_fds.end()}, vnet_hdr_size, identity,
                                                std::move(wake)));
-    nic->m_thread = std::thread([raw = nic.get()] { raw->run(); });
+    std::promise<void> polling;
+    auto armed = polling.get_future();
+    nic->m_thread = std::thread([raw = nic.get(), &polling] { raw->run(&polling); });
+    nic->m_spawned_ns = monotonic_ns();
+    if (armed.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+        // Not a leak: the thread still holds the promise; stop() below joins it.
+        nic->stop();
+        return fail(LivetapErrc::Timeout, "the reader thread did not start polling within 5 s");
+    }
     return nic;
 }
 
@@ -181,7 +192,7 @@ GuestNicCounters GuestNic::counters() const {
     return m_shared->counters;
 }
 
-void GuestNic::run() {
+void GuestNic::run(std::promise<void>* polling) {
     std::vector<pollfd> entries;
     for (int fd : m_fds) {
         // A file status flag of the open queue (shared with every holder of
@@ -195,6 +206,8 @@ void GuestNic::run() {
     entries.push_back({m_wake.get(), POLLIN, 0});
     const auto header = static_cast<std::size_t>(m_vnet_hdr_size);
     std::vector<std::uint8_t> buffer(header + 65536);
+    m_polling_ns = monotonic_ns();
+    polling->set_value();
     for (;;) {
         if (poll(entries.data(), entries.size(), -1) < 0) {
             if (errno == EINTR) {

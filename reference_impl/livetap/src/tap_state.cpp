@@ -209,7 +209,8 @@ LivetapResult<TapState> capture_tap_state(std::span<const int> queue_fds, std::u
     return state;
 }
 
-LivetapResult<void> validate_tap_state(const TapState& state, std::span<const int> queue_fds) {
+LivetapResult<void> validate_tap_state(const TapState& state, std::span<const int> queue_fds,
+                                       HandOffStamps* stamps) {
     if (queue_fds.size() != state.queue_count) {
         return fail(LivetapErrc::FdCountMismatch, "the state has " + std::to_string(state.queue_count) +
                                                       " queues, " + std::to_string(queue_fds.size()) +
@@ -243,9 +244,11 @@ LivetapResult<void> validate_tap_state(const TapState& state, std::span<const in
             return fail(LivetapErrc::StateMismatch, field_mismatch("sndbuf", state.sndbuf, view->sndbuf, where));
         }
     }
+    mark(stamps, "queues_read");
     if (auto distinct = check_distinct(queue_fds); !distinct) {
         return distinct;
     }
+    mark(stamps, "distinct_checked");
     auto identity = read_identity(queue_fds[0], state.name);
     if (!identity) {
         return tl::unexpected(identity.error());
@@ -257,6 +260,7 @@ LivetapResult<void> validate_tap_state(const TapState& state, std::span<const in
         return fail(LivetapErrc::StateMismatch,
                     field_mismatch("netns", state.netns_inode, identity->netns_inode, "the device"));
     }
+    mark(stamps, "identity_checked");
     return {};
 }
 

@@ -23,6 +23,7 @@
 
 #include "vnetct/livetap/codec.hpp"
 #include "vnetct/livetap/errors.hpp"
+#include "vnetct/livetap/handoff_stamps.hpp"
 #include "vnetct/livetap/tap_state.hpp"
 #include "vnetct/livetap/unique_fd.hpp"
 
@@ -66,8 +67,9 @@ struct Message {
 // queues and resumes: Rejected (with the target's code and reason in the
 // detail), PeerClosed, Timeout (the channel is shut down so that a late Accept
 // cannot be acted on), or a send error.
+// `stamps` (if given) gets offer_sent, accept_received, commit_sent.
 [[nodiscard]] LivetapResult<void> offer_backend(int channel, const TapState& state, std::span<const int> queue_fds,
-                                                Deadline deadline);
+                                                Deadline deadline, HandOffStamps* stamps = nullptr);
 
 struct IncomingBackend {
     TapState state;
@@ -80,12 +82,15 @@ struct IncomingBackend {
 // carrying the code and reason (best effort), closes the fds and returns the
 // error. A NoBackend instead of the Offer is NoIncomingFds naming the
 // source's reason (LT-CFG-03), and nothing is sent back.
-[[nodiscard]] LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline);
+// `stamps` (if given) gets offer_received and validate_tap_state's.
+[[nodiscard]] LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline,
+                                                           HandOffStamps* stamps = nullptr);
 
 // The target's second half: Accept, then wait for the Commit. Only after it
 // returns may the target read the queues. PeerClosed/Timeout: the source did
 // not commit, so the target must drop (close) what it received.
-[[nodiscard]] LivetapResult<void> accept_offer(int channel, Deadline deadline);
+// `stamps` (if given) gets accept_sent, commit_received.
+[[nodiscard]] LivetapResult<void> accept_offer(int channel, Deadline deadline, HandOffStamps* stamps = nullptr);
 
 // The source's side of a migration that does not transfer the backend
 // (LT-CFG-01/04): NoBackend with `why`, no fd, and nothing is awaited back.

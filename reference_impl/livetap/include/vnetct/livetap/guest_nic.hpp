@@ -8,6 +8,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
@@ -64,8 +65,9 @@ struct GuestNicCounters {
 class GuestNic {
   public:
     // Starts a reader thread on `queue_fds` (borrowed: the caller keeps them
-    // open while the NIC runs). Frames carry a vnet header of
-    // `vnet_hdr_size` bytes (0: none); replies go out with a zeroed one.
+    // open while the NIC runs) and returns once it waits on them. Frames
+    // carry a vnet header of `vnet_hdr_size` bytes (0: none); replies go out
+    // with a zeroed one.
     [[nodiscard]] static LivetapResult<std::unique_ptr<GuestNic>> start(std::span<const int> queue_fds,
                                                                         int vnet_hdr_size, GuestIdentity identity);
     ~GuestNic();
@@ -77,10 +79,14 @@ class GuestNic {
     void stop();
     // A consistent snapshot (taken under the counters' lock).
     [[nodiscard]] GuestNicCounters counters() const;
+    // CLOCK_MONOTONIC ns: the thread was created; it was about to poll the
+    // queues for the first time (from here on it reads).
+    [[nodiscard]] std::int64_t spawned_ns() const { return m_spawned_ns; }
+    [[nodiscard]] std::int64_t polling_ns() const { return m_polling_ns; }
 
   private:
     GuestNic(std::vector<int> fds, int vnet_hdr_size, GuestIdentity identity, UniqueFd wake);
-    void run();
+    void run(std::promise<void>* polling);
 
     std::vector<int> m_fds;
     int m_vnet_hdr_size;
@@ -89,6 +95,8 @@ class GuestNic {
     struct Shared;
     std::unique_ptr<Shared> m_shared;
     std::thread m_thread;
+    std::int64_t m_spawned_ns = 0;
+    std::int64_t m_polling_ns = 0;  // written by the thread before start() returns
 };
 
 }  // namespace vnetct::livetap
