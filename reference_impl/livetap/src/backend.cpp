@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -107,9 +108,24 @@ class ServedTap {
         m_tap = std::move(*tap);
         return start_reading();
     }
-    LivetapResult<void> take(IncomingBackend incoming) {
-        m_tap = OpenedTap{std::move(incoming.queues), incoming.state};
-        return start_reading();
+    // The reader thread runs `arrival` (the target's side of a hand-off) and
+    // reads what it yields from then on (GuestNic::start_after).
+    LivetapResult<void> take_after(std::function<LivetapResult<IncomingBackend>()> arrival) {
+        auto nic = GuestNic::start_after(
+            [&]() -> LivetapResult<ReaderQueues> {
+                auto incoming = arrival();
+                if (!incoming) {
+                    return tl::unexpected(incoming.error());
+                }
+                m_tap = OpenedTap{std::move(incoming->queues), incoming->state};  // before start_after returns
+                return ReaderQueues{raw_fds(m_tap.queues), m_tap.state.vnet_hdr_size};
+            },
+            m_guest);
+        if (!nic) {
+            return tl::unexpected(nic.error());
+        }
+        m_nic = std::move(*nic);
+        return {};
     }
     LivetapResult<void> start_reading() {
         auto nic = GuestNic::start(raw_fds(m_tap.queues), m_tap.state.vnet_hdr_size, m_guest);
@@ -265,15 +281,19 @@ int serve_commands(ServedTap& side, const TransferSwitches& switches, int contro
             }
             HandOffStamps stamps;
             stamps.mark("command");
+            // Connected while still reading: the target wakes up for the
+            // connection outside the blackout (no fd travels yet).
+            auto channel = connect_to(target.path);
+            stamps.mark("connected");
+            if (!channel) {
+                say(control_out, "resumed " + channel.error().message());  // it never stopped reading
+                continue;
+            }
             const std::int64_t stopped_ns = side.stop_reading();  // LT-XFER-02: not one read after this
             stamps.mark("stopped", stopped_ns);
             const auto fds = raw_fds(side.tap().queues);
-            auto channel = connect_to(target.path);
-            stamps.mark("connected");
-            LivetapResult<void> offered = channel ? offer_backend(channel->get(), side.tap().state, fds,
-                                                                  std::chrono::steady_clock::now() + kHandOffBound,
-                                                                  &stamps)
-                                                  : tl::unexpected(channel.error());
+            LivetapResult<void> offered = offer_backend(channel->get(), side.tap().state, fds,
+                                                        std::chrono::steady_clock::now() + kHandOffBound, &stamps);
             if (offered) {
                 const std::int64_t committed_ns = monotonic_ns();
                 const GuestNicCounters reported = side.counters();
@@ -368,38 +388,42 @@ int run_target(const TargetOptions& options, int control_in, int control_out) {
         say(control_out, std::string("failed accept: ") + std::strerror(errno));
         return 1;
     }
-    auto incoming = receive_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound, &stamps);
-    if (!incoming) {
-        say(control_out, "failed " + incoming.error().message());
-        return 1;
-    }
-    if (options.hold_offer_ms > 0) {
-        say(control_out, "offered " + describe(incoming->state));
-        std::this_thread::sleep_for(std::chrono::milliseconds(options.hold_offer_ms));
-    }
-    if (auto accepted = accept_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound, &stamps);
-        !accepted) {
-        say(control_out, "failed " + accepted.error().message());
-        return 1;
-    }
-    if (options.serve_delay_ms > 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(options.serve_delay_ms));
-    }
-    const std::string state = describe(incoming->state);
-    if (options.change_offloads && !incoming->queues.empty() &&  // the seeded bug: reconfigures, then lies
-        ioctl(incoming->queues.front().get(), TUNSETOFFLOAD,
-              (incoming->state.offloads & TUN_F_CSUM) != 0 ? 0UL : static_cast<unsigned long>(TUN_F_CSUM)) != 0) {
-        say(control_out, std::string("failed TUNSETOFFLOAD: ") + std::strerror(errno));
-        return 1;
-    }
+    // The reader thread takes the hand-off from the Offer on: it reads from
+    // the moment the Commit arrives, with no thread to create or wake then.
     ServedTap side(options.guest, std::nullopt);
-    if (auto served = side.take(std::move(*incoming)); !served) {
+    auto served = side.take_after([&]() -> LivetapResult<IncomingBackend> {
+        prepare_validation();  // before the source stops reading
+        auto incoming = receive_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound, &stamps);
+        if (!incoming) {
+            return incoming;
+        }
+        if (options.hold_offer_ms > 0) {
+            say(control_out, "offered " + describe(incoming->state));
+            std::this_thread::sleep_for(std::chrono::milliseconds(options.hold_offer_ms));
+        }
+        if (auto accepted = accept_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound, &stamps);
+            !accepted) {
+            return tl::unexpected(accepted.error());
+        }
+        if (options.serve_delay_ms > 0) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(options.serve_delay_ms));
+        }
+        if (options.change_offloads && !incoming->queues.empty() &&  // the seeded bug: reconfigures, then lies
+            ioctl(incoming->queues.front().get(), TUNSETOFFLOAD,
+                  (incoming->state.offloads & TUN_F_CSUM) != 0 ? 0UL : static_cast<unsigned long>(TUN_F_CSUM)) != 0) {
+            return fail(LivetapErrc::Io, std::string("TUNSETOFFLOAD: ") + std::strerror(errno));
+        }
+        return incoming;
+    });
+    if (!served) {
         say(control_out, "failed " + served.error().message());
         return 1;
     }
-    const std::int64_t serving_ns = monotonic_ns();
+    const std::string state = describe(side.tap().state);
+    // Serving from the moment its reader polls the queues.
+    const std::int64_t serving_ns = side.reader()->polling_ns();
     stamps.mark("nic_spawned", side.reader()->spawned_ns());
-    stamps.mark("reader_polling", side.reader()->polling_ns());
+    stamps.mark("reader_polling", serving_ns);
     say(control_out, "serving " + state + " serving_ns=" + std::to_string(serving_ns) + " stamps=" + stamps.describe());
     // It serves as the source did, and may hand the queues on in turn.
     return serve_commands(side, options.transfer, control_in, control_out, " serving_ns=" + std::to_string(serving_ns));

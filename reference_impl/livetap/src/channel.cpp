@@ -116,12 +116,18 @@ LivetapResult<void> send_message(int channel, MessageType type, std::span<const 
     return send_raw(channel, *bytes, fds, deadline);
 }
 
-LivetapResult<Message> receive_message(int channel, Deadline deadline) {
+LivetapResult<Message> receive_message(int channel, Deadline deadline, std::chrono::microseconds spin) {
     std::vector<std::uint8_t> buffer(max_message_bytes + 1);
     std::vector<std::uint8_t> control(CMSG_SPACE(sizeof(int) * max_message_fds));
+    const auto spin_until = std::min(deadline, std::chrono::steady_clock::now() + spin);
     for (;;) {
-        if (auto ready = wait_for(channel, POLLIN, deadline, "a hand-off message"); !ready) {
-            return tl::unexpected(ready.error());
+        // Spinning: try again at once (no sleep, no wake-up to wait for);
+        // past the spin, sleep in poll until the deadline.
+        const bool spinning = std::chrono::steady_clock::now() < spin_until;
+        if (!spinning) {
+            if (auto ready = wait_for(channel, POLLIN, deadline, "a hand-off message"); !ready) {
+                return tl::unexpected(ready.error());
+            }
         }
         iovec data{buffer.data(), buffer.size()};
         msghdr message{};
@@ -193,7 +199,7 @@ LivetapResult<void> offer_backend(int channel, const TapState& state, std::span<
         return give_up(sent.error());
     }
     mark(stamps, "offer_sent");
-    auto reply = receive_message(channel, deadline);
+    auto reply = receive_message(channel, deadline, handoff_spin);
     if (!reply) {
         return give_up(reply.error());
     }
@@ -235,7 +241,7 @@ LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline, Han
     if (auto local = check_local_channel(channel); !local) {
         return tl::unexpected(local.error());
     }
-    auto message = receive_message(channel, deadline);
+    auto message = receive_message(channel, deadline, handoff_spin);
     if (!message) {
         return refuse(message.error());
     }
@@ -269,7 +275,7 @@ LivetapResult<void> accept_offer(int channel, Deadline deadline, HandOffStamps* 
         return sent;
     }
     mark(stamps, "accept_sent");
-    auto commit = receive_message(channel, deadline);
+    auto commit = receive_message(channel, deadline, handoff_spin);
     if (!commit) {
         return tl::unexpected(commit.error());
     }

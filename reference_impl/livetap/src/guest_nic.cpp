@@ -22,6 +22,7 @@ constexpr std::uint16_t kEtherTypeArp = 0x0806;
 constexpr std::uint8_t kProtocolUdp = 17;
 constexpr std::uint32_t kStreamMagic = 0x564e4354;  // host_agent's stream_magic, "VNCT"
 constexpr int kBatch = 64;  // frames read per queue and wake-up
+constexpr int kMaxVnetHeader = 64;
 
 std::uint16_t be16(std::span<const std::uint8_t> bytes, std::size_t at) {
     return static_cast<std::uint16_t>(bytes[at] << 8 | bytes[at + 1]);
@@ -144,43 +145,57 @@ struct GuestNic::Shared {
     GuestNicCounters counters;
 };
 
+namespace {
+
+LivetapResult<void> check_queues(const ReaderQueues& queues) {
+    if (queues.fds.empty() || queues.vnet_hdr_size < 0 || queues.vnet_hdr_size > kMaxVnetHeader) {
+        return fail(LivetapErrc::InvalidArgument, std::to_string(queues.fds.size()) + " queues, vnet header of " +
+                                                      std::to_string(queues.vnet_hdr_size) + " bytes");
+    }
+    return {};
+}
+
+}  // namespace
+
 LivetapResult<std::unique_ptr<GuestNic>> GuestNic::start(std::span<const int> queue_fds, int vnet_hdr_size,
                                                          GuestIdentity identity) {
-    if (queue_fds.empty() || vnet_hdr_size < 0 || vnet_hdr_size > 64) {
-        return fail(LivetapErrc::InvalidArgument, std::to_string(queue_fds.size()) + " queues, vnet header of " +
-                                                      std::to_string(vnet_hdr_size) + " bytes");
+    ReaderQueues queues{{queue_fds.begin(), queue_fds.end()}, vnet_hdr_size};
+    if (auto valid = check_queues(queues); !valid) {
+        return tl::unexpected(valid.error());
     }
+    return start_after([queues] { return LivetapResult<ReaderQueues>(queues); }, identity);
+}
+
+LivetapResult<std::unique_ptr<GuestNic>> GuestNic::start_after(Arrival arrival, GuestIdentity identity) {
     UniqueFd wake(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!wake.valid()) {
         return fail(LivetapErrc::Io, std::string("eventfd: ") + std::strerror(errno));
     }
-    std::unique_ptr<GuestNic> nic(new GuestNic({queue_fds.begin(), queue_fds.end()}, vnet_hdr_size, identity,
-                                               std::move(wake)));
-    std::promise<void> polling;
+    std::unique_ptr<GuestNic> nic(new GuestNic(identity, std::move(wake)));
+    std::promise<LivetapResult<void>> polling;
     auto armed = polling.get_future();
-    nic->m_thread = std::thread([raw = nic.get(), &polling] { raw->run(&polling); });
+    nic->m_thread = std::thread([raw = nic.get(), &polling, arrival = std::move(arrival)] {
+        raw->run(arrival, polling);
+    });
     nic->m_spawned_ns = monotonic_ns();
-    if (armed.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
-        // Not a leak: the thread still holds the promise; stop() below joins it.
-        nic->stop();
-        return fail(LivetapErrc::Timeout, "the reader thread did not start polling within 5 s");
+    // Bounded by `arrival`'s own deadlines: the thread sets the promise once
+    // it returned, before it polls.
+    auto started = armed.get();
+    if (!started) {
+        nic->m_thread.join();  // it ended without reading
+        return tl::unexpected(started.error());
     }
     return nic;
 }
 
-GuestNic::GuestNic(std::vector<int> fds, int vnet_hdr_size, GuestIdentity identity, UniqueFd wake)
-    : m_fds(std::move(fds)),
-      m_vnet_hdr_size(vnet_hdr_size),
-      m_identity(identity),
-      m_wake(std::move(wake)),
-      m_shared(std::make_unique<Shared>()) {
-    m_shared->counters.frames_per_queue.assign(m_fds.size(), 0);
-}
+GuestNic::GuestNic(GuestIdentity identity, UniqueFd wake)
+    : m_identity(identity), m_wake(std::move(wake)), m_shared(std::make_unique<Shared>()) {}
 
 GuestNic::~GuestNic() { stop(); }
 
 void GuestNic::stop() {
     if (m_thread.joinable()) {
+        m_stopping.store(true, std::memory_order_relaxed);  // the join orders it with the reads
         const std::uint64_t one = 1;
         (void)!write(m_wake.get(), &one, sizeof one);
         m_thread.join();
@@ -192,7 +207,27 @@ GuestNicCounters GuestNic::counters() const {
     return m_shared->counters;
 }
 
-void GuestNic::run(std::promise<void>* polling) {
+void GuestNic::run(const Arrival& arrival, std::promise<LivetapResult<void>>& polling) {
+    // Allocated and touched before the arrival: a new thread's first large
+    // allocation makes its malloc arena, and the pages fault in when zeroed,
+    // ~100 us that would fall between a hand-off's Commit and the first read.
+    std::vector<std::uint8_t> buffer(kMaxVnetHeader + 65536);
+    auto queues = arrival();
+    if (queues) {
+        if (auto valid = check_queues(*queues); !valid) {
+            queues = tl::unexpected(valid.error());
+        }
+    }
+    if (!queues) {
+        polling.set_value(tl::unexpected(queues.error()));
+        return;
+    }
+    m_fds = std::move(queues->fds);
+    m_vnet_hdr_size = queues->vnet_hdr_size;
+    {
+        std::lock_guard lock(m_shared->mutex);
+        m_shared->counters.frames_per_queue.assign(m_fds.size(), 0);
+    }
     std::vector<pollfd> entries;
     for (int fd : m_fds) {
         // A file status flag of the open queue (shared with every holder of
@@ -205,9 +240,8 @@ void GuestNic::run(std::promise<void>* polling) {
     }
     entries.push_back({m_wake.get(), POLLIN, 0});
     const auto header = static_cast<std::size_t>(m_vnet_hdr_size);
-    std::vector<std::uint8_t> buffer(header + 65536);
     m_polling_ns = monotonic_ns();
-    polling->set_value();
+    polling.set_value({});
     for (;;) {
         if (poll(entries.data(), entries.size(), -1) < 0) {
             if (errno == EINTR) {
@@ -223,8 +257,13 @@ void GuestNic::run(std::promise<void>* polling) {
                 continue;
             }
           // Drain up to a batch per wake-up (the queues are non-blocking): one
-          // poll per batch, not per frame. The stop check above comes first.
+          // poll per batch, not per frame. The stop checks come first: the
+          // eventfd above, the flag before every read (a stop waits for one
+          // frame at most, not for a batch per queue).
           for (int batch = 0; batch < kBatch; ++batch) {
+            if (m_stopping.load(std::memory_order_relaxed)) {
+                return;
+            }
             const ssize_t size = read(m_fds[queue], buffer.data(), buffer.size());
             if (size < 0) {
                 break;  // EAGAIN: drained (or an error poll will report again)

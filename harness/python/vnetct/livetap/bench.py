@@ -114,6 +114,14 @@ def parse_stamps(line: str) -> Dict[str, int]:
     return {} if text == "-" else {name: int(ns) for name, ns in (entry.split(":") for entry in text.split(","))}
 
 
+# The steps of a hand-off inside its blackout, in the protocol's order (the
+# stamps of backend.hpp's committed/serving lines). A message's arrival marks
+# its step, not its sending: the sender may be descheduled between its send
+# and its stamp while the receiver already goes on.
+BLACKOUT_STEPS = ("offer_sent", "offer_received", "queues_read", "distinct_checked", "identity_checked",
+                  "accept_received", "commit_received", "nic_spawned", "reader_polling")
+
+
 @dataclass(frozen=True)
 class Committed:
     """The holder's side of a hand-off: it stopped reading and committed."""
@@ -138,15 +146,14 @@ class HandOff:
         return round((self.serving_ns - self.stopped_reading_ns) / 1e3, 1)
 
     def breakdown_us(self) -> List[Tuple[str, float]]:
-        """The blackout split at every step stamped inside it, in time order:
-        ("step before -> step", us) from the source's stop to the target's
-        serving."""
-        inside = sorted((ns, name) for name, ns in self.stamps.items()
-                        if self.stopped_reading_ns <= ns <= self.serving_ns)
-        points = [(self.stopped_reading_ns, "stopped")] + [p for p in inside if p[1] != "stopped"]
-        if points[-1][0] != self.serving_ns:
-            points.append((self.serving_ns, "serving"))
-        return [(f"{a[1]} -> {b[1]}", round((b[0] - a[0]) / 1e3, 1)) for a, b in zip(points, points[1:])]
+        """The blackout split at the steps stamped inside it, in the
+        protocol's order (BLACKOUT_STEPS): ("step -> next step", us) from the
+        source's stop to the target's serving; they add up to blackout_us."""
+        points = [("stopped", self.stopped_reading_ns)]
+        points += [(name, self.stamps[name]) for name in BLACKOUT_STEPS
+                   if name in self.stamps and self.stopped_reading_ns < self.stamps[name] < self.serving_ns]
+        points.append(("serving", self.serving_ns))
+        return [(f"{a} -> {b}", round((b_ns - a_ns) / 1e3, 1)) for (a, a_ns), (b, b_ns) in zip(points, points[1:])]
 
     def phases(self, started_ns: int, label: str = "handoff") -> List[Tuple[str, int]]:
         """The traffic phases around this hand-off: before, the hand-off, after."""

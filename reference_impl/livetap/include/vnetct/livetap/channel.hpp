@@ -55,11 +55,19 @@ struct Message {
 [[nodiscard]] LivetapResult<void> send_raw(int channel, std::span<const std::uint8_t> bytes,
                                            std::span<const int> fds, Deadline deadline);
 
+// The hand-off's own waits (the Offer once connected, the Accept, the Commit)
+// spin this long before they sleep: each is expected within tens of us, and
+// a process asleep in poll on a busy host wakes up hundreds of us late, all of
+// it in the blackout. A hand-off takes at most three such spins.
+inline constexpr std::chrono::microseconds handoff_spin{2000};
+
 // The next message. Fds that arrive are always owned by the result or closed,
 // whatever goes wrong. Timeout, PeerClosed, Oversized (MSG_TRUNC: more than
 // max_message_bytes), FdCountMismatch (MSG_CTRUNC: more than max_message_fds
-// fds), or the decode_frame errors.
-[[nodiscard]] LivetapResult<Message> receive_message(int channel, Deadline deadline);
+// fds), or the decode_frame errors. For `spin` it tries without sleeping
+// (busy), then sleeps in poll until the deadline.
+[[nodiscard]] LivetapResult<Message> receive_message(int channel, Deadline deadline,
+                                                     std::chrono::microseconds spin = {});
 
 // The source's side, called after it stopped reading the queues. On success
 // the hand-off is committed: the fds are the target's and the caller closes

@@ -54,6 +54,13 @@ struct TapState {
 [[nodiscard]] LivetapResult<void> validate_tap_state(const TapState& state, std::span<const int> queue_fds,
                                                      HandOffStamps* stamps = nullptr);
 
+// Opens what validate_tap_state keeps for the calling thread (its network
+// namespace, to return to after a look into the device's), so that its first
+// validation does not pay for it: call it on the thread that will validate,
+// before the hand-off. Optional. A thread that validates must not move to
+// another network namespace afterwards.
+void prepare_validation();
+
 // What the source (the only side that ever opens /dev/net/tun) creates.
 struct TapSpec {
     std::string netns;  // name under /run/netns; empty: the caller's namespace
