@@ -136,6 +136,14 @@ class ServedTap {
         return {};
     }
     // Not one read after this returns (LT-XFER-02); the time it returned.
+    // The reader is halted, not yet joined: stop_reading() joins it.
+    std::int64_t halt_reading() {
+        if (m_nic) {
+            m_nic->halt();
+        }
+        return monotonic_ns();
+    }
+    // Not one read after this returns (LT-XFER-02); the time it returned.
     std::int64_t stop_reading() {
         if (m_nic) {
             m_nic->stop();
@@ -281,19 +289,22 @@ int serve_commands(ServedTap& side, const TransferSwitches& switches, int contro
             }
             HandOffStamps stamps;
             stamps.mark("command");
-            // Connected while still reading: the target wakes up for the
-            // connection outside the blackout (no fd travels yet).
+            // Connected while still reading, and the target said Ready: its
+            // wake-up for the connection is outside the blackout.
             auto channel = connect_to(target.path);
-            stamps.mark("connected");
-            if (!channel) {
-                say(control_out, "resumed " + channel.error().message());  // it never stopped reading
+            auto ready = channel ? await_ready(channel->get(), std::chrono::steady_clock::now() + kHandOffBound)
+                                 : LivetapResult<void>(tl::unexpected(channel.error()));
+            stamps.mark("target_ready");
+            if (!ready) {
+                say(control_out, "resumed " + ready.error().message());  // it never stopped reading
                 continue;
             }
-            const std::int64_t stopped_ns = side.stop_reading();  // LT-XFER-02: not one read after this
+            const std::int64_t stopped_ns = side.halt_reading();  // LT-XFER-02: not one read after this
             stamps.mark("stopped", stopped_ns);
             const auto fds = raw_fds(side.tap().queues);
             LivetapResult<void> offered = offer_backend(channel->get(), side.tap().state, fds,
                                                         std::chrono::steady_clock::now() + kHandOffBound, &stamps);
+            side.stop_reading();  // joins the halted reader, out of the blackout
             if (offered) {
                 const std::int64_t committed_ns = monotonic_ns();
                 const GuestNicCounters reported = side.counters();
@@ -393,6 +404,7 @@ int run_target(const TargetOptions& options, int control_in, int control_out) {
     ServedTap side(options.guest, std::nullopt);
     auto served = side.take_after([&]() -> LivetapResult<IncomingBackend> {
         prepare_validation();  // before the source stops reading
+        announce_ready(channel.get(), std::chrono::steady_clock::now() + kHandOffBound);
         auto incoming = receive_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound, &stamps);
         if (!incoming) {
             return incoming;

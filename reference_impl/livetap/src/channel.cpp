@@ -1,6 +1,7 @@
 #include "vnetct/livetap/channel.hpp"
 
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -137,6 +138,13 @@ LivetapResult<Message> receive_message(int channel, Deadline deadline, std::chro
         message.msg_controllen = control.size();
         const ssize_t size = recvmsg(channel, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         if (size < 0) {
+            if (errno == EAGAIN && spinning) {
+                // The peer is woken onto the waker's CPU (a unix socket's
+                // wake-up is synchronous): a spin that held the CPU would keep
+                // the very answer it waits for from running.
+                sched_yield();
+                continue;
+            }
             if (errno == EAGAIN || errno == EINTR) {
                 continue;
             }
@@ -219,6 +227,21 @@ LivetapResult<void> offer_backend(int channel, const TapState& state, std::span<
         return give_up(committed.error());
     }
     mark(stamps, "commit_sent");
+    return {};
+}
+
+void announce_ready(int channel, Deadline deadline) {
+    (void)send_message(channel, MessageType::Ready, {}, {}, deadline);
+}
+
+LivetapResult<void> await_ready(int channel, Deadline deadline) {
+    auto ready = receive_message(channel, deadline, handoff_spin);
+    if (!ready) {
+        return tl::unexpected(ready.error());
+    }
+    if (ready->frame.type != MessageType::Ready || !ready->frame.payload.empty() || !ready->fds.empty()) {
+        return tl::unexpected(unexpected_message(ready->frame, "Ready"));
+    }
     return {};
 }
 

@@ -141,8 +141,9 @@ std::optional<std::uint32_t> stream_seq(std::span<const std::uint8_t> frame) {
 }
 
 struct GuestNic::Shared {
-    mutable std::mutex mutex;
+    mutable std::mutex mutex;  // held while a frame is read, answered and counted
     GuestNicCounters counters;
+    bool halted = false;  // halt(): no read begins after it
 };
 
 namespace {
@@ -193,9 +194,14 @@ GuestNic::GuestNic(GuestIdentity identity, UniqueFd wake)
 
 GuestNic::~GuestNic() { stop(); }
 
+void GuestNic::halt() {
+    std::lock_guard lock(m_shared->mutex);
+    m_shared->halted = true;
+}
+
 void GuestNic::stop() {
     if (m_thread.joinable()) {
-        m_stopping.store(true, std::memory_order_relaxed);  // the join orders it with the reads
+        halt();
         const std::uint64_t one = 1;
         (void)!write(m_wake.get(), &one, sizeof one);
         m_thread.join();
@@ -258,10 +264,11 @@ void GuestNic::run(const Arrival& arrival, std::promise<LivetapResult<void>>& po
             }
           // Drain up to a batch per wake-up (the queues are non-blocking): one
           // poll per batch, not per frame. The stop checks come first: the
-          // eventfd above, the flag before every read (a stop waits for one
-          // frame at most, not for a batch per queue).
+          // eventfd above, and before every read the halt, under the lock that
+          // halt() takes (a frame is read, answered and counted under it).
           for (int batch = 0; batch < kBatch; ++batch) {
-            if (m_stopping.load(std::memory_order_relaxed)) {
+            std::lock_guard lock(m_shared->mutex);
+            if (m_shared->halted) {
                 return;
             }
             const ssize_t size = read(m_fds[queue], buffer.data(), buffer.size());
@@ -279,7 +286,6 @@ void GuestNic::run(const Arrival& arrival, std::promise<LivetapResult<void>>& po
                 reply->insert(reply->begin(), header, 0);
                 written = write(m_fds[queue], reply->data(), reply->size()) == static_cast<ssize_t>(reply->size());
             }
-            std::lock_guard lock(m_shared->mutex);
             auto& counters = m_shared->counters;
             ++counters.frames;
             ++counters.frames_per_queue[queue];

@@ -7,7 +7,7 @@
 //           then answers one line per command:
 //             "handoff <channel>" (<channel>: "unix:<path>", a bare path, or
 //               "tcp:<host>:<port>"): with both transfer switches on and a unix
-//               channel (LT-CFG-01/04) it connects, stops reading, offers
+//               channel (LT-CFG-01/04) it connects, waits for Ready, stops reading, offers
 //               every queue with the state. "committed <counters>
 //               stopped_reading_ns=<t> committed_ns=<t>" (and returns 0) or
 //               "resumed <error>" (it serves again and waits for the next line).

@@ -3,6 +3,8 @@
 // hand-off protocol on it:
 //
 //   source                                   target
+//   connect                        ------->  accept
+//                                  <-------  Ready (awake, waits for the Offer)
 //   stop reading the queues (LT-XFER-02)
 //   Offer(state) + every queue fd  ------->  decode, count fds, validate (LT-STATE-02/03, LT-XFER-01)
 //                                  <-------  Accept | Reject(code, reason)
@@ -14,6 +16,11 @@
 // keeps its fds and resumes (LT-XFER-04), and a target that sees no Commit
 // drops what it received. The queues keep every frame that arrives meanwhile,
 // up to txqueuelen.
+//
+// The blackout runs from the stop to the target's first read. Ready keeps the
+// target's wake-up for the connection out of it, and every wait inside it
+// spins (handoff_spin) rather than sleeping: what is left is three messages,
+// the validation and no wake-up (stamped step by step: HandOffStamps).
 #pragma once
 
 #include <chrono>
@@ -99,6 +106,16 @@ struct IncomingBackend {
 // not commit, so the target must drop (close) what it received.
 // `stamps` (if given) gets accept_sent, commit_received.
 [[nodiscard]] LivetapResult<void> accept_offer(int channel, Deadline deadline, HandOffStamps* stamps = nullptr);
+
+// The target's first message on a connection, sent before it waits for the
+// Offer: it is awake. Best effort: a source that announced NoBackend and left
+// is not an error here (receive_offer reports what it sent).
+void announce_ready(int channel, Deadline deadline);
+
+// The source's wait for Ready on a new connection, before it stops reading:
+// then the target's wake-up for the connection is behind them, not in the
+// blackout. PeerClosed, Timeout, or UnexpectedMessage.
+[[nodiscard]] LivetapResult<void> await_ready(int channel, Deadline deadline);
 
 // The source's side of a migration that does not transfer the backend
 // (LT-CFG-01/04): NoBackend with `why`, no fd, and nothing is awaited back.

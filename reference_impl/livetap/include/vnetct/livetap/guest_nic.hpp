@@ -91,8 +91,11 @@ class GuestNic {
     GuestNic(const GuestNic&) = delete;
     GuestNic& operator=(const GuestNic&) = delete;
 
-    // Stops reading; when it returns the thread is joined and no frame will
-    // be read again. Idempotent.
+    // No frame is read (nor answered) once it returns: a frame being read
+    // is finished first, and the thread waits, unjoined, on its queues until
+    // stop(). Takes no wake-up of the thread. Idempotent.
+    void halt();
+    // halt(), then the thread is woken and joined. Idempotent.
     void stop();
     // A consistent snapshot (taken under the counters' lock).
     [[nodiscard]] GuestNicCounters counters() const;
@@ -109,7 +112,6 @@ class GuestNic {
     int m_vnet_hdr_size = 0;
     GuestIdentity m_identity;
     UniqueFd m_wake;  // eventfd: stop()
-    std::atomic<bool> m_stopping{false};  // stop(), seen before every read
     struct Shared;
     std::unique_ptr<Shared> m_shared;
     std::thread m_thread;
