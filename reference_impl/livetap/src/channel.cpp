@@ -227,6 +227,10 @@ LivetapResult<void> offer_backend(int channel, const TapState& state, std::span<
         return give_up(committed.error());
     }
     mark(stamps, "commit_sent");
+    // The target was woken onto this CPU (a synchronous wake-up, which
+    // assumes the waker sleeps next); the source does not, so it steps aside
+    // once: the target's first read is the end of the blackout.
+    sched_yield();
     return {};
 }
 
