@@ -275,7 +275,7 @@ std::string hand_off_nothing(const HandOffChannel& channel, const TransferConfig
 // The command loop of a backend that serves its queues (the source from the
 // start, a target once it took them): see backend.hpp. Returns the exit code.
 int serve_commands(ServedTap& side, const TransferSwitches& switches, int control_in, int control_out,
-                   const std::string& stopped_suffix, int read_after_commit_ms = 0) {
+                   const std::string& stopped_suffix, int read_after_commit_ms = 0, bool stop_before_connect = false) {
     while (auto line = read_line(control_in)) {
         const auto space = line->find(' ');
         const std::string command = line->substr(0, space);
@@ -289,6 +289,9 @@ int serve_commands(ServedTap& side, const TransferSwitches& switches, int contro
             }
             HandOffStamps stamps;
             stamps.mark("command");
+            if (stop_before_connect) {  // the seeded fault: the target's wake-up lands in the blackout
+                stamps.mark("stopped", side.halt_reading());
+            }
             // Connected while still reading, and the target said Ready: its
             // wake-up for the connection is outside the blackout.
             auto channel = connect_to(target.path);
@@ -296,11 +299,18 @@ int serve_commands(ServedTap& side, const TransferSwitches& switches, int contro
                                  : LivetapResult<void>(tl::unexpected(channel.error()));
             stamps.mark("target_ready");
             if (!ready) {
+                if (stop_before_connect) {  // halted by the seeded fault: serve again
+                    side.stop_reading();
+                    if (auto resumed = side.start_reading(); !resumed) {
+                        say(control_out, "failed " + resumed.error().message());
+                        return 1;
+                    }
+                }
                 say(control_out, "resumed " + ready.error().message());  // it never stopped reading
                 continue;
             }
-            const std::int64_t stopped_ns = side.halt_reading();  // LT-XFER-02: not one read after this
-            stamps.mark("stopped", stopped_ns);
+            stamps.mark("stopped", side.halt_reading());  // LT-XFER-02: not one read after this
+            const std::int64_t stopped_ns = *stamps.at("stopped");
             const auto fds = raw_fds(side.tap().queues);
             LivetapResult<void> offered = offer_backend(channel->get(), side.tap().state, fds,
                                                         std::chrono::steady_clock::now() + kHandOffBound, &stamps);
@@ -368,7 +378,8 @@ int run_source(const SourceOptions& options, int control_in, int control_out) {
         return 1;
     }
     say(control_out, "ready " + describe(side.tap().state));
-    return serve_commands(side, options.transfer, control_in, control_out, "", options.read_after_commit_ms);
+    return serve_commands(side, options.transfer, control_in, control_out, "", options.read_after_commit_ms,
+                          options.stop_before_connect);
 }
 
 int run_target(const TargetOptions& options, int control_in, int control_out) {
@@ -492,6 +503,8 @@ int backend_main(int argc, char** argv) {
                 target.netdev.fd = true;
             } else if (key == "--seed-fault" && value == "read-after-commit") {
                 source.read_after_commit_ms = 200;
+            } else if (key == "--seed-fault" && value == "stop-before-connect") {
+                source.stop_before_connect = true;
             } else if (key == "--seed-fault" && value == "change-offloads") {
                 target.change_offloads = true;
             } else if (key == "--label") {
