@@ -121,6 +121,7 @@ LivetapResult<Message> receive_message(int channel, Deadline deadline, std::chro
     std::vector<std::uint8_t> buffer(max_message_bytes + 1);
     std::vector<std::uint8_t> control(CMSG_SPACE(sizeof(int) * max_message_fds));
     const auto spin_until = std::min(deadline, std::chrono::steady_clock::now() + spin);
+    bool reset_seen = false;
     for (;;) {
         // Spinning: try again at once (no sleep, no wake-up to wait for);
         // past the spin, sleep in poll until the deadline.
@@ -146,6 +147,13 @@ LivetapResult<Message> receive_message(int channel, Deadline deadline, std::chro
                 continue;
             }
             if (errno == EAGAIN || errno == EINTR) {
+                continue;
+            }
+            if (errno == ECONNRESET && !reset_seen) {
+                // The peer closed with a message of ours unread (a Ready the
+                // source of a NoBackend never reads); what it sent before is
+                // still queued here: read on, the end of it says PeerClosed.
+                reset_seen = true;
                 continue;
             }
             if (errno == ECONNRESET) {
