@@ -92,7 +92,8 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
         traffic.wait_echoed(int(rate / flows * at_s), at_s + 0.5 - (time.monotonic_ns() - traffic.started_ns) / 1e9,
                             required=False)
         hop = bench.hand_off(holder, target, path)
-        case.step(f"hand-off {index}: {holder.name} -> {target.name}, blackout {hop.blackout_us} us")
+        case.step(f"hand-off {index}: {holder.name} -> {target.name}, blackout {hop.blackout_us} us: "
+                  + ", ".join(f"{steps} {us}" for steps, us in hop.breakdown_us()))
         holders_counters.append(hop.source)
         hops.append(hop)
         phases += [(f"handoff-{index}", hop.stopped_reading_ns), (f"after-{index}", hop.serving_ns)]

@@ -67,9 +67,11 @@ struct Message {
 // asleep in poll on a busy host wakes up hundreds of us late, all of it in the
 // blackout. A spin yields the CPU between tries (sched_yield): a unix socket
 // wakes its reader onto the sender's CPU, so the answer a spin waits for may
-// be queued behind it. Measured on the shared 2-core host at 100k pps (median
-// blackout of 3 runs): sleeping 0.6 ms, spinning without yielding 2 ms (each
-// spin ran out before its peer could run), spinning and yielding 0.18 ms.
+// be queued behind it. Measured on the shared 2-core host at 100k pps, median
+// blackout per run: sleeping in poll 1040 and 236 us; spinning without
+// yielding 4150 and 4670 us (each spin ran out before its peer could run);
+// spinning and yielding 149-343 us in 9 of 10 runs (one 1062 us), 196 us the
+// median of the ten.
 inline constexpr std::chrono::microseconds handoff_spin{2000};
 
 // The next message. Fds that arrive are always owned by the result or closed,
