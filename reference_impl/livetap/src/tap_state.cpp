@@ -80,9 +80,14 @@ LivetapResult<std::int32_t> ifindex_in_current_netns(const std::string& name) {
 struct OwnNetns {
     UniqueFd fd;
     ino_t inode = 0;
+    // The last identity check's namespace file and socket, closed at the
+    // thread's next check or its end: closing them takes ~15 us, which would
+    // fall in the blackout (the device's namespace lives on anyway: the queue
+    // fds hold it).
+    std::vector<UniqueFd> kept;
 };
-const OwnNetns& own_netns() {
-    thread_local const OwnNetns own = [] {
+OwnNetns& own_netns() {
+    thread_local OwnNetns own = [] {
         OwnNetns found{UniqueFd(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)), 0};
         struct stat info {};
         if (found.fd.valid() && fstat(found.fd.get(), &info) == 0) {
@@ -134,6 +139,7 @@ LivetapResult<std::int32_t> ifindex_by_socket(int sock, const std::string& name)
 // the device is assumed to be in the caller's namespace and the namespace is
 // reported unknown (0).
 LivetapResult<DeviceIdentity> read_identity(int fd, const std::string& name) {
+    own_netns().kept.clear();
     const int ns = ioctl(fd, TUNGETDEVNETNS);
     if (ns < 0) {
         if (errno != EPERM) {
@@ -165,6 +171,8 @@ LivetapResult<DeviceIdentity> read_identity(int fd, const std::string& name) {
     if (!ifindex) {
         return tl::unexpected(ifindex.error());
     }
+    own_netns().kept.push_back(std::move(ns_fd));
+    own_netns().kept.push_back(std::move(*sock));
     return DeviceIdentity{*ifindex, info.st_ino};
 }
 
