@@ -95,7 +95,8 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
         traffic.wait_echoed(int(rate / flows * at_s), at_s + 0.5 - (time.monotonic_ns() - traffic.started_ns) / 1e9,
                             required=False)
         hop = bench.hand_off(holder, target, path)
-        case.step(f"hand-off {index}: {holder.name} -> {target.name}, blackout {hop.blackout_us} us")
+        case.step(f"hand-off {index}: {holder.name} -> {target.name}, blackout {hop.blackout_us} us: "
+                  + ", ".join(f"{steps} {us}" for steps, us in hop.breakdown_us()))
         holders_counters.append(hop.source)
         hops.append(hop)
         phases += [(f"handoff-{index}", hop.stopped_reading_ns), (f"after-{index}", hop.serving_ns)]
@@ -114,7 +115,9 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
     blackouts = [h.blackout_us for h in hops]
     achieved = sum(r["overall"]["rate_achieved_pps"] for r in reports)
     case.save_json("traffic.json", traffic.record(phases, reports))
-    case.save_json("handoff.json", {"hops": [{**dataclasses.asdict(h), "blackout_us": h.blackout_us} for h in hops], "flows": rows, "link_before": before.to_json(),
+    case.save_json("handoff.json", {"hops": [{**dataclasses.asdict(h), "blackout_us": h.blackout_us,
+                                              "breakdown_us": h.breakdown_us()} for h in hops],
+                                    "flows": rows, "link_before": before.to_json(),
                                     "link_after": after.to_json(), "echo_gaps_us": gaps,
                                     "readers": [c.raw for c in holders_counters]})
     case.metric("rate_asked", rate, "pps")

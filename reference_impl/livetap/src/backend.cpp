@@ -5,19 +5,20 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include "vnetct/livetap/channel.hpp"
+#include "vnetct/livetap/handoff_stamps.hpp"
 
 namespace vnetct::livetap {
 namespace {
@@ -72,12 +73,6 @@ LivetapResult<UniqueFd> connect_to(const std::string& path) {
 
 std::string seq_text(const std::optional<std::uint32_t>& seq) { return seq ? std::to_string(*seq) : "-"; }
 
-std::int64_t monotonic_ns() {
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
-}
-
 std::string times(std::int64_t stopped_ns, std::int64_t resumed_ns, const char* resumed_name = "resumed_reading_ns") {
     return " stopped_reading_ns=" + std::to_string(stopped_ns) + " " + resumed_name + "=" + std::to_string(resumed_ns);
 }
@@ -113,9 +108,24 @@ class ServedTap {
         m_tap = std::move(*tap);
         return start_reading();
     }
-    LivetapResult<void> take(IncomingBackend incoming) {
-        m_tap = OpenedTap{std::move(incoming.queues), incoming.state};
-        return start_reading();
+    // The reader thread runs `arrival` (the target's side of a hand-off) and
+    // reads what it yields from then on (GuestNic::start_after).
+    LivetapResult<void> take_after(std::function<LivetapResult<IncomingBackend>()> arrival) {
+        auto nic = GuestNic::start_after(
+            [&]() -> LivetapResult<ReaderQueues> {
+                auto incoming = arrival();
+                if (!incoming) {
+                    return tl::unexpected(incoming.error());
+                }
+                m_tap = OpenedTap{std::move(incoming->queues), incoming->state};  // before start_after returns
+                return ReaderQueues{raw_fds(m_tap.queues), m_tap.state.vnet_hdr_size};
+            },
+            m_guest);
+        if (!nic) {
+            return tl::unexpected(nic.error());
+        }
+        m_nic = std::move(*nic);
+        return {};
     }
     LivetapResult<void> start_reading() {
         auto nic = GuestNic::start(raw_fds(m_tap.queues), m_tap.state.vnet_hdr_size, m_guest);
@@ -124,6 +134,14 @@ class ServedTap {
         }
         m_nic = std::move(*nic);
         return {};
+    }
+    // Not one read after this returns (LT-XFER-02); the time it returned.
+    // The reader is halted, not yet joined: stop_reading() joins it.
+    std::int64_t halt_reading() {
+        if (m_nic) {
+            m_nic->halt();
+        }
+        return monotonic_ns();
     }
     // Not one read after this returns (LT-XFER-02); the time it returned.
     std::int64_t stop_reading() {
@@ -135,6 +153,8 @@ class ServedTap {
         return monotonic_ns();
     }
     GuestNicCounters counters() const { return m_nic ? merge(m_before, m_nic->counters()) : m_before; }
+    // The reader now running, if any.
+    const GuestNic* reader() const { return m_nic.get(); }
     OpenedTap& tap() { return m_tap; }
 
     // TUNSETQUEUE on every queue: detach them all (the kernel purges what
@@ -255,7 +275,7 @@ std::string hand_off_nothing(const HandOffChannel& channel, const TransferConfig
 // The command loop of a backend that serves its queues (the source from the
 // start, a target once it took them): see backend.hpp. Returns the exit code.
 int serve_commands(ServedTap& side, const TransferSwitches& switches, int control_in, int control_out,
-                   const std::string& stopped_suffix, int read_after_commit_ms = 0) {
+                   const std::string& stopped_suffix, int read_after_commit_ms = 0, bool stop_before_connect = false) {
     while (auto line = read_line(control_in)) {
         const auto space = line->find(' ');
         const std::string command = line->substr(0, space);
@@ -267,12 +287,34 @@ int serve_commands(ServedTap& side, const TransferSwitches& switches, int contro
                 say(control_out, hand_off_nothing(target, config));
                 continue;
             }
-            const std::int64_t stopped_ns = side.stop_reading();  // LT-XFER-02: not one read after this
-            const auto fds = raw_fds(side.tap().queues);
+            HandOffStamps stamps;
+            stamps.mark("command");
+            if (stop_before_connect) {  // the seeded fault: the target's wake-up lands in the blackout
+                stamps.mark("stopped", side.halt_reading());
+            }
+            // Connected while still reading, and the target said Ready: its
+            // wake-up for the connection is outside the blackout.
             auto channel = connect_to(target.path);
-            LivetapResult<void> offered = channel ? offer_backend(channel->get(), side.tap().state, fds,
-                                                                  std::chrono::steady_clock::now() + kHandOffBound)
-                                                  : tl::unexpected(channel.error());
+            auto ready = channel ? await_ready(channel->get(), std::chrono::steady_clock::now() + kHandOffBound)
+                                 : LivetapResult<void>(tl::unexpected(channel.error()));
+            stamps.mark("target_ready");
+            if (!ready) {
+                if (stop_before_connect) {  // halted by the seeded fault: serve again
+                    side.stop_reading();
+                    if (auto resumed = side.start_reading(); !resumed) {
+                        say(control_out, "failed " + resumed.error().message());
+                        return 1;
+                    }
+                }
+                say(control_out, "resumed " + ready.error().message());  // it never stopped reading
+                continue;
+            }
+            stamps.mark("stopped", side.halt_reading());  // LT-XFER-02: not one read after this
+            const std::int64_t stopped_ns = *stamps.at("stopped");
+            const auto fds = raw_fds(side.tap().queues);
+            LivetapResult<void> offered = offer_backend(channel->get(), side.tap().state, fds,
+                                                        std::chrono::steady_clock::now() + kHandOffBound, &stamps);
+            side.stop_reading();  // joins the halted reader, out of the blackout
             if (offered) {
                 const std::int64_t committed_ns = monotonic_ns();
                 const GuestNicCounters reported = side.counters();
@@ -281,7 +323,8 @@ int serve_commands(ServedTap& side, const TransferSwitches& switches, int contro
                     side.stop_reading();
                 }
                 side.tap().queues.clear();
-                say(control_out, "committed " + describe(reported) + times(stopped_ns, committed_ns, "committed_ns"));
+                say(control_out, "committed " + describe(reported) + times(stopped_ns, committed_ns, "committed_ns") +
+                                     " stamps=" + stamps.describe());
                 return 0;
             }
             // LT-XFER-04: the queues are still ours; serve them again.
@@ -335,7 +378,8 @@ int run_source(const SourceOptions& options, int control_in, int control_out) {
         return 1;
     }
     say(control_out, "ready " + describe(side.tap().state));
-    return serve_commands(side, options.transfer, control_in, control_out, "", options.read_after_commit_ms);
+    return serve_commands(side, options.transfer, control_in, control_out, "", options.read_after_commit_ms,
+                          options.stop_before_connect);
 }
 
 int run_target(const TargetOptions& options, int control_in, int control_out) {
@@ -359,41 +403,51 @@ int run_target(const TargetOptions& options, int control_in, int control_out) {
     say(control_out, "listening " + options.listen_path + " uid=" + std::to_string(geteuid()) +
                          " cap_eff=" + effective_capabilities());
     UniqueFd channel(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    HandOffStamps stamps;
+    stamps.mark("accepted");
     unlink(options.listen_path.c_str());
     if (!channel.valid()) {
         say(control_out, std::string("failed accept: ") + std::strerror(errno));
         return 1;
     }
-    auto incoming = receive_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound);
-    if (!incoming) {
-        say(control_out, "failed " + incoming.error().message());
-        return 1;
-    }
-    if (options.hold_offer_ms > 0) {
-        say(control_out, "offered " + describe(incoming->state));
-        std::this_thread::sleep_for(std::chrono::milliseconds(options.hold_offer_ms));
-    }
-    if (auto accepted = accept_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound); !accepted) {
-        say(control_out, "failed " + accepted.error().message());
-        return 1;
-    }
-    if (options.serve_delay_ms > 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(options.serve_delay_ms));
-    }
-    const std::string state = describe(incoming->state);
-    if (options.change_offloads && !incoming->queues.empty() &&  // the seeded bug: reconfigures, then lies
-        ioctl(incoming->queues.front().get(), TUNSETOFFLOAD,
-              (incoming->state.offloads & TUN_F_CSUM) != 0 ? 0UL : static_cast<unsigned long>(TUN_F_CSUM)) != 0) {
-        say(control_out, std::string("failed TUNSETOFFLOAD: ") + std::strerror(errno));
-        return 1;
-    }
+    // The reader thread takes the hand-off from the Offer on: it reads from
+    // the moment the Commit arrives, with no thread to create or wake then.
     ServedTap side(options.guest, std::nullopt);
-    if (auto served = side.take(std::move(*incoming)); !served) {
+    auto served = side.take_after([&]() -> LivetapResult<IncomingBackend> {
+        prepare_validation();  // before the source stops reading
+        announce_ready(channel.get(), std::chrono::steady_clock::now() + kHandOffBound);
+        auto incoming = receive_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound, &stamps);
+        if (!incoming) {
+            return incoming;
+        }
+        if (options.hold_offer_ms > 0) {
+            say(control_out, "offered " + describe(incoming->state));
+            std::this_thread::sleep_for(std::chrono::milliseconds(options.hold_offer_ms));
+        }
+        if (auto accepted = accept_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound, &stamps);
+            !accepted) {
+            return tl::unexpected(accepted.error());
+        }
+        if (options.serve_delay_ms > 0) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(options.serve_delay_ms));
+        }
+        if (options.change_offloads && !incoming->queues.empty() &&  // the seeded bug: reconfigures, then lies
+            ioctl(incoming->queues.front().get(), TUNSETOFFLOAD,
+                  (incoming->state.offloads & TUN_F_CSUM) != 0 ? 0UL : static_cast<unsigned long>(TUN_F_CSUM)) != 0) {
+            return fail(LivetapErrc::Io, std::string("TUNSETOFFLOAD: ") + std::strerror(errno));
+        }
+        return incoming;
+    });
+    if (!served) {
         say(control_out, "failed " + served.error().message());
         return 1;
     }
-    const std::int64_t serving_ns = monotonic_ns();
-    say(control_out, "serving " + state + " serving_ns=" + std::to_string(serving_ns));
+    const std::string state = describe(side.tap().state);
+    // Serving from the moment its reader polls the queues.
+    const std::int64_t serving_ns = side.reader()->polling_ns();
+    stamps.mark("nic_spawned", side.reader()->spawned_ns());
+    stamps.mark("reader_polling", serving_ns);
+    say(control_out, "serving " + state + " serving_ns=" + std::to_string(serving_ns) + " stamps=" + stamps.describe());
     // It serves as the source did, and may hand the queues on in turn.
     return serve_commands(side, options.transfer, control_in, control_out, " serving_ns=" + std::to_string(serving_ns));
 }
@@ -449,6 +503,8 @@ int backend_main(int argc, char** argv) {
                 target.netdev.fd = true;
             } else if (key == "--seed-fault" && value == "read-after-commit") {
                 source.read_after_commit_ms = 200;
+            } else if (key == "--seed-fault" && value == "stop-before-connect") {
+                source.stop_before_connect = true;
             } else if (key == "--seed-fault" && value == "change-offloads") {
                 target.change_offloads = true;
             } else if (key == "--label") {

@@ -1,6 +1,7 @@
 #include "vnetct/livetap/channel.hpp"
 
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -116,12 +117,19 @@ LivetapResult<void> send_message(int channel, MessageType type, std::span<const 
     return send_raw(channel, *bytes, fds, deadline);
 }
 
-LivetapResult<Message> receive_message(int channel, Deadline deadline) {
+LivetapResult<Message> receive_message(int channel, Deadline deadline, std::chrono::microseconds spin) {
     std::vector<std::uint8_t> buffer(max_message_bytes + 1);
     std::vector<std::uint8_t> control(CMSG_SPACE(sizeof(int) * max_message_fds));
+    const auto spin_until = std::min(deadline, std::chrono::steady_clock::now() + spin);
+    bool reset_seen = false;
     for (;;) {
-        if (auto ready = wait_for(channel, POLLIN, deadline, "a hand-off message"); !ready) {
-            return tl::unexpected(ready.error());
+        // Spinning: try again at once (no sleep, no wake-up to wait for);
+        // past the spin, sleep in poll until the deadline.
+        const bool spinning = std::chrono::steady_clock::now() < spin_until;
+        if (!spinning) {
+            if (auto ready = wait_for(channel, POLLIN, deadline, "a hand-off message"); !ready) {
+                return tl::unexpected(ready.error());
+            }
         }
         iovec data{buffer.data(), buffer.size()};
         msghdr message{};
@@ -131,7 +139,21 @@ LivetapResult<Message> receive_message(int channel, Deadline deadline) {
         message.msg_controllen = control.size();
         const ssize_t size = recvmsg(channel, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         if (size < 0) {
+            if (errno == EAGAIN && spinning) {
+                // The peer is woken onto the waker's CPU (a unix socket's
+                // wake-up is synchronous): a spin that held the CPU would keep
+                // the very answer it waits for from running.
+                sched_yield();
+                continue;
+            }
             if (errno == EAGAIN || errno == EINTR) {
+                continue;
+            }
+            if (errno == ECONNRESET && !reset_seen) {
+                // The peer closed with a message of ours unread (a Ready the
+                // source of a NoBackend never reads); what it sent before is
+                // still queued here: read on, the end of it says PeerClosed.
+                reset_seen = true;
                 continue;
             }
             if (errno == ECONNRESET) {
@@ -171,7 +193,7 @@ LivetapResult<Message> receive_message(int channel, Deadline deadline) {
 }
 
 LivetapResult<void> offer_backend(int channel, const TapState& state, std::span<const int> queue_fds,
-                                  Deadline deadline) {
+                                  Deadline deadline, HandOffStamps* stamps) {
     if (auto local = check_local_channel(channel); !local) {
         return local;
     }
@@ -192,10 +214,12 @@ LivetapResult<void> offer_backend(int channel, const TapState& state, std::span<
     if (auto sent = send_message(channel, MessageType::Offer, *payload, queue_fds, deadline); !sent) {
         return give_up(sent.error());
     }
-    auto reply = receive_message(channel, deadline);
+    mark(stamps, "offer_sent");
+    auto reply = receive_message(channel, deadline, handoff_spin);
     if (!reply) {
         return give_up(reply.error());
     }
+    mark(stamps, "accept_received");
     if (reply->frame.type == MessageType::Reject) {
         auto rejection = decode_rejection(reply->frame.payload);
         if (!rejection) {
@@ -210,6 +234,26 @@ LivetapResult<void> offer_backend(int channel, const TapState& state, std::span<
     if (auto committed = send_message(channel, MessageType::Commit, {}, {}, deadline); !committed) {
         return give_up(committed.error());
     }
+    mark(stamps, "commit_sent");
+    // The target was woken onto this CPU (a synchronous wake-up, which
+    // assumes the waker sleeps next); the source does not, so it steps aside
+    // once: the target's first read is the end of the blackout.
+    sched_yield();
+    return {};
+}
+
+void announce_ready(int channel, Deadline deadline) {
+    (void)send_message(channel, MessageType::Ready, {}, {}, deadline);
+}
+
+LivetapResult<void> await_ready(int channel, Deadline deadline) {
+    auto ready = receive_message(channel, deadline, handoff_spin);
+    if (!ready) {
+        return tl::unexpected(ready.error());
+    }
+    if (ready->frame.type != MessageType::Ready || !ready->frame.payload.empty() || !ready->fds.empty()) {
+        return tl::unexpected(unexpected_message(ready->frame, "Ready"));
+    }
     return {};
 }
 
@@ -222,7 +266,7 @@ LivetapResult<void> reject_offer(int channel, const Rejection& rejection, Deadli
     return send_message(channel, MessageType::Reject, encode_rejection(rejection), {}, deadline);
 }
 
-LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline) {
+LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline, HandOffStamps* stamps) {
     auto refuse = [&](LivetapError error) -> LivetapResult<IncomingBackend> {
         if (error.code != LivetapErrc::PeerClosed && error.code != LivetapErrc::Timeout) {
             (void)reject_offer(channel, Rejection{error.code, error.detail}, deadline);
@@ -232,10 +276,11 @@ LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline) {
     if (auto local = check_local_channel(channel); !local) {
         return tl::unexpected(local.error());
     }
-    auto message = receive_message(channel, deadline);
+    auto message = receive_message(channel, deadline, handoff_spin);
     if (!message) {
         return refuse(message.error());
     }
+    mark(stamps, "offer_received");
     if (message->frame.type == MessageType::NoBackend && message->fds.empty()) {
         // LT-CFG-03: the migration goes on without fds; the source awaits no reply.
         const auto& why = message->frame.payload;
@@ -254,20 +299,22 @@ LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline) {
                                    "the state has " + std::to_string(state->queue_count) + " queues, " +
                                        std::to_string(message->fds.size()) + " fds arrived"});
     }
-    if (auto valid = validate_tap_state(*state, raw_fds(message->fds)); !valid) {
+    if (auto valid = validate_tap_state(*state, raw_fds(message->fds), stamps); !valid) {
         return refuse(valid.error());
     }
     return IncomingBackend{std::move(*state), std::move(message->fds)};
 }
 
-LivetapResult<void> accept_offer(int channel, Deadline deadline) {
+LivetapResult<void> accept_offer(int channel, Deadline deadline, HandOffStamps* stamps) {
     if (auto sent = send_message(channel, MessageType::Accept, {}, {}, deadline); !sent) {
         return sent;
     }
-    auto commit = receive_message(channel, deadline);
+    mark(stamps, "accept_sent");
+    auto commit = receive_message(channel, deadline, handoff_spin);
     if (!commit) {
         return tl::unexpected(commit.error());
     }
+    mark(stamps, "commit_received");
     if (commit->frame.type != MessageType::Commit || !commit->frame.payload.empty() || !commit->fds.empty()) {
         return tl::unexpected(unexpected_message(commit->frame, "Commit"));
     }

@@ -94,7 +94,7 @@ std::uint16_t read_u16(std::span<const std::uint8_t> bytes, std::size_t at) {
 
 bool known_type(std::uint16_t type) {
     return type >= static_cast<std::uint16_t>(MessageType::Offer) &&
-           type <= static_cast<std::uint16_t>(MessageType::NoBackend);
+           type <= static_cast<std::uint16_t>(MessageType::Ready);
 }
 
 bool known_errc(std::uint16_t code) {

@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <future>
 #include <mutex>
+
+#include "vnetct/livetap/handoff_stamps.hpp"
 
 namespace vnetct::livetap {
 namespace {
@@ -19,6 +22,7 @@ constexpr std::uint16_t kEtherTypeArp = 0x0806;
 constexpr std::uint8_t kProtocolUdp = 17;
 constexpr std::uint32_t kStreamMagic = 0x564e4354;  // host_agent's stream_magic, "VNCT"
 constexpr int kBatch = 64;  // frames read per queue and wake-up
+constexpr int kMaxVnetHeader = 64;
 
 std::uint16_t be16(std::span<const std::uint8_t> bytes, std::size_t at) {
     return static_cast<std::uint16_t>(bytes[at] << 8 | bytes[at + 1]);
@@ -137,39 +141,67 @@ std::optional<std::uint32_t> stream_seq(std::span<const std::uint8_t> frame) {
 }
 
 struct GuestNic::Shared {
-    mutable std::mutex mutex;
+    mutable std::mutex mutex;  // held while a frame is read, answered and counted
     GuestNicCounters counters;
+    bool halted = false;  // halt(): no read begins after it
 };
+
+namespace {
+
+LivetapResult<void> check_queues(const ReaderQueues& queues) {
+    if (queues.fds.empty() || queues.vnet_hdr_size < 0 || queues.vnet_hdr_size > kMaxVnetHeader) {
+        return fail(LivetapErrc::InvalidArgument, std::to_string(queues.fds.size()) + " queues, vnet header of " +
+                                                      std::to_string(queues.vnet_hdr_size) + " bytes");
+    }
+    return {};
+}
+
+}  // namespace
 
 LivetapResult<std::unique_ptr<GuestNic>> GuestNic::start(std::span<const int> queue_fds, int vnet_hdr_size,
                                                          GuestIdentity identity) {
-    if (queue_fds.empty() || vnet_hdr_size < 0 || vnet_hdr_size > 64) {
-        return fail(LivetapErrc::InvalidArgument, std::to_string(queue_fds.size()) + " queues, vnet header of " +
-                                                      std::to_string(vnet_hdr_size) + " bytes");
+    ReaderQueues queues{{queue_fds.begin(), queue_fds.end()}, vnet_hdr_size};
+    if (auto valid = check_queues(queues); !valid) {
+        return tl::unexpected(valid.error());
     }
+    return start_after([queues] { return LivetapResult<ReaderQueues>(queues); }, identity);
+}
+
+LivetapResult<std::unique_ptr<GuestNic>> GuestNic::start_after(Arrival arrival, GuestIdentity identity) {
     UniqueFd wake(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!wake.valid()) {
         return fail(LivetapErrc::Io, std::string("eventfd: ") + std::strerror(errno));
     }
-    std::unique_ptr<GuestNic> nic(new GuestNic({queue_fds.begin(), queue_fds.end()}, vnet_hdr_size, identity,
-                                               std::move(wake)));
-    nic->m_thread = std::thread([raw = nic.get()] { raw->run(); });
+    std::unique_ptr<GuestNic> nic(new GuestNic(identity, std::move(wake)));
+    std::promise<LivetapResult<void>> polling;
+    auto armed = polling.get_future();
+    nic->m_thread = std::thread([raw = nic.get(), &polling, arrival = std::move(arrival)] {
+        raw->run(arrival, polling);
+    });
+    nic->m_spawned_ns = monotonic_ns();
+    // Bounded by `arrival`'s own deadlines: the thread sets the promise once
+    // it returned, before it polls.
+    auto started = armed.get();
+    if (!started) {
+        nic->m_thread.join();  // it ended without reading
+        return tl::unexpected(started.error());
+    }
     return nic;
 }
 
-GuestNic::GuestNic(std::vector<int> fds, int vnet_hdr_size, GuestIdentity identity, UniqueFd wake)
-    : m_fds(std::move(fds)),
-      m_vnet_hdr_size(vnet_hdr_size),
-      m_identity(identity),
-      m_wake(std::move(wake)),
-      m_shared(std::make_unique<Shared>()) {
-    m_shared->counters.frames_per_queue.assign(m_fds.size(), 0);
-}
+GuestNic::GuestNic(GuestIdentity identity, UniqueFd wake)
+    : m_identity(identity), m_wake(std::move(wake)), m_shared(std::make_unique<Shared>()) {}
 
 GuestNic::~GuestNic() { stop(); }
 
+void GuestNic::halt() {
+    std::lock_guard lock(m_shared->mutex);
+    m_shared->halted = true;
+}
+
 void GuestNic::stop() {
     if (m_thread.joinable()) {
+        halt();
         const std::uint64_t one = 1;
         (void)!write(m_wake.get(), &one, sizeof one);
         m_thread.join();
@@ -181,7 +213,27 @@ GuestNicCounters GuestNic::counters() const {
     return m_shared->counters;
 }
 
-void GuestNic::run() {
+void GuestNic::run(const Arrival& arrival, std::promise<LivetapResult<void>>& polling) {
+    // Allocated and touched before the arrival: a new thread's first large
+    // allocation makes its malloc arena, and the pages fault in when zeroed,
+    // ~100 us that would fall between a hand-off's Commit and the first read.
+    std::vector<std::uint8_t> buffer(kMaxVnetHeader + 65536);
+    auto queues = arrival();
+    if (queues) {
+        if (auto valid = check_queues(*queues); !valid) {
+            queues = tl::unexpected(valid.error());
+        }
+    }
+    if (!queues) {
+        polling.set_value(tl::unexpected(queues.error()));
+        return;
+    }
+    m_fds = std::move(queues->fds);
+    m_vnet_hdr_size = queues->vnet_hdr_size;
+    {
+        std::lock_guard lock(m_shared->mutex);
+        m_shared->counters.frames_per_queue.assign(m_fds.size(), 0);
+    }
     std::vector<pollfd> entries;
     for (int fd : m_fds) {
         // A file status flag of the open queue (shared with every holder of
@@ -194,7 +246,8 @@ void GuestNic::run() {
     }
     entries.push_back({m_wake.get(), POLLIN, 0});
     const auto header = static_cast<std::size_t>(m_vnet_hdr_size);
-    std::vector<std::uint8_t> buffer(header + 65536);
+    m_polling_ns = monotonic_ns();
+    polling.set_value({});
     for (;;) {
         if (poll(entries.data(), entries.size(), -1) < 0) {
             if (errno == EINTR) {
@@ -210,8 +263,14 @@ void GuestNic::run() {
                 continue;
             }
           // Drain up to a batch per wake-up (the queues are non-blocking): one
-          // poll per batch, not per frame. The stop check above comes first.
+          // poll per batch, not per frame. The stop checks come first: the
+          // eventfd above, and before every read the halt, under the lock that
+          // halt() takes (a frame is read, answered and counted under it).
           for (int batch = 0; batch < kBatch; ++batch) {
+            std::lock_guard lock(m_shared->mutex);
+            if (m_shared->halted) {
+                return;
+            }
             const ssize_t size = read(m_fds[queue], buffer.data(), buffer.size());
             if (size < 0) {
                 break;  // EAGAIN: drained (or an error poll will report again)
@@ -227,7 +286,6 @@ void GuestNic::run() {
                 reply->insert(reply->begin(), header, 0);
                 written = write(m_fds[queue], reply->data(), reply->size()) == static_cast<ssize_t>(reply->size());
             }
-            std::lock_guard lock(m_shared->mutex);
             auto& counters = m_shared->counters;
             ++counters.frames;
             ++counters.frames_per_queue[queue];

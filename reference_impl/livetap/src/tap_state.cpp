@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <sstream>
@@ -62,28 +64,82 @@ struct DeviceIdentity {
     std::uint64_t netns_inode = 0;  // 0: not readable without CAP_NET_ADMIN
 };
 
+LivetapResult<std::int32_t> ifindex_by_socket(int sock, const std::string& name);
+
 LivetapResult<std::int32_t> ifindex_in_current_netns(const std::string& name) {
-    const int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (sock < 0) {
+    UniqueFd sock(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!sock.valid()) {
         return fail(LivetapErrc::Io, errno_text("socket"));
     }
+    return ifindex_by_socket(sock.get(), name);
+}
+
+// The calling thread's network namespace as it was at the thread's first
+// validation (or prepare_validation): an fd to return to and its inode. Kept
+// per thread: a thread's first look at /proc/thread-self costs ~50 us.
+struct OwnNetns {
+    UniqueFd fd;
+    ino_t inode = 0;
+    // The last identity check's namespace file and socket, closed at the
+    // thread's next check or its end: closing them takes ~15 us, which would
+    // fall in the blackout (the device's namespace lives on anyway: the queue
+    // fds hold it).
+    std::vector<UniqueFd> kept;
+};
+OwnNetns& own_netns() {
+    thread_local OwnNetns own = [] {
+        OwnNetns found{UniqueFd(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)), 0};
+        struct stat info {};
+        if (found.fd.valid() && fstat(found.fd.get(), &info) == 0) {
+            found.inode = info.st_ino;
+        }
+        return found;
+    }();
+    return own;
+}
+
+// A socket of the namespace `ns`: this thread enters it for the socket() call
+// and returns to its own at once (a socket stays in the namespace it was made
+// in). No thread is spawned: a new thread on a busy host may wait milliseconds
+// for a CPU, and on a target that wait is in the hand-off's blackout.
+LivetapResult<UniqueFd> socket_in_netns(int ns) {
+    const int own = own_netns().fd.get();
+    if (own < 0) {
+        return fail(LivetapErrc::Io, "cannot open the own namespace (/proc/thread-self/ns/net)");
+    }
+    if (setns(ns, CLONE_NEWNET) != 0) {
+        return fail(LivetapErrc::Io, errno_text("setns into the device's namespace"));
+    }
+    UniqueFd sock(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    const int saved = errno;
+    if (setns(own, CLONE_NEWNET) != 0) {
+        // Not seen in practice (the thread was there a moment ago); the process
+        // must not go on in the device's namespace.
+        std::perror("livetap: setns back into the own network namespace");
+        std::abort();
+    }
+    if (!sock.valid()) {
+        errno = saved;
+        return fail(LivetapErrc::Io, errno_text("socket in the device's namespace"));
+    }
+    return sock;
+}
+
+LivetapResult<std::int32_t> ifindex_by_socket(int sock, const std::string& name) {
     ifreq request{};
     std::strncpy(request.ifr_name, name.c_str(), IFNAMSIZ - 1);
-    const int rc = ioctl(sock, SIOCGIFINDEX, &request);
-    const int saved = errno;
-    close(sock);
-    if (rc != 0) {
-        errno = saved;
+    if (ioctl(sock, SIOCGIFINDEX, &request) != 0) {
         return fail(LivetapErrc::StateMismatch, errno_text("SIOCGIFINDEX " + name));
     }
     return request.ifr_ifindex;
 }
 
 // The device's ifindex, looked up in its own namespace (TUNGETDEVNETNS, then
-// a throwaway thread that enters it). Without CAP_NET_ADMIN TUNGETDEVNETNS is
-// refused: then the device is assumed to be in the caller's namespace and the
-// namespace is reported unknown (0).
+// a socket made there). Without CAP_NET_ADMIN TUNGETDEVNETNS is refused: then
+// the device is assumed to be in the caller's namespace and the namespace is
+// reported unknown (0).
 LivetapResult<DeviceIdentity> read_identity(int fd, const std::string& name) {
+    own_netns().kept.clear();
     const int ns = ioctl(fd, TUNGETDEVNETNS);
     if (ns < 0) {
         if (errno != EPERM) {
@@ -100,26 +156,23 @@ LivetapResult<DeviceIdentity> read_identity(int fd, const std::string& name) {
     if (fstat(ns, &info) != 0) {
         return fail(LivetapErrc::Io, errno_text("fstat netns"));
     }
-    struct stat own {};
-    if (stat("/proc/thread-self/ns/net", &own) == 0 && own.st_ino == info.st_ino) {
+    if (own_netns().inode == info.st_ino) {
         auto ifindex = ifindex_in_current_netns(name);
         if (!ifindex) {
             return tl::unexpected(ifindex.error());
         }
         return DeviceIdentity{*ifindex, info.st_ino};
     }
-    LivetapResult<std::int32_t> ifindex = fail(LivetapErrc::Io, "not run");
-    std::thread worker([&] {
-        if (setns(ns, CLONE_NEWNET) != 0) {
-            ifindex = fail(LivetapErrc::Io, errno_text("setns into the device's namespace"));
-            return;
-        }
-        ifindex = ifindex_in_current_netns(name);
-    });
-    worker.join();
+    auto sock = socket_in_netns(ns);
+    if (!sock) {
+        return tl::unexpected(sock.error());
+    }
+    auto ifindex = ifindex_by_socket(sock->get(), name);
     if (!ifindex) {
         return tl::unexpected(ifindex.error());
     }
+    own_netns().kept.push_back(std::move(ns_fd));
+    own_netns().kept.push_back(std::move(*sock));
     return DeviceIdentity{*ifindex, info.st_ino};
 }
 
@@ -209,7 +262,10 @@ LivetapResult<TapState> capture_tap_state(std::span<const int> queue_fds, std::u
     return state;
 }
 
-LivetapResult<void> validate_tap_state(const TapState& state, std::span<const int> queue_fds) {
+void prepare_validation() { (void)own_netns(); }
+
+LivetapResult<void> validate_tap_state(const TapState& state, std::span<const int> queue_fds,
+                                       HandOffStamps* stamps) {
     if (queue_fds.size() != state.queue_count) {
         return fail(LivetapErrc::FdCountMismatch, "the state has " + std::to_string(state.queue_count) +
                                                       " queues, " + std::to_string(queue_fds.size()) +
@@ -243,9 +299,11 @@ LivetapResult<void> validate_tap_state(const TapState& state, std::span<const in
             return fail(LivetapErrc::StateMismatch, field_mismatch("sndbuf", state.sndbuf, view->sndbuf, where));
         }
     }
+    mark(stamps, "queues_read");
     if (auto distinct = check_distinct(queue_fds); !distinct) {
         return distinct;
     }
+    mark(stamps, "distinct_checked");
     auto identity = read_identity(queue_fds[0], state.name);
     if (!identity) {
         return tl::unexpected(identity.error());
@@ -257,6 +315,7 @@ LivetapResult<void> validate_tap_state(const TapState& state, std::span<const in
         return fail(LivetapErrc::StateMismatch,
                     field_mismatch("netns", state.netns_inode, identity->netns_inode, "the device"));
     }
+    mark(stamps, "identity_checked");
     return {};
 }
 

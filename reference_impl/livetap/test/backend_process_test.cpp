@@ -18,12 +18,14 @@
 
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "netns_fixture.hpp"
 #include "vnetct/host_agent/stream_analysis.hpp"
 #include "vnetct/host_agent/topology.hpp"
 #include "vnetct/host_agent/udp_stream.hpp"
+#include "vnetct/livetap/handoff_stamps.hpp"
 #include "vnetct/livetap/unique_fd.hpp"
 
 using namespace vnetct::livetap;
@@ -131,6 +133,28 @@ class Child {
 
 bool starts_with(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
 
+// The value of the word "key=value" in a control line ("" if none).
+std::string field(const std::string& line, const std::string& key) {
+    const auto start = line.find(" " + key + "=");
+    if (start == std::string::npos) {
+        return "";
+    }
+    const auto value = start + key.size() + 2;
+    return line.substr(value, line.find(' ', value) - value);
+}
+
+// The blackout's accounting problems of one hand-off, from the source's
+// "committed" line and the target's "serving" line.
+std::vector<std::string> accounting_problems(const std::string& committed, const std::string& serving) {
+    const auto source = HandOffStamps::parse(field(committed, "stamps"));
+    const auto target = HandOffStamps::parse(field(serving, "stamps"));
+    if (!source || !target) {
+        return {"unreadable stamps in '" + committed + "' or '" + serving + "'"};
+    }
+    return blackout_accounting_problems(*source, *target, std::stoll(field(committed, "stopped_reading_ns")),
+                                        std::stoll(field(serving, "serving_ns")));
+}
+
 }  // namespace
 
 TEST(BackendProcess_test, LT_XFER_03_LT_DATA_01_TwoProcessesHandOffMidStreamWithZeroLoss) {
@@ -172,6 +196,8 @@ TEST(BackendProcess_test, LT_XFER_03_LT_DATA_01_TwoProcessesHandOffMidStreamWith
     const std::string serving = target.line();
     EXPECT_TRUE(starts_with(serving, "serving " + ready.substr(std::string("ready ").size()) + " serving_ns="))
         << "the target must serve exactly the state the source had";
+    EXPECT_EQ(accounting_problems(committed, serving), std::vector<std::string>{})
+        << "nothing but the Offer, the validation, the Accept and the Commit in the blackout";
     EXPECT_EQ(source.exit_code(), 0);
 
     ASSERT_TRUE(stream->wait_sending_done(std::chrono::steady_clock::now() + 5s));
@@ -189,6 +215,32 @@ TEST(BackendProcess_test, LT_XFER_03_LT_DATA_01_TwoProcessesHandOffMidStreamWith
     EXPECT_TRUE(starts_with(stopped, "stopped frames=")) << stopped;
     EXPECT_EQ(target.exit_code(), 0);
     EXPECT_EQ(netns.ifindex("lt0"), 0) << "the last fd closed: the non-persistent TAP is gone";
+}
+
+// The accounting check sees a blackout that waits for the target to wake up:
+// a source seeded to stop reading before it connects (the order it once had).
+TEST(BackendProcess_test, BlackoutAccountingNamesAWakeUpInsideTheWindow) {
+    TestNetns netns;
+    ASSERT_TRUE(netns.created());
+    const std::string socket_path = "/tmp/" + netns.name() + "-late.sock";
+    Child source({"source", "--netns", netns.name(), "--tap", "lt0", "--seed-fault", "stop-before-connect"}, false);
+    ASSERT_TRUE(starts_with(source.line(), "ready "));
+    Child target({"target", "--listen", socket_path}, true);
+    ASSERT_TRUE(starts_with(target.line(), "listening " + socket_path));
+    source.send("handoff " + socket_path);
+    const std::string committed = source.line();
+    ASSERT_TRUE(starts_with(committed, "committed frames=")) << committed;
+    const std::string serving = target.line();
+    ASSERT_TRUE(starts_with(serving, "serving ")) << serving;
+    const auto problems = accounting_problems(committed, serving);
+    for (const char* step : {"target_ready came", "accepted came", "nic_spawned came"}) {
+        EXPECT_TRUE(std::any_of(problems.begin(), problems.end(),
+                                [&](const std::string& problem) { return starts_with(problem, step); }))
+            << step << " ... into the blackout: " << ::testing::PrintToString(problems);
+    }
+    EXPECT_EQ(source.exit_code(), 0);
+    target.close_input();
+    EXPECT_TRUE(starts_with(target.line(), "stopped "));
 }
 
 TEST(BackendProcess_test, LT_XFER_04_SourceResumesWhenNoTargetListens) {

@@ -264,6 +264,33 @@ TEST_F(Channel_test, LT_CFG_03_NoBackendMakesAWaitingTargetFailWithTheSourcesRea
     EXPECT_EQ(reply.error().code, LivetapErrc::Timeout);
 }
 
+// The target says Ready on every connection; a source that announces
+// NoBackend never reads it and closes, which resets the target's end. The
+// NoBackend it sent before is still the target's to read.
+TEST_F(Channel_test, LT_CFG_03_NoBackendStillArrivesWhenTheSourceLeftTheReadyUnread) {
+    announce_ready(m_target.get(), soon());
+    ASSERT_TRUE(announce_no_backend(m_source.get(), "the device's backend-transfer is off", soon()).has_value());
+    m_source.reset();
+    auto incoming = receive_offer(m_target.get(), soon());
+    ASSERT_FALSE(incoming.has_value());
+    EXPECT_EQ(incoming.error().code, LivetapErrc::NoIncomingFds) << incoming.error().message();
+    EXPECT_EQ(incoming.error().detail,
+              "the source migrates without its backend: the device's backend-transfer is off");
+}
+
+TEST_F(Channel_test, ReadyIsTheOnlyFirstWordASourceAwaits) {
+    announce_ready(m_target.get(), soon());
+    EXPECT_TRUE(await_ready(m_source.get(), soon()).has_value());
+    ASSERT_TRUE(send_message(m_target.get(), MessageType::Accept, {}, {}, soon()).has_value());
+    auto ready = await_ready(m_source.get(), soon());
+    ASSERT_FALSE(ready.has_value());
+    EXPECT_EQ(ready.error().code, LivetapErrc::UnexpectedMessage);
+    m_target.reset();
+    ready = await_ready(m_source.get(), soon());
+    ASSERT_FALSE(ready.has_value());
+    EXPECT_EQ(ready.error().code, LivetapErrc::PeerClosed);
+}
+
 TEST_F(Channel_test, NoBackendThatCarriesFdsIsUnexpectedAndTheFdsAreClosed) {
     const std::string why = "x";
     const std::vector<std::uint8_t> payload(why.begin(), why.end());

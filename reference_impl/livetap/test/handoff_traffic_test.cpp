@@ -31,12 +31,6 @@ constexpr double kRatePps = 10000;
 constexpr std::int64_t kPackets = 6000;  // 0.6 s at 10k pps
 constexpr std::uint64_t kHandOffAfter = 2000;
 
-std::int64_t monotonic_ns() {
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
-}
-
 struct TapCounters {
     std::uint64_t tx_packets = 0;  // frames the TAP queued for its reader
     std::uint64_t tx_dropped = 0;

@@ -103,8 +103,23 @@ def quiet_reading(bench, tap, holder):
 
 
 def tap_state(line: str) -> str:
-    """The TAP state of a ready/serving line, without the time."""
-    return " ".join(word for word in line.split() if not word.startswith("serving_ns="))
+    """The TAP state of a ready/serving line, without the times."""
+    return " ".join(word for word in line.split() if not word.startswith(("serving_ns=", "stamps=")))
+
+
+def parse_stamps(line: str) -> Dict[str, int]:
+    """The hand-off steps a control line stamped ("stamps=name:ns,...", see
+    handoff_stamps.hpp): step -> CLOCK_MONOTONIC ns."""
+    text = fields(line).get("stamps", "-")
+    return {} if text == "-" else {name: int(ns) for name, ns in (entry.split(":") for entry in text.split(","))}
+
+
+# The steps of a hand-off inside its blackout, in the protocol's order (the
+# stamps of backend.hpp's committed/serving lines). A message's arrival marks
+# its step, not its sending: the sender may be descheduled between its send
+# and its stamp while the receiver already goes on.
+BLACKOUT_STEPS = ("offer_sent", "offer_received", "queues_read", "distinct_checked", "identity_checked",
+                  "accept_received", "commit_received", "nic_spawned", "reader_polling")
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,7 @@ class Committed:
     counters: Counters          # what the holder read until then
     stopped_reading_ns: int
     committed_ns: int
+    stamps: Dict[str, int] = field(default_factory=dict)  # the holder's steps
 
 
 @dataclass(frozen=True)
@@ -123,10 +139,21 @@ class HandOff:
     committed_ns: int
     serving_ns: int             # the target reads from here on
     state: str                  # the TAP state the target serves with
+    stamps: Dict[str, int] = field(default_factory=dict)  # both sides' steps (parse_stamps)
 
     @property
     def blackout_us(self) -> float:
         return round((self.serving_ns - self.stopped_reading_ns) / 1e3, 1)
+
+    def breakdown_us(self) -> List[Tuple[str, float]]:
+        """The blackout split at the steps stamped inside it, in the
+        protocol's order (BLACKOUT_STEPS): ("step -> next step", us) from the
+        source's stop to the target's serving; they add up to blackout_us."""
+        points = [("stopped", self.stopped_reading_ns)]
+        points += [(name, self.stamps[name]) for name in BLACKOUT_STEPS
+                   if name in self.stamps and self.stopped_reading_ns < self.stamps[name] < self.serving_ns]
+        points.append(("serving", self.serving_ns))
+        return [(f"{a} -> {b}", round((b_ns - a_ns) / 1e3, 1)) for (a, a_ns), (b, b_ns) in zip(points, points[1:])]
 
     def phases(self, started_ns: int, label: str = "handoff") -> List[Tuple[str, int]]:
         """The traffic phases around this hand-off: before, the hand-off, after."""
@@ -508,13 +535,14 @@ class Bench:
         and commits (it reads no more)."""
         committed = holder.ask(f"handoff {path}", "committed ")
         return Committed(Counters.parse(committed["line"]), int(committed["stopped_reading_ns"]),
-                         int(committed["committed_ns"]))
+                         int(committed["committed_ns"]), parse_stamps(committed["line"]))
 
     def serving(self, target: Backend, committed: Committed) -> HandOff:
         """The target's report that it serves the TAP it was handed."""
         serving = target.expect("serving ")
         return HandOff(committed.counters, committed.stopped_reading_ns, committed.committed_ns,
-                       int(fields(serving)["serving_ns"]), tap_state(serving.removeprefix("serving ")))
+                       int(fields(serving)["serving_ns"]), tap_state(serving.removeprefix("serving ")),
+                       {**committed.stamps, **parse_stamps(serving)})
 
     def hand_off(self, holder: Backend, target: Backend, path: str) -> HandOff:
         """One hand-off from `holder` to `target` (listening on `path`)."""

@@ -7,7 +7,7 @@
 //           then answers one line per command:
 //             "handoff <channel>" (<channel>: "unix:<path>", a bare path, or
 //               "tcp:<host>:<port>"): with both transfer switches on and a unix
-//               channel (LT-CFG-01/04) it stops reading, connects, offers
+//               channel (LT-CFG-01/04) it connects, waits for Ready, stops reading, offers
 //               every queue with the state. "committed <counters>
 //               stopped_reading_ns=<t> committed_ns=<t>" (and returns 0) or
 //               "resumed <error>" (it serves again and waits for the next line).
@@ -77,6 +77,11 @@ struct SourceOptions {
     // after the Commit the source reads its old queues for this long and does
     // not count it in "committed" (breaks LT-XFER-02). 0: a correct source.
     int read_after_commit_ms = 0;
+    // A seeded slowness for the blackout's accounting check (--seed-fault
+    // stop-before-connect): the source stops reading before it connects, as
+    // it once did, so the target's wake-up for the connection falls in the
+    // blackout (blackout_accounting_problems names it). No rule is broken.
+    bool stop_before_connect = false;
 };
 
 struct TargetOptions {
@@ -105,7 +110,7 @@ int run_target(const TargetOptions& options, int control_in, int control_out);
 // [--multi-queue 0|1] [--vnet-hdr-size 10|12] [--offloads BITS] [--sndbuf BYTES]" or "target
 // --listen PATH [--hold-offer-ms MS] [--serve-delay-ms MS] [--ifname NAME] [--vnet-hdr 0|1]
 // [--fd N]"; either with [--transfer-parameter 0|1] [--transfer-device 0|1] [--label TEXT];
-// a source also with [--seed-fault read-after-commit] (see SourceOptions), a target
+// a source also with [--seed-fault read-after-commit|stop-before-connect] (see SourceOptions), a target
 // with [--seed-fault change-offloads] (see TargetOptions).
 int backend_main(int argc, char** argv);
 

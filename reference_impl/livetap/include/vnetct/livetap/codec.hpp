@@ -13,6 +13,8 @@
 //   Reject (target -> source): code u16 (LivetapErrc) | reason_len u16 | reason
 //   Commit (source -> target): empty; the source has stopped for good and the
 //          fds are the target's
+//   Ready  (target -> source, first on a new connection): empty; the target is
+//          awake and waits for the Offer (the source stops reading only then)
 #pragma once
 
 #include <cstdint>
@@ -40,7 +42,8 @@ inline constexpr std::size_t max_reason_bytes = 1024;
     X(Accept, 2, "Accept")              \
     X(Reject, 3, "Reject")              \
     X(Commit, 4, "Commit")              \
-    X(NoBackend, 5, "NoBackend")
+    X(NoBackend, 5, "NoBackend")        \
+    X(Ready, 6, "Ready")
 VNETCT_DEFINE_VALUED_ENUM(MessageType, std::uint16_t, VNETCT_LIVETAP_MESSAGE_TYPES)
 
 struct Frame {

@@ -8,6 +8,8 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
@@ -61,34 +63,60 @@ struct GuestNicCounters {
     std::vector<std::uint64_t> frames_per_queue;  // in queue order
 };
 
+// The queues a reader serves (borrowed fds) and their vnet header size.
+struct ReaderQueues {
+    std::vector<int> fds;
+    int vnet_hdr_size = 0;
+};
+
 class GuestNic {
   public:
+    // What the reader thread runs before it reads: the last steps of a
+    // hand-off, which yield the queues (or an error: then it never reads).
+    using Arrival = std::function<LivetapResult<ReaderQueues>()>;
+
     // Starts a reader thread on `queue_fds` (borrowed: the caller keeps them
-    // open while the NIC runs). Frames carry a vnet header of
-    // `vnet_hdr_size` bytes (0: none); replies go out with a zeroed one.
+    // open while the NIC runs) and returns once it waits on them. Frames
+    // carry a vnet header of `vnet_hdr_size` bytes (0: none); replies go out
+    // with a zeroed one.
     [[nodiscard]] static LivetapResult<std::unique_ptr<GuestNic>> start(std::span<const int> queue_fds,
                                                                         int vnet_hdr_size, GuestIdentity identity);
+    // Starts the reader thread at once; the thread runs `arrival` first and
+    // reads the queues it returned from the moment it returns: no thread to
+    // create nor to wake between a hand-off's Commit and the first read.
+    // Returns once the thread polls them, or with `arrival`'s error (the
+    // thread ended without reading). `arrival` bounds its own waits.
+    [[nodiscard]] static LivetapResult<std::unique_ptr<GuestNic>> start_after(Arrival arrival, GuestIdentity identity);
     ~GuestNic();
     GuestNic(const GuestNic&) = delete;
     GuestNic& operator=(const GuestNic&) = delete;
 
-    // Stops reading; when it returns the thread is joined and no frame will
-    // be read again. Idempotent.
+    // No frame is read (nor answered) once it returns: a frame being read
+    // is finished first, and the thread waits, unjoined, on its queues until
+    // stop(). Takes no wake-up of the thread. Idempotent.
+    void halt();
+    // halt(), then the thread is woken and joined. Idempotent.
     void stop();
     // A consistent snapshot (taken under the counters' lock).
     [[nodiscard]] GuestNicCounters counters() const;
+    // CLOCK_MONOTONIC ns: the thread was created; it was about to poll the
+    // queues for the first time (from here on it reads; after the arrival).
+    [[nodiscard]] std::int64_t spawned_ns() const { return m_spawned_ns; }
+    [[nodiscard]] std::int64_t polling_ns() const { return m_polling_ns; }
 
   private:
-    GuestNic(std::vector<int> fds, int vnet_hdr_size, GuestIdentity identity, UniqueFd wake);
-    void run();
+    GuestNic(GuestIdentity identity, UniqueFd wake);
+    void run(const Arrival& arrival, std::promise<LivetapResult<void>>& polling);
 
-    std::vector<int> m_fds;
-    int m_vnet_hdr_size;
+    std::vector<int> m_fds;  // from the arrival, before the first poll
+    int m_vnet_hdr_size = 0;
     GuestIdentity m_identity;
     UniqueFd m_wake;  // eventfd: stop()
     struct Shared;
     std::unique_ptr<Shared> m_shared;
     std::thread m_thread;
+    std::int64_t m_spawned_ns = 0;
+    std::int64_t m_polling_ns = 0;  // written by the thread before start() returns
 };
 
 }  // namespace vnetct::livetap

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "vnetct/livetap/errors.hpp"
+#include "vnetct/livetap/handoff_stamps.hpp"
 #include "vnetct/livetap/unique_fd.hpp"
 
 namespace vnetct::livetap {
@@ -48,8 +49,17 @@ struct TapState {
 // attached queues of the device the state describes, with the same flags,
 // ifindex, namespace, vnet header size and endianness and sndbuf. Only reads.
 // FdCountMismatch, or StateMismatch naming the field, the state's value and
-// the fd's value.
-[[nodiscard]] LivetapResult<void> validate_tap_state(const TapState& state, std::span<const int> queue_fds);
+// the fd's value. `stamps` (if given) gets queues_read, distinct_checked,
+// identity_checked.
+[[nodiscard]] LivetapResult<void> validate_tap_state(const TapState& state, std::span<const int> queue_fds,
+                                                     HandOffStamps* stamps = nullptr);
+
+// Opens what validate_tap_state keeps for the calling thread (its network
+// namespace, to return to after a look into the device's), so that its first
+// validation does not pay for it: call it on the thread that will validate,
+// before the hand-off. Optional. A thread that validates must not move to
+// another network namespace afterwards.
+void prepare_validation();
 
 // What the source (the only side that ever opens /dev/net/tun) creates.
 struct TapSpec {

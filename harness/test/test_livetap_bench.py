@@ -1,0 +1,42 @@
+"""The live-TAP bench's reading of a hand-off (vnetct.livetap.bench): the
+stamps of the backend's committed/serving lines and the blackout split by
+them, without a backend (the lines are shaped as backend.hpp prints them)."""
+
+from vnetct.livetap.bench import Committed, Counters, HandOff, parse_stamps, tap_state
+
+COMMITTED = ("committed frames=10 echoed=10 first_seq=0 last_seq=9 arp=0 write_errors=0 queue_frames=10 streams=- "
+             "stopped_reading_ns=1000000 committed_ns=1160000 stamps=command:900000,target_ready:990000,"
+             "stopped:1000000,offer_sent:1015000,accept_received:1110000,commit_sent:1115000")
+SERVING = ("serving name=vt0 flags=0x5002 ifindex=4 netns=0 vnet_hdr_size=12 vnet_le=0 sndbuf=0 offloads=0x7 "
+           "queues=1 serving_ns=1150000 stamps=accepted:950000,nic_spawned:960000,offer_received:1030000,"
+           "queues_read:1040000,distinct_checked:1045000,identity_checked:1090000,accept_sent:1120000,"
+           "commit_received:1140000,reader_polling:1150000")
+
+
+def _hand_off() -> HandOff:
+    committed = Committed(Counters.parse(COMMITTED), 1_000_000, 1_160_000, parse_stamps(COMMITTED))
+    return HandOff(committed.counters, committed.stopped_reading_ns, committed.committed_ns, 1_150_000,
+                   tap_state(SERVING.removeprefix("serving ")), {**committed.stamps, **parse_stamps(SERVING)})
+
+
+def test_the_serving_state_leaves_out_the_times():
+    assert tap_state(SERVING.removeprefix("serving ")) == \
+        "name=vt0 flags=0x5002 ifindex=4 netns=0 vnet_hdr_size=12 vnet_le=0 sndbuf=0 offloads=0x7 queues=1"
+
+
+def test_the_blackout_splits_at_the_steps_inside_it_in_the_protocols_order():
+    hop = _hand_off()
+    # accept_sent is stamped after accept_received here (the target was descheduled after its
+    # send): arrivals mark the steps, so it is not a boundary; steps before the stop are not either.
+    assert hop.breakdown_us() == [("stopped -> offer_sent", 15.0), ("offer_sent -> offer_received", 15.0),
+                                  ("offer_received -> queues_read", 10.0), ("queues_read -> distinct_checked", 5.0),
+                                  ("distinct_checked -> identity_checked", 45.0),
+                                  ("identity_checked -> accept_received", 20.0),
+                                  ("accept_received -> commit_received", 30.0),
+                                  ("commit_received -> serving", 10.0)]
+    assert sum(us for _, us in hop.breakdown_us()) == hop.blackout_us == 150.0
+
+
+def test_a_line_without_stamps_gives_none():
+    assert parse_stamps("serving name=vt0 serving_ns=5") == {}
+    assert parse_stamps("committed frames=1 stamps=-") == {}
