@@ -24,8 +24,9 @@ std::string wall_clock_iso8601() {
     return text;
 }
 
-HostResult<Transcript> Transcript::open(const std::string& path) {
+HostResult<Transcript> Transcript::open(const std::string& path, std::size_t max_bytes) {
     Transcript transcript;
+    transcript.m_max_bytes = max_bytes;
     if (path.empty()) {
         return transcript;
     }
@@ -63,6 +64,21 @@ void Transcript::write_line(TranscriptDirection direction, const nlohmann::json&
     // Peer text may hold invalid UTF-8: replace it rather than lose the line.
     std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     text += '\n';
+    if (m_dropped_lines > 0 || m_written_bytes + text.size() > m_max_bytes) {
+        if (m_dropped_lines++ > 0) {
+            return;
+        }
+        const nlohmann::json flooded{
+            {"t_host_ns", monotonic_now_ns()},
+            {"t_wall", wall_clock_iso8601()},
+            {"dir", to_string(TranscriptDirection::Note)},
+            {"msg",
+             {{"note", "Flooded: the transcript reached its bound of " + std::to_string(m_max_bytes) +
+                           " bytes; this line (" + std::to_string(text.size()) + " bytes) and every later one are dropped"}}},
+        };
+        text = flooded.dump() + '\n';
+    }
+    m_written_bytes += text.size();
     std::fwrite(text.data(), 1, text.size(), m_file.get());
     std::fflush(m_file.get());
 }
