@@ -154,12 +154,12 @@ HostResult<int> connect_unix_socket(const std::string& path, Deadline deadline, 
 }
 
 HostResult<JsonLineChannel> JsonLineChannel::connect(const std::string& path, Deadline deadline,
-                                                     std::size_t max_message_size) {
+                                                     std::size_t max_message_size, std::size_t max_queued) {
     auto fd = connect_unix_socket(path, deadline);
     if (!fd) {
         return tl::unexpected(fd.error());
     }
-    return start_reader(*fd, path, max_message_size);
+    return start_reader(*fd, path, max_message_size, max_queued);
 }
 
 namespace {
@@ -189,8 +189,12 @@ void record_arrivals(Transcript& transcript, const Arrivals& arrivals) {
 }  // namespace
 
 struct JsonLineChannel::Shared {
-    Shared(int socket_fd, int wake_up_fd, std::string socket_path, std::size_t max_size)
-        : fd(socket_fd), wake_fd(wake_up_fd), path(std::move(socket_path)), max_message_size(max_size) {}
+    Shared(int socket_fd, int wake_up_fd, std::string socket_path, std::size_t max_size, std::size_t queue_bound)
+        : fd(socket_fd),
+          wake_fd(wake_up_fd),
+          path(std::move(socket_path)),
+          max_message_size(max_size),
+          max_queued(queue_bound) {}
     Shared(const Shared&) = delete;
     Shared& operator=(const Shared&) = delete;
     ~Shared() {
@@ -220,6 +224,7 @@ struct JsonLineChannel::Shared {
     const int wake_fd;  // eventfd: readable once the reader must stop
     const std::string path;
     const std::size_t max_message_size;
+    const std::size_t max_queued;
 
     std::thread reader;  // touched by the owning channel only
 
@@ -350,11 +355,11 @@ bool JsonLineChannel::Shared::deliver(std::vector<Arrival> arrivals, std::option
         std::lock_guard queue_lock(queue_mutex);
         std::size_t taken = 0;
         for (; taken < arrivals.size(); ++taken) {
-            if (queue.size() >= max_queued_messages || queued_bytes + arrivals[taken].bytes > 2 * max_message_size) {
+            if (queue.size() + taken >= max_queued || queued_bytes + arrivals[taken].bytes > 2 * max_message_size) {
                 end = HostError{HostErrc::Flooded,
-                                path + " sent more than " + std::to_string(max_queued_messages) + " lines or " +
+                                path + " sent more than " + std::to_string(max_queued) + " lines or " +
                                     std::to_string(2 * max_message_size) + " bytes that were not received (" +
-                                    std::to_string(queue.size()) + " lines, " + std::to_string(queued_bytes) +
+                                    std::to_string(queue.size() + taken) + " lines, " + std::to_string(queued_bytes) +
                                     " bytes waiting); the reader stopped, later lines are lost"};
                 break;
             }
@@ -382,14 +387,15 @@ bool JsonLineChannel::Shared::deliver(std::vector<Arrival> arrivals, std::option
     return !stopping;
 }
 
-HostResult<JsonLineChannel> JsonLineChannel::start_reader(int fd, std::string path, std::size_t max_message_size) {
+HostResult<JsonLineChannel> JsonLineChannel::start_reader(int fd, std::string path, std::size_t max_message_size,
+                                                          std::size_t max_queued) {
     const int wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd < 0) {
         const int error = errno;
         ::close(fd);
         return fail(HostErrc::ConnectFailed, "eventfd: " + errno_text(error));
     }
-    auto shared = std::make_unique<Shared>(fd, wake_fd, std::move(path), max_message_size);
+    auto shared = std::make_unique<Shared>(fd, wake_fd, std::move(path), max_message_size, max_queued);
     // The reader takes no signals: they go to threads that may act on them.
     sigset_t all;
     sigset_t previous;

@@ -46,8 +46,8 @@ const nlohmann::json greeting = nlohmann::json::parse(
 }  // namespace
 
 TEST(NestsDeeperThan_test, CountsBracketsOutsideStringsOnly) {
-    EXPECT_FALSE(nests_deeper_than(R"({"a":[1,{"b":[]}]})", 3));
-    EXPECT_TRUE(nests_deeper_than(R"({"a":[1,{"b":[]}]})", 2));
+    EXPECT_FALSE(nests_deeper_than(R"({"a":[1,{"b":[]}]})", 4));
+    EXPECT_TRUE(nests_deeper_than(R"({"a":[1,{"b":[]}]})", 3));
     EXPECT_FALSE(nests_deeper_than(R"({"a":"[[[[[[[[[[\"[[[["})", 1));
     EXPECT_FALSE(nests_deeper_than("[]" + std::string(1000, ' ') + "[[]]", 2));
     EXPECT_TRUE(nests_deeper_than(std::string(attack_depth, '['), max_json_depth));
@@ -113,23 +113,20 @@ TEST_F(HostilePeer_test, AgentEventNested200000DeepIsMalformedAndTheNextEventSti
 }
 
 TEST_F(HostilePeer_test, MoreUnreadLinesThanTheQueueKeepsIsFloodedAfterThoseQueued) {
-    std::string flood;
-    for (std::size_t i = 0; i <= max_queued_messages; ++i) {
-        flood += "1\n";
-    }
-    // One write of 32 KiB (one socket buffer, read in one go): the reader
-    // queues all it may before anyone receives.
-    m_peer.send_raw(flood).stall().start();
-    auto channel = JsonLineChannel::connect(m_peer.socket_path(), Clock::now() + 5s);
+    // One write of a few bytes arrives in one read: the reader queues all it
+    // may before anyone receives. The bound is 3 here (16384 by default).
+    m_peer.send_raw("1\n2\n3\n4\n5\n").stall().start();
+    auto channel = JsonLineChannel::connect(m_peer.socket_path(), Clock::now() + 5s, default_max_message_size, 3);
     ASSERT_TRUE(channel.has_value()) << channel.error().message();
-    std::size_t received = 0;
-    HostResult<nlohmann::json> message;
-    while ((message = channel->receive(Clock::now() + 5s)).has_value()) {
-        ++received;
-    }
-    EXPECT_EQ(received, max_queued_messages);
-    EXPECT_EQ(message.error().code, HostErrc::Flooded);
-    EXPECT_TRUE(contains(message.error().detail, "more than 16384 lines")) << message.error().detail;
+    EXPECT_EQ(channel->receive(Clock::now() + 5s).value(), 1);
+    EXPECT_EQ(channel->receive(Clock::now() + 5s).value(), 2);
+    EXPECT_EQ(channel->receive(Clock::now() + 5s).value(), 3);
+    const auto flooded = channel->receive(Clock::now() + 5s);
+    ASSERT_FALSE(flooded.has_value());
+    EXPECT_EQ(flooded.error().code, HostErrc::Flooded);
+    EXPECT_TRUE(contains(flooded.error().detail, "sent more than 3 lines or 33554432 bytes that were not received "
+                                                 "(3 lines, 3 bytes waiting)"))
+        << flooded.error().detail;
     // The reader has stopped: the channel stays Flooded.
     EXPECT_EQ(channel->receive(Clock::now()).error().code, HostErrc::Flooded);
 }

@@ -69,9 +69,11 @@ class JsonLineChannel {
     // Connects to the unix socket at `path`. A missing socket (ENOENT) or one
     // nobody listens on yet (ECONNREFUSED) is retried with a short backoff until
     // `deadline` (Timeout); other errors fail at once (ConnectFailed).
-    // A line longer than `max_message_size` bytes is refused (Oversized).
+    // A line longer than `max_message_size` bytes is refused (Oversized);
+    // more than `max_queued` lines waiting unread are Flooded.
     [[nodiscard]] static HostResult<JsonLineChannel> connect(const std::string& path, Deadline deadline,
-                                                             std::size_t max_message_size = default_max_message_size);
+                                                             std::size_t max_message_size = default_max_message_size,
+                                                             std::size_t max_queued = max_queued_messages);
 
     // Moving keeps the reader thread running: it works on state the channel
     // only points to. Destroying (or assigning over) a channel stops and joins
@@ -102,7 +104,7 @@ class JsonLineChannel {
     // is consumed: the next receive reads on); Oversized for a line over the
     // limit (the channel is then unusable: framing is lost, and the reader
     // stops). A line nested deeper than max_json_depth is Malformed too.
-    // Flooded once more than max_queued_messages lines or 2 * max_message_size
+    // Flooded once more than `max_queued` lines or 2 * max_message_size
     // bytes wait unread: the reader stops there, what it queued is still received first.
     // Blank lines are skipped.
     [[nodiscard]] HostResult<nlohmann::json> receive(Deadline deadline);
@@ -122,7 +124,8 @@ class JsonLineChannel {
     explicit JsonLineChannel(std::unique_ptr<Shared> shared);
     // Starts the reader on the connected socket `fd` (closed on failure).
     [[nodiscard]] static HostResult<JsonLineChannel> start_reader(int fd, std::string path,
-                                                                  std::size_t max_message_size);
+                                                                  std::size_t max_message_size,
+                                                                  std::size_t max_queued);
 
     std::unique_ptr<Shared> m_shared;
     std::int64_t m_last_arrival_ns = 0;
