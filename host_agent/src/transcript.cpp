@@ -55,6 +55,10 @@ void Transcript::write_line(TranscriptDirection direction, const nlohmann::json&
     if (!enabled()) {
         return;
     }
+    if (m_dropped_lines > 0) {  // past the bound: not even serialized
+        ++m_dropped_lines;
+        return;
+    }
     const nlohmann::json line{
         {"t_host_ns", host_ns != 0 ? host_ns : monotonic_now_ns()},
         {"t_wall", wall_clock_iso8601()},
@@ -64,10 +68,8 @@ void Transcript::write_line(TranscriptDirection direction, const nlohmann::json&
     // Peer text may hold invalid UTF-8: replace it rather than lose the line.
     std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     text += '\n';
-    if (m_dropped_lines > 0 || m_written_bytes + text.size() > m_max_bytes) {
-        if (m_dropped_lines++ > 0) {
-            return;
-        }
+    if (m_written_bytes + text.size() > m_max_bytes) {
+        ++m_dropped_lines;
         const nlohmann::json flooded{
             {"t_host_ns", monotonic_now_ns()},
             {"t_wall", wall_clock_iso8601()},

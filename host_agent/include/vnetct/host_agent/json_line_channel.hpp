@@ -45,6 +45,7 @@ inline constexpr std::size_t max_stored_events = 100'000;
 // (brackets inside strings do not count). One pass, no recursion, no
 // allocation: run on a line before parsing it.
 [[nodiscard]] bool nests_deeper_than(std::string_view text, std::size_t limit);
+
 // send() without a deadline gives the peer this long to take the bytes.
 inline constexpr std::chrono::seconds default_send_timeout{5};
 
