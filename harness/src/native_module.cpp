@@ -9,7 +9,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <span>
 #include <string>
 
@@ -41,9 +44,18 @@ void bind_groupid(py::module_& module);
 // The QMP fault interposer (interposer_bindings.cpp).
 void bind_interposer(py::module_& module);
 
-Deadline deadline_in(double seconds) {
-    return std::chrono::steady_clock::now() +
-           std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds));
+double checked_seconds(double seconds, const char* argument) {
+    if (std::isnan(seconds) || seconds < 0) {
+        char given[32];
+        std::snprintf(given, sizeof given, "%g", seconds);
+        throw py::value_error(std::string(argument) + " must be a number of seconds >= 0, got " + given);
+    }
+    return std::min(seconds, max_timeout_seconds);
+}
+
+Deadline deadline_in(double seconds, const char* argument) {
+    return std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                  std::chrono::duration<double>(checked_seconds(seconds, argument)));
 }
 
 void register_errors(py::module_& module) {
@@ -129,7 +141,8 @@ PYBIND11_MODULE(vnetct_native, module) {
         .def(
             "terminate",
             [](Process& self, double grace) {
-                return unwrap(self.terminate(std::chrono::milliseconds(static_cast<long>(grace * 1000))));
+                return unwrap(self.terminate(
+                    std::chrono::milliseconds(static_cast<long>(checked_seconds(grace, "grace") * 1000))));
             },
             py::arg("grace") = 5.0, py::call_guard<py::gil_scoped_release>());
 

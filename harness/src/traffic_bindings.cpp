@@ -132,14 +132,11 @@ bool interruptible_wait(double timeout, Wait&& wait) {
     }
 }
 
-std::chrono::milliseconds seconds_to_ms(double seconds) {
-    return std::chrono::milliseconds(static_cast<std::int64_t>(std::max(seconds, 0.0) * 1000));
-}
-
 void stop(UdpStream& stream, double drain_s) {
+    const auto drain = std::chrono::milliseconds(static_cast<std::int64_t>(checked_seconds(drain_s, "drain_s") * 1000));
     auto stopped = [&] {
         py::gil_scoped_release release;
-        return stream.stop(seconds_to_ms(drain_s));
+        return stream.stop(drain);
     }();
     unwrap(std::move(stopped));
 }

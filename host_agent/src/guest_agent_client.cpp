@@ -33,7 +33,11 @@ HostResult<nlohmann::json> GuestAgentClient::read_one(Deadline deadline) {
     }
     nlohmann::json& message = received->message;
     if (received->event) {
-        m_events.append(AgentEvent{*received->event, std::move(message), m_channel.last_arrival_ns(), 0});
+        auto stored = m_events.append(AgentEvent{*received->event, std::move(message), m_channel.last_arrival_ns(), 0},
+                                      "the guest agent at " + m_channel.path());
+        if (!stored) {
+            return tl::unexpected(stored.error());
+        }
         return nlohmann::json();
     }
     if (!message.contains("id") || !message.contains("ok") || !message["ok"].is_boolean()) {

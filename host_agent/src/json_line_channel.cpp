@@ -72,6 +72,32 @@ HostError lost_framing(const std::string& path) {
 
 }  // namespace
 
+bool nests_deeper_than(std::string_view text, std::size_t limit) {
+    std::size_t depth = 0;
+    bool in_string = false;
+    bool escaped = false;
+    for (const char c : text) {
+        if (in_string) {
+            if (escaped) {
+                escaped = false;
+            } else if (c == '\\') {
+                escaped = true;
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > limit) {
+                return true;
+            }
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return false;
+}
+
 int poll_timeout_ms(Deadline deadline) {
     const auto left = deadline - Clock::now();
     if (left <= Clock::duration::zero()) {
@@ -128,12 +154,12 @@ HostResult<int> connect_unix_socket(const std::string& path, Deadline deadline, 
 }
 
 HostResult<JsonLineChannel> JsonLineChannel::connect(const std::string& path, Deadline deadline,
-                                                     std::size_t max_message_size) {
+                                                     std::size_t max_message_size, std::size_t max_queued) {
     auto fd = connect_unix_socket(path, deadline);
     if (!fd) {
         return tl::unexpected(fd.error());
     }
-    return start_reader(*fd, path, max_message_size);
+    return start_reader(*fd, path, max_message_size, max_queued);
 }
 
 namespace {
@@ -143,6 +169,7 @@ struct Arrival {
     HostResult<nlohmann::json> message;
     std::int64_t arrival_ns = 0;
     std::string raw;  // the text as it goes to the transcript when it is no JSON
+    std::size_t bytes = 0;  // the line's length, counted against the queue's byte bound
 };
 
 // Writes what arrived to the transcript: messages as JSON, text that was no
@@ -162,8 +189,12 @@ void record_arrivals(Transcript& transcript, const Arrivals& arrivals) {
 }  // namespace
 
 struct JsonLineChannel::Shared {
-    Shared(int socket_fd, int wake_up_fd, std::string socket_path, std::size_t max_size)
-        : fd(socket_fd), wake_fd(wake_up_fd), path(std::move(socket_path)), max_message_size(max_size) {}
+    Shared(int socket_fd, int wake_up_fd, std::string socket_path, std::size_t max_size, std::size_t queue_bound)
+        : fd(socket_fd),
+          wake_fd(wake_up_fd),
+          path(std::move(socket_path)),
+          max_message_size(max_size),
+          max_queued(queue_bound) {}
     Shared(const Shared&) = delete;
     Shared& operator=(const Shared&) = delete;
     ~Shared() {
@@ -183,14 +214,17 @@ struct JsonLineChannel::Shared {
     // line end); false once framing is lost.
     bool take_lines(std::string& buffer, std::size_t scanned, std::int64_t arrival_ns);
     // Records and queues what arrived; with `end`, the reader stops after it
-    // and every later receive() gets `end` (kept as `after_end`).
-    void deliver(std::vector<Arrival> arrivals, std::optional<HostError> end = std::nullopt);
+    // and every later receive() gets `end` (kept as `after_end`). Past the
+    // queue's bounds the rest is dropped and `end` becomes Flooded. False
+    // when the reader must stop.
+    bool deliver(std::vector<Arrival> arrivals, std::optional<HostError> end = std::nullopt);
 
     // Constant while the reader runs.
     const int fd;
     const int wake_fd;  // eventfd: readable once the reader must stop
     const std::string path;
     const std::size_t max_message_size;
+    const std::size_t max_queued;
 
     std::thread reader;  // touched by the owning channel only
 
@@ -203,6 +237,7 @@ struct JsonLineChannel::Shared {
     std::mutex queue_mutex;
     std::condition_variable queue_changed;
     std::deque<Arrival> queue;
+    std::size_t queued_bytes = 0;  // sum of the queued arrivals' bytes
     std::optional<HostError> after_end;  // set once the reader has stopped
 };
 
@@ -281,12 +316,19 @@ bool JsonLineChannel::Shared::take_lines(std::string& buffer, std::size_t scanne
         if (is_blank(line)) {
             continue;
         }
+        if (nests_deeper_than(line, max_json_depth)) {
+            arrivals.push_back(Arrival{fail(HostErrc::Malformed, "nested deeper than " +
+                                                                     std::to_string(max_json_depth) +
+                                                                     " levels, from " + path + ": " + quote(line)),
+                                       arrival_ns, std::string(line), line.size()});
+            continue;
+        }
         nlohmann::json message = nlohmann::json::parse(line, nullptr, false);
         if (message.is_discarded()) {
-            arrivals.push_back(
-                Arrival{fail(HostErrc::Malformed, "from " + path + ": " + quote(line)), arrival_ns, std::string(line)});
+            arrivals.push_back(Arrival{fail(HostErrc::Malformed, "from " + path + ": " + quote(line)), arrival_ns,
+                                       std::string(line), line.size()});
         } else {
-            arrivals.push_back(Arrival{std::move(message), arrival_ns, {}});
+            arrivals.push_back(Arrival{std::move(message), arrival_ns, {}, line.size()});
         }
     }
     buffer.erase(0, line_start);
@@ -301,16 +343,34 @@ bool JsonLineChannel::Shared::take_lines(std::string& buffer, std::size_t scanne
         return false;
     }
     if (!arrivals.empty()) {
-        deliver(std::move(arrivals));
+        return deliver(std::move(arrivals));
     }
     return true;
 }
 
-void JsonLineChannel::Shared::deliver(std::vector<Arrival> arrivals, std::optional<HostError> end) {
+bool JsonLineChannel::Shared::deliver(std::vector<Arrival> arrivals, std::optional<HostError> end) {
+    bool stopping = false;
     std::lock_guard transcript_lock(transcript_mutex);
-    record_arrivals(transcript, arrivals);
     {
         std::lock_guard queue_lock(queue_mutex);
+        std::size_t taken = 0;
+        for (; taken < arrivals.size(); ++taken) {
+            if (queue.size() + taken >= max_queued || queued_bytes + arrivals[taken].bytes > 2 * max_message_size) {
+                end = HostError{HostErrc::Flooded,
+                                path + " sent more than " + std::to_string(max_queued) + " lines or " +
+                                    std::to_string(2 * max_message_size) + " bytes that were not received (" +
+                                    std::to_string(queue.size() + taken) + " lines, " + std::to_string(queued_bytes) +
+                                    " bytes waiting); the reader stopped, later lines are lost"};
+                break;
+            }
+            queued_bytes += arrivals[taken].bytes;
+        }
+        stopping = end.has_value();
+        arrivals.resize(taken);
+        record_arrivals(transcript, arrivals);
+        if (end && end->code == HostErrc::Flooded) {
+            transcript.note(end->detail);
+        }
         for (Arrival& arrival : arrivals) {
             queue.push_back(std::move(arrival));
         }
@@ -324,16 +384,18 @@ void JsonLineChannel::Shared::deliver(std::vector<Arrival> arrivals, std::option
         }
     }
     queue_changed.notify_all();
+    return !stopping;
 }
 
-HostResult<JsonLineChannel> JsonLineChannel::start_reader(int fd, std::string path, std::size_t max_message_size) {
+HostResult<JsonLineChannel> JsonLineChannel::start_reader(int fd, std::string path, std::size_t max_message_size,
+                                                          std::size_t max_queued) {
     const int wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd < 0) {
         const int error = errno;
         ::close(fd);
         return fail(HostErrc::ConnectFailed, "eventfd: " + errno_text(error));
     }
-    auto shared = std::make_unique<Shared>(fd, wake_fd, std::move(path), max_message_size);
+    auto shared = std::make_unique<Shared>(fd, wake_fd, std::move(path), max_message_size, max_queued);
     // The reader takes no signals: they go to threads that may act on them.
     sigset_t all;
     sigset_t previous;
@@ -444,6 +506,7 @@ HostResult<nlohmann::json> JsonLineChannel::receive(Deadline deadline) {
     }
     Arrival arrival = std::move(shared.queue.front());
     shared.queue.pop_front();
+    shared.queued_bytes -= arrival.bytes;
     lock.unlock();
     if (arrival.message || arrival.message.error().code == HostErrc::Malformed) {
         m_last_arrival_ns = arrival.arrival_ns;

@@ -72,8 +72,12 @@ HostResult<nlohmann::json> QmpClient::read_one(Deadline deadline) {
     }
     nlohmann::json& message = received->message;
     if (received->event) {
-        m_events.append(QmpEvent{*received->event, message.value("data", nlohmann::json()), qemu_timestamp(message),
-                                 m_channel.last_arrival_ns(), 0});
+        auto stored = m_events.append(QmpEvent{*received->event, message.value("data", nlohmann::json()),
+                                               qemu_timestamp(message), m_channel.last_arrival_ns(), 0},
+                                      "QMP at " + m_channel.path());
+        if (!stored) {
+            return tl::unexpected(stored.error());
+        }
         return nlohmann::json();
     }
     if (!is_reply(message)) {

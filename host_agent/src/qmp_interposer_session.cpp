@@ -17,7 +17,12 @@ std::string id_key(const Json& message) {
     return id == message.end() ? std::string() : id->dump();
 }
 
+// A line that is no JSON object, or nests deeper than max_json_depth (copying
+// it would recurse that deep), is not understood: it passes as it is.
 Json parse_line(const std::string& line) {
+    if (nests_deeper_than(line, max_json_depth)) {
+        return Json();
+    }
     Json message = Json::parse(line, nullptr, false);
     return message.is_discarded() || !message.is_object() ? Json() : message;
 }

@@ -24,8 +24,9 @@ std::string wall_clock_iso8601() {
     return text;
 }
 
-HostResult<Transcript> Transcript::open(const std::string& path) {
+HostResult<Transcript> Transcript::open(const std::string& path, std::size_t max_bytes) {
     Transcript transcript;
+    transcript.m_max_bytes = max_bytes;
     if (path.empty()) {
         return transcript;
     }
@@ -54,6 +55,10 @@ void Transcript::write_line(TranscriptDirection direction, const nlohmann::json&
     if (!enabled()) {
         return;
     }
+    if (m_dropped_lines > 0) {  // past the bound: not even serialized
+        ++m_dropped_lines;
+        return;
+    }
     const nlohmann::json line{
         {"t_host_ns", host_ns != 0 ? host_ns : monotonic_now_ns()},
         {"t_wall", wall_clock_iso8601()},
@@ -63,6 +68,19 @@ void Transcript::write_line(TranscriptDirection direction, const nlohmann::json&
     // Peer text may hold invalid UTF-8: replace it rather than lose the line.
     std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     text += '\n';
+    if (m_written_bytes + text.size() > m_max_bytes) {
+        ++m_dropped_lines;
+        const nlohmann::json flooded{
+            {"t_host_ns", monotonic_now_ns()},
+            {"t_wall", wall_clock_iso8601()},
+            {"dir", to_string(TranscriptDirection::Note)},
+            {"msg",
+             {{"note", "Flooded: the transcript reached its bound of " + std::to_string(m_max_bytes) +
+                           " bytes; this line (" + std::to_string(text.size()) + " bytes) and every later one are dropped"}}},
+        };
+        text = flooded.dump() + '\n';
+    }
+    m_written_bytes += text.size();
     std::fwrite(text.data(), 1, text.size(), m_file.get());
     std::fflush(m_file.get());
 }

@@ -157,10 +157,12 @@ struct UdpStream::Shared {
     // Sends seqs [first, first + count) (count <= batch_size).
     void send_batch(std::uint64_t first, std::size_t count, std::vector<std::uint8_t>& buffers);
     void receive_loop();
-    // Takes the datagrams recvmmsg left in `messages`.
-    void record_echoes(const std::array<mmsghdr, batch_size>& messages, std::size_t count,
+    // Takes the datagrams recvmmsg left in `messages`; false (the rest of the
+    // batch dropped) once spec.max_duplicate_echoes duplicates are kept.
+    bool record_echoes(const std::array<mmsghdr, batch_size>& messages, std::size_t count,
                        const std::vector<std::uint8_t>& buffers, std::int64_t arrival_ns);
     void end_receiving(std::optional<HostError> error);
+    [[nodiscard]] std::uint64_t received_so_far() const;
     void join_sender();
     // Stops both threads, the receiver after `drain_ns` more; joins them.
     void stop_threads(std::int64_t drain_ns);
@@ -195,6 +197,7 @@ struct UdpStream::Shared {
     std::vector<EchoArrival> arrivals;
     std::vector<bool> echoed;  // by seq
     std::uint64_t received = 0;
+    std::uint64_t duplicates = 0;  // echoes of a seq already echoed
     bool receiving_done = false;
     std::optional<HostError> receive_error;
 };
@@ -313,7 +316,13 @@ void UdpStream::Shared::receive_loop() {
         const int error = errno;
         const std::int64_t arrival_ns = monotonic_now_ns();
         if (got > 0) {
-            record_echoes(messages, static_cast<std::size_t>(got), buffers, arrival_ns);
+            if (!record_echoes(messages, static_cast<std::size_t>(got), buffers, arrival_ns)) {
+                end_receiving(HostError{HostErrc::Flooded,
+                                        "more than " + std::to_string(spec.max_duplicate_echoes) +
+                                            " duplicate echoes (of " + std::to_string(received_so_far()) +
+                                            " packets echoed); the receiver stopped, later echoes are not counted"});
+                return;
+            }
             continue;
         }
         // ECONNREFUSED and friends: an ICMP error for an earlier datagram; the
@@ -327,10 +336,11 @@ void UdpStream::Shared::receive_loop() {
     }
 }
 
-void UdpStream::Shared::record_echoes(const std::array<mmsghdr, batch_size>& messages, std::size_t count,
+bool UdpStream::Shared::record_echoes(const std::array<mmsghdr, batch_size>& messages, std::size_t count,
                                       const std::vector<std::uint8_t>& buffers, std::int64_t arrival_ns) {
     const std::uint64_t sent_so_far = issued.load(std::memory_order_acquire);
     std::size_t valid = 0;
+    bool flooded = false;
     {
         std::lock_guard lock(received_mutex);
         for (std::size_t i = 0; i < count; ++i) {
@@ -341,10 +351,14 @@ void UdpStream::Shared::record_echoes(const std::array<mmsghdr, batch_size>& mes
                 foreign.fetch_add(1, std::memory_order_relaxed);
                 continue;
             }
-            arrivals.push_back(EchoArrival{header->seq, arrival_ns});
             if (header->seq >= echoed.size()) {
                 echoed.resize(std::max<std::size_t>(header->seq + std::size_t{1}, echoed.size() * 2), false);
             }
+            if (echoed[header->seq] && duplicates++ >= spec.max_duplicate_echoes) {
+                flooded = true;
+                break;
+            }
+            arrivals.push_back(EchoArrival{header->seq, arrival_ns});
             if (!echoed[header->seq]) {
                 echoed[header->seq] = true;
                 ++received;
@@ -355,6 +369,12 @@ void UdpStream::Shared::record_echoes(const std::array<mmsghdr, batch_size>& mes
     if (valid > 0) {
         received_changed.notify_all();
     }
+    return !flooded;
+}
+
+std::uint64_t UdpStream::Shared::received_so_far() const {
+    std::lock_guard lock(received_mutex);
+    return received;
 }
 
 void UdpStream::Shared::end_receiving(std::optional<HostError> error) {

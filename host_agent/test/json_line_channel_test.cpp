@@ -272,8 +272,8 @@ TEST(EventLog_test, EmptyNameFindsAnyEventFromTheIndexOn) {
         std::size_t index = 0;
     };
     EventLog<Event> log;
-    log.append({"netdev-changed", {{"name", "eth0"}}});
-    log.append({"netdev-added", {{"name", "eth2"}}});
+    ASSERT_TRUE(log.append({"netdev-changed", {{"name", "eth0"}}}, "test"));
+    ASSERT_TRUE(log.append({"netdev-added", {{"name", "eth2"}}}, "test"));
     ASSERT_NE(log.find("", nullptr, 0), nullptr);
     EXPECT_EQ(log.find("", nullptr, 1)->name, "netdev-added");
     EXPECT_EQ(log.find("", nullptr, 2), nullptr);

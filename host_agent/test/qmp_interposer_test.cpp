@@ -529,6 +529,21 @@ TEST_F(QmpInterposer_test, OversizedLineFromQemuClosesBothSides) {
     EXPECT_NE(log[0]["reason"].get<std::string>().find("from QEMU (limit 1024)"), std::string::npos) << log[0];
 }
 
+TEST_F(QmpInterposer_test, EventNestedTooDeepPassesUnreadAndTheClientRefusesIt) {
+    // 200 000 levels: copying the parsed line would overflow the stack.
+    const std::string deep = "{\"event\":\"STOP\",\"data\":" + std::string(200'000, '[') +
+                             std::string(200'000, ']') + "}";
+    handshake().send_line(deep).send({{"event", "RESUME"}, {"timestamp", {{"seconds", 1}, {"microseconds", 0}}}});
+    m_peer.stall().start();
+    start({{"rules", {{{"name", "stop"}, {"event", "STOP"}, {"action", "drop"}}}}});
+    connect();
+    const auto refused = m_client->wait_event("RESUME", nullptr, 0, Clock::now() + 10s);
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_EQ(refused.error().code, HostErrc::Malformed);
+    wait_event("RESUME");
+    EXPECT_EQ(m_sut->actions(), Json::array());  // the rule did not see it as a STOP
+}
+
 TEST_F(QmpInterposer_test, NextClientGetsItsOwnQemuConnectionAndOnConnectAgain) {
     handshake()
         .expect({{"execute", "query-status"}, {"id", 2}})

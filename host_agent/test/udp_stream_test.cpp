@@ -61,11 +61,13 @@ void send_to(int fd, int port, const std::vector<std::uint8_t>& datagram) {
               static_cast<ssize_t>(datagram.size()));
 }
 
-// The guest's UDP echo in miniature: sends every datagram back to its sender,
-// except those `drop(n)` (n = 1, 2, ... in arrival order) says to drop.
+// The guest's UDP echo in miniature: sends every datagram back to its sender
+// (`copies` times), except those `drop(n)` (n = 1, 2, ... in arrival order)
+// says to drop.
 class EchoServer {
   public:
-    explicit EchoServer(std::function<bool(std::uint64_t)> drop = {}) : m_drop(std::move(drop)) {
+    explicit EchoServer(std::function<bool(std::uint64_t)> drop = {}, int copies = 1)
+        : m_drop(std::move(drop)), m_copies(copies) {
         m_wake_fd = ::eventfd(0, EFD_CLOEXEC);
         m_thread = std::thread([this] { run(); });
     }
@@ -96,13 +98,16 @@ class EchoServer {
             if (m_drop && m_drop(++index)) {
                 continue;
             }
-            (void)::sendto(m_socket.fd, datagram.data(), static_cast<std::size_t>(got), 0,
-                           reinterpret_cast<sockaddr*>(&from), length);
+            for (int copy = 0; copy < m_copies; ++copy) {
+                (void)::sendto(m_socket.fd, datagram.data(), static_cast<std::size_t>(got), 0,
+                               reinterpret_cast<sockaddr*>(&from), length);
+            }
         }
     }
 
     LoopbackSocket m_socket;
     std::function<bool(std::uint64_t)> m_drop;
+    int m_copies = 1;
     int m_wake_fd = -1;
     std::thread m_thread;
 };
@@ -218,6 +223,26 @@ TEST_F(UdpStream_test, AnEchoDroppingEveryTenthPacketShowsExactlyThoseSeqsLost) 
         expected.push_back(seq);
     }
     EXPECT_EQ(lost, expected);
+}
+
+TEST_F(UdpStream_test, AnEchoServerReplayingEchoesIsFloodedPastTheDuplicateBound) {
+    EchoServer echo({}, 10);  // every packet echoed ten times: 450 duplicates
+    LoopbackSocket local;
+    UdpStreamSpec spec{"127.0.0.1", echo.port(), 2000, 64, 50};
+    spec.max_duplicate_echoes = 100;
+    auto stream = UdpStream::create(local.release(), spec);
+    ASSERT_TRUE(stream.has_value()) << stream.error().message();
+    m_sut.emplace(std::move(*stream));
+    ASSERT_TRUE(m_sut->start().has_value());
+    ASSERT_TRUE(m_sut->wait_sending_done(Clock::now() + 5s));
+    // The receiver stops at the bound: the wait for more than was sent ends then.
+    EXPECT_FALSE(m_sut->wait_received(51, Clock::now() + 10s));
+    const auto stopped = m_sut->stop();
+    ASSERT_FALSE(stopped.has_value());
+    EXPECT_EQ(stopped.error().code, HostErrc::Flooded);
+    EXPECT_NE(stopped.error().detail.find("more than 100 duplicate echoes"), std::string::npos)
+        << stopped.error().detail;
+    EXPECT_LE(m_sut->arrivals().size(), 50U + 100U);
 }
 
 TEST_F(UdpStream_test, StopIsIdempotentAndAStoppedStreamDoesNotRestart) {

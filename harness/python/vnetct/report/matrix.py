@@ -29,6 +29,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import certification, model, rules_table
 from .model import ResultsError
+from .validate import fail as _fail
 
 SCHEMA = "vnetct-matrix/1"
 MATRIX_HTML, MATRIX_JSON = "matrix.html", "matrix.json"
@@ -55,10 +56,6 @@ class Column:
 
 
 # --- reading and checking results.json ---------------------------------------------------
-
-def _fail(path: Path, field: str, problem: str) -> ResultsError:
-    return ResultsError(f"{path}: field '{field}': {problem}")
-
 
 def check_results(results: dict, path: Path) -> None:
     """The fields the matrix reads, checked: ResultsError naming the file and

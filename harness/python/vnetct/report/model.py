@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 from urllib.parse import quote
 
 from . import certification, charts, rules_table
+from .validate import ResultsError, check_results
 
 # SUT fields in the order a reader looks for them; others follow as they come.
 SUT_LABELS = [
@@ -22,10 +23,6 @@ SUT_LABELS = [
     ("host_kernel", "Host kernel"), ("guest_image_digest", "Guest image digest"),
 ]
 OUTCOME_ORDER = {"failed": 0, "error": 1, "skipped": 2, "passed": 3}
-
-
-class ResultsError(Exception):
-    """A results directory that cannot be reported on; the message says why."""
 
 
 @dataclass
@@ -47,8 +44,12 @@ def load_run(run_dir: Path) -> Run:
         raise ResultsError(f"{path}: cannot read it ({error.strerror or error})") from error
     except ValueError as error:
         raise ResultsError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(results, dict) or not isinstance(results.get("cases", []), list):
-        raise ResultsError(f"{path}: not a vnetct results file (schema vnetct-results/1)")
+    except RecursionError as error:
+        raise ResultsError(f"{path}: nested too deeply to read (more than Python's recursion limit)") from error
+    if not isinstance(results, dict):
+        raise ResultsError(f"{path}: not a vnetct results file (schema vnetct-results/1): "
+                           f"the top level is no JSON object")
+    check_results(results, path)
     return Run(path.parent, results, certification.file_sha256(path), list(results.get("cases", [])))
 
 

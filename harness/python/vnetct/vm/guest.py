@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
+from vnetct.vm.console import ConsoleScanner, tail_text
 from vnetct.vm.stderr_tap import StderrTap
 from vnetct.core.native import HostError, HostTimeout, vnetct_native
 from vnetct.failover.trace import TraceLog
@@ -283,10 +284,8 @@ class Vm(TraceLog):
         return list(self.stderr_tap.lines)
 
     def console_text(self) -> str:
-        try:
-            return self.serial_log.read_text(errors="replace")
-        except OSError:
-            return ""
+        """The end of the serial log (its last 64 KiB: the guest may flood it)."""
+        return tail_text(self.serial_log)
 
     # -- lifecycle -----------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
@@ -374,6 +373,7 @@ class Vm(TraceLog):
             return self.hello  # restored from a snapshot: its agent said hello in start()
         self.step(f"booting {self.name} (waiting for the guest agent)")
         deadline = time.monotonic() + timeout
+        console = ConsoleScanner(self.serial_log, CONSOLE_FAILURE)
         while True:
             try:
                 self.hello = self.agent.wait_hello(timeout=0.5)
@@ -389,7 +389,7 @@ class Vm(TraceLog):
                 self._raise_if_exited("while the guest booted")
                 raise
             self._raise_if_exited("while the guest booted")
-            match = CONSOLE_FAILURE.search(self.console_text())
+            match = console.search()
             if match:
                 tail = "\n".join(self.console_text().splitlines()[-15:])
                 raise GuestFailure(f"{self.name}: console shows '{match.group(0)}' while booting:\n{tail}")

@@ -13,6 +13,7 @@ namespace vnetct::host_agent {
     X(Timeout, "deadline passed")                                               \
     X(Malformed, "malformed JSON from the peer")                                \
     X(Oversized, "message from the peer exceeds the size limit")                \
+    X(Flooded, "the peer sent more than the harness keeps")                     \
     X(Protocol, "unexpected message from the peer")                             \
     X(CommandFailed, "the command returned an error")                           \
     X(Io, "input/output error")                                                 \

@@ -26,6 +26,26 @@ using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
 
 inline constexpr std::size_t default_max_message_size = std::size_t{16} * 1024 * 1024;
+
+// Bounds on what an untrusted peer (a vendor's guest agent, a broken QEMU) can
+// make the harness keep. A line nesting arrays/objects deeper than this is
+// Malformed: parsing is iterative, but copying, dumping and converting a value
+// to Python recurse, and 200 000 levels overflow the stack. QMP and the agent
+// nest a handful of levels.
+inline constexpr std::size_t max_json_depth = 64;
+// Lines read but not yet received: at most this many, and at most twice the
+// channel's max_message_size bytes of them (32 MiB by default); past either
+// the reader stops and, after what is queued, receive() gives Flooded. Both
+// clients receive as they go; a case sees a few hundred events.
+inline constexpr std::size_t max_queued_messages = 16 * 1024;
+// Events one client keeps for a case (EventLog): past it, Flooded.
+inline constexpr std::size_t max_stored_events = 100'000;
+
+// True when `text`, read as JSON, opens arrays/objects more than `limit` deep
+// (brackets inside strings do not count). One pass, no recursion, no
+// allocation: run on a line before parsing it.
+[[nodiscard]] bool nests_deeper_than(std::string_view text, std::size_t limit);
+
 // send() without a deadline gives the peer this long to take the bytes.
 inline constexpr std::chrono::seconds default_send_timeout{5};
 
@@ -50,9 +70,11 @@ class JsonLineChannel {
     // Connects to the unix socket at `path`. A missing socket (ENOENT) or one
     // nobody listens on yet (ECONNREFUSED) is retried with a short backoff until
     // `deadline` (Timeout); other errors fail at once (ConnectFailed).
-    // A line longer than `max_message_size` bytes is refused (Oversized).
+    // A line longer than `max_message_size` bytes is refused (Oversized);
+    // more than `max_queued` lines waiting unread are Flooded.
     [[nodiscard]] static HostResult<JsonLineChannel> connect(const std::string& path, Deadline deadline,
-                                                             std::size_t max_message_size = default_max_message_size);
+                                                             std::size_t max_message_size = default_max_message_size,
+                                                             std::size_t max_queued = max_queued_messages);
 
     // Moving keeps the reader thread running: it works on state the channel
     // only points to. Destroying (or assigning over) a channel stops and joins
@@ -82,7 +104,10 @@ class JsonLineChannel {
     // when it ended mid-line; Malformed for a line that is not JSON (the line
     // is consumed: the next receive reads on); Oversized for a line over the
     // limit (the channel is then unusable: framing is lost, and the reader
-    // stops). Blank lines are skipped.
+    // stops). A line nested deeper than max_json_depth is Malformed too.
+    // Flooded once more than `max_queued` lines or 2 * max_message_size
+    // bytes wait unread: the reader stops there, what it queued is still received first.
+    // Blank lines are skipped.
     [[nodiscard]] HostResult<nlohmann::json> receive(Deadline deadline);
 
     // CLOCK_MONOTONIC ns when the bytes completing the last received message
@@ -100,7 +125,8 @@ class JsonLineChannel {
     explicit JsonLineChannel(std::unique_ptr<Shared> shared);
     // Starts the reader on the connected socket `fd` (closed on failure).
     [[nodiscard]] static HostResult<JsonLineChannel> start_reader(int fd, std::string path,
-                                                                  std::size_t max_message_size);
+                                                                  std::size_t max_message_size,
+                                                                  std::size_t max_queued);
 
     std::unique_ptr<Shared> m_shared;
     std::int64_t m_last_arrival_ns = 0;
@@ -162,11 +188,17 @@ class EventLog {
   public:
     [[nodiscard]] const std::vector<Event>& events() const { return m_events; }
 
-    // Stores `event`, numbering it with its position.
-    const Event& append(Event event) {
+    // Stores `event`, numbering it with its position; Flooded (naming `source`)
+    // once max_stored_events are kept: the event is dropped.
+    HostResult<void> append(Event event, std::string_view source) {
+        if (m_events.size() >= max_stored_events) {
+            return fail(HostErrc::Flooded, std::string(source) + " sent more than " +
+                                               std::to_string(max_stored_events) + " events (the last: " +
+                                               event.name + "); later events are dropped");
+        }
         event.index = m_events.size();
         m_events.push_back(std::move(event));
-        return m_events.back();
+        return {};
     }
 
     // The first stored event at or after `from_index` with this name (any

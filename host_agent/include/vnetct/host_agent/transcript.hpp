@@ -30,16 +30,25 @@ namespace vnetct::host_agent {
     X(Note, "note")
 VNETCT_DEFINE_ENUM(TranscriptDirection, VNETCT_TRANSCRIPT_DIRECTIONS)
 
+// A transcript stops growing here: a flooding peer must not fill the disk. The
+// line that would pass it is replaced by one note saying so (Flooded, with the
+// bound), and every later line is dropped and counted.
+inline constexpr std::size_t max_transcript_bytes = std::size_t{64} * 1024 * 1024;
+
 class Transcript {
   public:
     // A disabled transcript: every record is dropped.
     Transcript() = default;
 
-    // Appends to `path`; an empty path gives a disabled transcript.
-    [[nodiscard]] static HostResult<Transcript> open(const std::string& path);
+    // Appends to `path`; an empty path gives a disabled transcript. At most
+    // `max_bytes` of lines are written through this object, then one note.
+    [[nodiscard]] static HostResult<Transcript> open(const std::string& path,
+                                                     std::size_t max_bytes = max_transcript_bytes);
 
     [[nodiscard]] bool enabled() const { return m_file != nullptr; }
     [[nodiscard]] const std::string& path() const { return m_path; }
+    // Lines dropped because the transcript reached its bound.
+    [[nodiscard]] std::size_t dropped_lines() const { return m_dropped_lines; }
 
     // `host_ns` is when the message arrived or left; 0 means "now".
     void record(TranscriptDirection direction, const nlohmann::json& message, std::int64_t host_ns = 0);
@@ -57,6 +66,9 @@ class Transcript {
 
     std::unique_ptr<std::FILE, FileCloser> m_file;
     std::string m_path;
+    std::size_t m_max_bytes = max_transcript_bytes;
+    std::size_t m_written_bytes = 0;
+    std::size_t m_dropped_lines = 0;
 };
 
 }  // namespace vnetct::host_agent

@@ -41,6 +41,11 @@ void encode_stream_header(const StreamHeader& header, std::span<std::uint8_t> ou
 // The header at the start of `datagram`, or none when it is shorter.
 [[nodiscard]] std::optional<StreamHeader> decode_stream_header(std::span<const std::uint8_t> datagram);
 
+// Echoes beyond one per packet (a duplicating network, or an echo server that
+// replays: the guest is untrusted) that a stream keeps in its arrival record
+// (16 bytes each): past them the receiver stops, and stop() gives Flooded.
+inline constexpr std::uint64_t default_max_duplicate_echoes = std::uint64_t{1} << 20;
+
 struct UdpStreamSpec {
     std::string address;                                           // IPv4, dotted quad
     int port = 0;                                                  // 1..65535
@@ -48,6 +53,7 @@ struct UdpStreamSpec {
     std::int64_t payload_bytes = 64;                               // stream_header_bytes..max_udp_payload_bytes
     std::int64_t count = 0;                                        // packets to send; 0: until stopped (at most 2^32)
     std::chrono::nanoseconds tick = std::chrono::milliseconds(1);  // the sender's pacing tick
+    std::uint64_t max_duplicate_echoes = default_max_duplicate_echoes;
 };
 
 // Two threads on one socket: the sender wakes at every tick (clock_nanosleep
@@ -81,7 +87,8 @@ class UdpStream {
 
     // Stops sending, keeps receiving for `drain`, then stops receiving and
     // joins both threads. Idempotent. Io if the receiver had to stop on an
-    // error of its own (every later echo would have been missed).
+    // error of its own (every later echo would have been missed); Flooded if
+    // it stopped after spec().max_duplicate_echoes duplicate echoes.
     HostResult<void> stop(std::chrono::milliseconds drain = std::chrono::milliseconds(0));
 
     // Whether `count` distinct packets have been echoed by `deadline` (false
