@@ -104,6 +104,25 @@ def _send_from_guest(fd, count):
         os.write(fd, b"\0" * 10 + frame)
 
 
+def _wait_forwarding(wire, taps) -> None:
+    """Until the bridge forwards from `taps`: an opened TAP's carrier reaches its bridge port
+    through the kernel's link watch, up to a second later, and a bridge port not yet
+    forwarding drops the frames before any nftables rule sees them (seen: the blackout rule
+    counting 0 of 20)."""
+    import json
+
+    from vnetct.core.native import vnetct_native
+
+    deadline = time.monotonic() + 5.0
+    while True:
+        status, output = vnetct_native.run_command(["bridge", "-n", wire.netns, "-j", "link", "show"], 10.0)
+        states = {port.get("ifname"): port.get("state") for port in json.loads(output or "[]")}
+        if all(states.get(tap) == "forwarding" for tap in taps):
+            return
+        assert time.monotonic() < deadline, f"bridge ports not forwarding after 5 s: {states}"
+        time.sleep(0.02)
+
+
 def test_rules_drop_count_and_go_in_a_real_wire(wire):
     from vnetct.core.native import vnetct_native
 
@@ -113,6 +132,7 @@ def test_rules_drop_count_and_go_in_a_real_wire(wire):
     impairment.random_loss(tap1, 50, Direction.FROM_GUEST)
     fds = [vnetct_native.open_tap_in_netns(wire.netns, tap) for tap in (tap0, tap1)]
     try:
+        _wait_forwarding(wire, (tap0, tap1))
         _send_from_guest(fds[0], 20)
         _send_from_guest(fds[1], 200)
         # A TAP's frames reach the bridge from the kernel's backlog, after write() returned:
