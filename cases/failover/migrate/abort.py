@@ -63,6 +63,7 @@ def _primary_released(vm, primary_name, from_index):
                  if e["name"] == "netdev-removed" and e["data"].get("name") == primary_name), None)
 
 
+@pytest.mark.long("native PCIe hotplug's eject waits 5 s for the attention button")
 @pytest.mark.rule("FO-MIG-SRC-04", "FO-MIG-SRC-05", "FO-DATA-01")
 @pytest.mark.needs("slow-eject")
 def test_wait_unplug(vm_factory, case):

@@ -68,7 +68,8 @@ def _check_carrier(case, label, carrier, other, echoes, exact_other=True):
 
 
 @pytest.mark.rule("FO-MIG-SRC-01", "FO-MIG-SRC-02", "FO-MIG-SRC-03", "FO-MIG-TGT-01", "FO-MIG-TGT-02", "FO-DATA-01")
-@pytest.mark.parametrize("hotplug", ["acpi", "pciehp"])
+@pytest.mark.parametrize("hotplug", ["acpi", pytest.param("pciehp", marks=pytest.mark.long(
+    "native PCIe hotplug's eject waits 5 s for the attention button"))])
 def test_unplug_migrate_replug(vm_factory, case, hotplug):
     # acpi: q35's default; pciehp: native PCIe hotplug, whose eject waits for the attention button.
     migration = prepare_migration(vm_factory, case, f"mig-{hotplug}",

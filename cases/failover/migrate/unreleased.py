@@ -50,6 +50,7 @@ def _primary_enslaved(netdevs):
                                             for n in netdevs)
 
 
+@pytest.mark.long("QEMU waits 30 s for the release after the cancel (qemu_savevm_wait_unplug)")
 @pytest.mark.rule("FO-MIG-SRC-03", "FO-MIG-SRC-04", "FO-MIG-SRC-07")
 @pytest.mark.needs("guest-refuses-eject")
 def test_wait_unplug_holds_until_cancel(vm_factory, case):

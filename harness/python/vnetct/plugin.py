@@ -176,7 +176,7 @@ def pytest_collection_modifyitems(session, config, items):
                 if capability not in CAPABILITIES:
                     problems.append(f"{item.nodeid}: needs unknown capability '{capability}' "
                                     f"(known: {', '.join(CAPABILITIES)})")
-        for name in ("no_trace_check", "fresh_boot", "cpu_quiet"):
+        for name in ("no_trace_check", "fresh_boot", "cpu_quiet", "long"):
             opted_out = item.get_closest_marker(name)
             if opted_out is not None and (len(opted_out.args) != 1 or not str(opted_out.args[0]).strip()):
                 problems.append(f"{item.nodeid}: @pytest.mark.{name} needs the reason, in one string")
@@ -186,9 +186,11 @@ def pytest_collection_modifyitems(session, config, items):
         item.extra_keyword_matches.update(rule_ids)
     if problems:
         raise pytest.UsageError("bad case declarations:\n  " + "\n  ".join(problems))
-    # The CPU-quiet cases last: the other lanes are winding down by then, so the
-    # wait for them to end costs least (vnetct.core.quiet).
-    items.sort(key=lambda item: item.get_closest_marker("cpu_quiet") is not None)
+    # The long cases first (their length is the protocol's own timers), so that in a parallel
+    # run none starts late and decides the run's length; the CPU-quiet cases last: the other
+    # lanes are winding down by then, so the wait for them to end costs least (vnetct.core.quiet).
+    items.sort(key=lambda item: (item.get_closest_marker("long") is None,
+                                 item.get_closest_marker("cpu_quiet") is not None))
     if _state is not None:  # every case of the files collected, before -k: expectations name cases of the suite
         _state.results.data["collected"] = [item.vnetct_id for item in items]
         if _state.worker is not None:  # what the controller needs to record a case this worker never finishes
