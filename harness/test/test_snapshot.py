@@ -157,6 +157,8 @@ def test_a_restored_guest_is_the_booted_guest_and_a_broken_snapshot_is_made_agai
         assert (first.artifacts / "snapshot-save" / "serial-snap.log").read_text().count("Linux version") == 1
         second = factory.vm_booted(spec)
         assert second.restored["created"] is False and second.restored["snapshot"] == first.restored["snapshot"]
+        assert "vnetct-init: starting agent" in second.boot_serial_log.read_text(), "the boot it comes from"
+        assert "boot-serial-snap" in second.artifact_paths()
         for vm in (first, second):
             # The trace and the VM's own QMP connection start after the restore.
             assert [entry["kind"] for entry in vm.trace_log] == ["start"]

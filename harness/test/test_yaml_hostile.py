@@ -9,16 +9,7 @@ import pytest
 from vnetct.core import yaml_file
 from vnetct.sut.host_profile import HostProfileError, load
 
-GOOD = """\
-pf:
-  netdev: enp59s0f0
-  num_vfs: 4
-vf:
-  index: 1
-  mac: "52:54:00:10:20:30"
-standby:
-  bridge: br0
-"""
+from test_vf_profile import GOOD  # the host profile both files start from
 
 
 def _profile_error(tmp_path, data) -> str:

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <filesystem>
 #include <stdexcept>
 
@@ -327,6 +328,16 @@ void FakePeer::drain(int connection) {
             m_pending.erase(0, newline + 1);
         }
     }
+}
+
+std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+    std::vector<nlohmann::json> lines;
+    std::ifstream file(path);
+    std::string line;
+    while (std::getline(file, line)) {
+        lines.push_back(nlohmann::json::parse(line));
+    }
+    return lines;
 }
 
 }  // namespace vnetct::host_agent::testing

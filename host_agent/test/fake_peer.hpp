@@ -88,4 +88,7 @@ class FakePeer {
     std::vector<std::string> m_received;
 };
 
+// The lines of a JSONL file (a transcript); a line that is not JSON throws, failing the test.
+std::vector<nlohmann::json> read_jsonl(const std::string& path);
+
 }  // namespace vnetct::host_agent::testing

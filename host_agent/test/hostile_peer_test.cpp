@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,6 +16,7 @@
 using namespace vnetct::host_agent;
 using namespace std::chrono_literals;
 using vnetct::host_agent::testing::FakePeer;
+using vnetct::host_agent::testing::read_jsonl;
 
 namespace {
 
@@ -30,15 +30,6 @@ constexpr std::size_t attack_depth = 200'000;
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-std::vector<nlohmann::json> read_jsonl(const std::string& path) {
-    std::vector<nlohmann::json> lines;
-    std::ifstream file(path);
-    std::string line;
-    while (std::getline(file, line)) {
-        lines.push_back(nlohmann::json::parse(line));  // throws (fails the test) if a line is not JSON
-    }
-    return lines;
-}
 
 const nlohmann::json greeting = nlohmann::json::parse(
     R"({"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 9}, "package": ""}, "capabilities": []}})");

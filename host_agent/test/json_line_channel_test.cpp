@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,18 +17,10 @@
 using namespace vnetct::host_agent;
 using namespace std::chrono_literals;
 using vnetct::host_agent::testing::FakePeer;
+using vnetct::host_agent::testing::read_jsonl;
 
 namespace {
 
-std::vector<nlohmann::json> read_jsonl(const std::string& path) {
-    std::vector<nlohmann::json> lines;
-    std::ifstream file(path);
-    std::string line;
-    while (std::getline(file, line)) {
-        lines.push_back(nlohmann::json::parse(line));  // throws (fails the test) if a line is not JSON
-    }
-    return lines;
-}
 
 }  // namespace
 

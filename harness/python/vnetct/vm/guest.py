@@ -256,6 +256,11 @@ class Vm(TraceLog):
         return self.artifacts / f"serial-{self.name}.log"
 
     @property
+    def boot_serial_log(self) -> Path:
+        """A restored VM's boot: the serial console of its snapshot's saver."""
+        return self.artifacts / f"boot-serial-{self.name}.log"
+
+    @property
     def stderr_log(self) -> Path:
         return self.artifacts / f"qemu-{self.name}.stderr"
 
@@ -263,7 +268,8 @@ class Vm(TraceLog):
         """The VM's artifacts that exist now (a QEMU that refused to start has
         no agent transcript, for instance)."""
         candidates = {f"qmp-{self.name}": self.qmp_transcript, f"agent-{self.name}": self.agent_transcript,
-                      f"serial-{self.name}": self.serial_log, f"qemu-stderr-{self.name}": self.stderr_log,
+                      f"serial-{self.name}": self.serial_log, f"boot-serial-{self.name}": self.boot_serial_log,
+                      f"qemu-stderr-{self.name}": self.stderr_log,
                       f"argv-{self.name}": self.artifacts / f"argv-{self.name}.txt",
                       f"wire-{self.name}": self.artifacts / "wire-links.txt"}
         return {name: path for name, path in candidates.items() if path.exists()}

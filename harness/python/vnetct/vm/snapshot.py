@@ -58,6 +58,11 @@ class Snapshot:
     def meta(self) -> Path:
         return self.directory / "meta.json"
 
+    @property
+    def boot_serial(self) -> Path:
+        """The saver's serial console: how the guest of this snapshot booted."""
+        return self.directory / "boot-serial.log"
+
 
 def canonical_argv(argv: List[str], name: str, sockets: Path, artifacts: Path, taps: List[str]) -> List[str]:
     """`argv` without what is particular to one VM: its name, directories and
@@ -135,11 +140,13 @@ class SnapshotCache:
     def forget(self, key: str) -> None:
         shutil.rmtree(self.snapshot(key).directory, ignore_errors=True)
 
-    def store(self, key: str, state: Path, meta: dict) -> Snapshot:
+    def store(self, key: str, state: Path, meta: dict, boot_serial: Optional[Path] = None) -> Snapshot:
         snapshot = self.snapshot(key)
         shutil.rmtree(snapshot.directory, ignore_errors=True)
         snapshot.directory.mkdir(parents=True)
         os.rename(state, snapshot.state)
+        if boot_serial is not None and boot_serial.is_file():
+            shutil.copyfile(boot_serial, snapshot.boot_serial)
         partial = snapshot.meta.with_suffix(".tmp")
         partial.write_text(json.dumps({"key": key, **meta}, indent=2, sort_keys=True) + "\n")
         os.rename(partial, snapshot.meta)  # the meta last: a snapshot without it is not found
@@ -223,7 +230,7 @@ class SnapshotPlan:
                     self.cache.qemu_version, "qemu_sha256": self.qemu_sha256, "image": self.image_digest,
                     "argv": canonical_argv(vm.argv, vm.name, vm.sockets, vm.artifacts, vm.taps),
                     "boot_s": round(boot_s, 3), "save_s": round(save_s, 3), "bytes": partial.stat().st_size}
-            snapshot = self.cache.store(key, partial, meta)
+            snapshot = self.cache.store(key, partial, meta, saver.serial_log)
         except (HostError, OSError) as error:
             raise SnapshotError(f"{vm.name}: could not make its snapshot {key[:12]}: {error}") from error
         finally:
@@ -262,6 +269,8 @@ def restore(vm, plan: SnapshotPlan, timeout: float) -> dict:
     from vnetct.vm.stderr_tap import StderrTap
 
     snapshot, made = plan.ensure(vm)
+    if snapshot.boot_serial.is_file():  # the boot this guest comes from, beside its own console
+        shutil.copyfile(snapshot.boot_serial, vm.boot_serial_log)
     vm.step(f"restoring {vm.name} from snapshot {snapshot.key[:12]}")
     argv = list(vm.argv) + ["-incoming", "defer"]
     vm.started_at = time.monotonic()
