@@ -68,3 +68,16 @@ def test_test_quick_skips_the_image_and_the_heavy_tests(monkeypatch, quick):
     ctest, pytest_argv = calls[1][1], calls[2][1]
     assert ctest[0] == "ctest"
     assert (pytest_argv[-4:-2] == ["-m", "not heavy"]) is quick and pytest_argv[-2:] == ["-k", "x"]
+
+
+def test_the_cli_starts_without_pytest_installed():
+    """pytest and pytest-xdist come with the set-up: the CLI must load before it runs."""
+    import subprocess
+    import sys
+
+    from vnetct.core import paths
+
+    code = "import sys; sys.modules['pytest'] = None; sys.modules['xdist'] = None; import vnetct.cli.main"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                            env={"PYTHONPATH": str(paths.REPO / "harness" / "python")})
+    assert result.returncode == 0, result.stderr

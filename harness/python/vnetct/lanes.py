@@ -23,7 +23,6 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest

@@ -33,7 +33,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import List, Optional
 
-from vnetct import lanes
 from vnetct.setup import bootstrap, releases
 from vnetct.cli import certify, selftest
 from vnetct.cli import check_config
@@ -265,6 +264,8 @@ def _run_on_vfs(args, host_profile) -> int:
 
 
 def _run_cases(args, extra_args: Optional[List[str]] = None) -> int:
+    from vnetct import lanes  # imports pytest: installed by the set-up, which has run by now
+
     short_id = secrets.token_hex(3)
     run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{short_id}"
     out = args.out.resolve()
