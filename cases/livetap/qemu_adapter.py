@@ -30,7 +30,7 @@ import pytest
 from vnetct.livetap import series as livetap_series, upstream_opinion
 from vnetct.vm.guest import STANDBY_DRIVERS, Nic, VmSpec
 from vnetct.vm.factory import connect_target_ports
-from vnetct.livetap.bench import read_link
+from vnetct.livetap.tap_readings import read_link
 from vnetct.failover.migration import EVENTS_ON
 from vnetct.core.native import HostError, HostTimeout
 from vnetct.core.verdict import RuleViolation

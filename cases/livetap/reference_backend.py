@@ -23,11 +23,13 @@ import time
 import pytest
 
 from vnetct.core.verdict import require
-from vnetct.livetap.bench import fields, ip_in
+from vnetct.livetap.bench import fields
+from vnetct.livetap.tap_readings import ip_in, wire_drops
 from vnetct.livetap.bench import describe_flows as _describe
 from vnetct.livetap.bench import per_flow_checks as _per_flow_checks
 from vnetct.livetap.bench import quiet_reading as _quiet_reading
 from vnetct.livetap.bench import reader_counters
+from vnetct.livetap.sink import analyze_read, wait_read_through
 
 # These cases judge vnetct's own reference backend, not the SUT; it needs real TAPs,
 # processes and traffic.
@@ -54,16 +56,15 @@ def _tap(bench, queues: int, **source_options):
     return tap, source, state
 
 
-# By default 10k pps; VNETCT_LIVETAP_RATES names others: a rate ("100k": both frame sizes)
-# or a rate and frame size ("100k-small"). At 100k pps the bench (injector, veth, bridge, the
-# backend echoing every frame) needs the two cores of this machine to itself: TCG guests
+# By default 10k and 100k pps; VNETCT_LIVETAP_RATES names others: a rate ("50k": both frame
+# sizes) or a rate and frame size ("100k-small"). From 50k pps the backends are sinks: they
+# count the stream by seq without echoing it (vnetct.livetap.sink), half the work per frame:
+# echoed, this two-core host did not carry 100k pps even idle (small frames passed 3 of 4
+# variant runs, MTU frames, 1.2 Gbit/s each way, dropped 7 130-7 482 frames a variant). The
+# 10k variants stay echoed: the peer's own view of the path, there and back. At 100k pps the
+# bench (injector, veth, bridge, reader) still needs the two cores to itself: TCG guests
 # beside it starve it, so the 100k variants run in the run's CPU-quiet slot
-# (vnetct.core.quiet: no other case runs meanwhile, in any lane). Even so this host does not
-# carry them reliably, idle: with the queue below, small frames passed 3 of 4 variant runs
-# (one 2-queue run: the TAP dropped 10 356 frames in steady state, none around a hand-off)
-# and MTU frames (1.2 Gbit/s echoed each way) dropped 7 130-7 482 frames a variant. The
-# echo of every frame doubles the backend's work; a one-way stream counted by sequence
-# number at the reader would halve it. Until then 100k is on request.
+# (vnetct.core.quiet: no other case runs meanwhile, in any lane).
 # How long the TAP's queue holds the stream while its reader is off the CPU: a host's
 # scheduling jitter, not a hand-off. Measured here (idle machine, 100k pps): with the
 # default 1000 frames (10 ms) the TAP dropped 4 242-25 662 frames per variant in steady
@@ -71,9 +72,10 @@ def _tap(bench, queues: int, **source_options):
 # 20 000 frames (200 ms) the four 100k variants lost nothing. A hand-off's blackout is
 # measured apart (blackout_us), and one beyond the queue's capacity is reported as such.
 JITTER_BUDGET_S = 0.2
-DEFAULT_RATES = "10k"
+DEFAULT_RATES = "10k,100k"
 RATES_ASKED = {part.strip().lower() for part in os.environ.get("VNETCT_LIVETAP_RATES", DEFAULT_RATES).split(",")}
 QUIET_FROM_PPS = 100_000
+SINK_FROM_PPS = 50_000
 
 
 def _queue_for(bench, tap: str, rate: int) -> None:
@@ -100,10 +102,12 @@ HANDOFF_VARIANTS = [_variant(rate, queues, name, payload) for rate in (10_000, 5
 @pytest.mark.parametrize("rate,queues,payload", HANDOFF_VARIANTS)
 def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
     bench = livetap_bench
+    bench.echo_streams = rate < SINK_FROM_PPS
     tap, source, ready = _tap(bench, queues)
     _queue_for(bench, tap, rate)
     targets = [bench.target(f"target{i}") for i in range(1, HOPS + 1)]
     before = bench.link(tap)
+    drops_before = wire_drops(bench.netns)
     # Two flows per queue: the TAP spreads flows over its queues by hash.
     flows = 1 if queues == 1 else 2 * queues
     traffic = bench.streams(rate, payload, STEADY_S + (HOPS - 1) * HOP_SPACING_S + TAIL_S, flows)
@@ -111,10 +115,10 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
     phases = [("before", traffic.started_ns)]
     holder, holders_counters, hops = source, [], []
     for index, (target, path) in enumerate(targets, 1):
-        # The hop's moment: so many echoes back, or (a bench losing frames) at most half a second late.
+        # The hop's moment: so many echoes back (a sink: sent), or (a bench losing frames) at most
+        # half a second late.
         at_s = STEADY_S + (index - 1) * HOP_SPACING_S
-        traffic.wait_echoed(int(rate / flows * at_s), at_s + 0.5 - (time.monotonic_ns() - traffic.started_ns) / 1e9,
-                            required=False)
+        traffic.wait_progress(int(rate / flows * at_s), at_s + 0.5 - (time.monotonic_ns() - traffic.started_ns) / 1e9)
         hop = bench.hand_off(holder, target, path)
         case.step(f"hand-off {index}: {holder.name} -> {target.name}, blackout {hop.blackout_us} us: "
                   + ", ".join(f"{steps} {us}" for steps, us in hop.breakdown_us()))
@@ -124,15 +128,25 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
         assert holder.wait(5) == 0, f"{holder.name} exit status after committing"
         holder = target
     traffic.finish(timeout=10)
+    if not traffic.echoed:
+        # Until the last holder read every flow's last datagram (what the TAP queued meanwhile,
+        # at most JITTER_BUDGET_S of the stream, is read by then).
+        wait_read_through(traffic, lambda: reader_counters(holder), JITTER_BUDGET_S + 1.0)
     after, last_counters = _quiet_reading(bench, tap, holder)
+    drops_after = wire_drops(bench.netns)
     holders_counters.append(last_counters)
     holder.close_input()
     holder.expect("stopped ")
     assert holder.wait(5) == 0
 
-    reports = traffic.analyze(phases)
+    if traffic.echoed:
+        reports = traffic.analyze(phases)
+        gaps = [traffic.longest_gap_ns(h.stopped_reading_ns, h.serving_ns) / 1e3 for h in hops]
+    else:
+        reports, incomplete = analyze_read(traffic, phases, holders_counters)
+        assert not incomplete, f"the readers' record of the stream is incomplete: {'; '.join(incomplete)}"
+        gaps = []  # nothing comes back to the peer: no echo gap
     rows = _per_flow_checks(traffic, reports, holders_counters)
-    gaps = [traffic.longest_gap_ns(h.stopped_reading_ns, h.serving_ns) / 1e3 for h in hops]
     blackouts = [h.blackout_us for h in hops]
     achieved = sum(r["overall"]["rate_achieved_pps"] for r in reports)
     case.save_json("traffic.json", traffic.record(phases, reports))
@@ -148,7 +162,9 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
     case.metric("reordered", sum(r["reordered"] for r in rows))
     case.metric("blackout_median", round(statistics.median(blackouts), 1), "us")
     case.metric("blackout_max", max(blackouts), "us")
-    case.metric("echo_gap_max", round(max(gaps), 1), "us")
+    if gaps:
+        case.metric("echo_gap_max", round(max(gaps), 1), "us")
+    case.metric("echoed", int(traffic.echoed))
     case.metric("frames_per_queue_last_target", ",".join(str(n) for n in holders_counters[-1].queue_frames))
     case.metric("tx_dropped", after.tx_dropped - before.tx_dropped)
 
@@ -165,26 +181,40 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
                     f"beyond the queue's capacity ({after.txqlen} frames = {capacity_us / 1e3:.0f} ms at {rate} pps): "
                     f"LT-DATA-01's premise does not hold on this host now; tx_dropped +"
                     f"{after.tx_dropped - before.tx_dropped}")
-    # Loss only in steady state, none in a hand-off's phases, and every flow recovered
-    # after each loss window: the readers fell behind the rate for a while away from any
-    # hand-off (a loaded host stalls them 100 ms and more: see the echo RTT), the bench's
-    # limit here, not the hand-off LT-DATA-01 is about. A reader that stops serving a flow
-    # (a queue left unread) never recovers: that is judged.
+    # Loss only in steady state, none in a hand-off's phases, every flow recovered after
+    # each loss window, and every frame no reader read counted as dropped by a device of
+    # the wire (the TAP for want of a reader, a veth or the bridge for want of a CPU): the
+    # readers or the wire fell behind the rate for a while away from any hand-off (a loaded
+    # host stalls them 100 ms and more), the bench's limit here, not the hand-off LT-DATA-01
+    # is about. A reader that stops serving a flow (a queue left unread) never recovers, and
+    # a frame lost where no counter saw it is explained by nothing: both are judged.
     recovered = all(window[1] < row["sent"] - 1 for row in rows for window in row["loss_windows"])
-    if steady and not around and recovered:
-        rtt_max = max(r["overall"]["rtt_max_ms"] for r in reports)
-        pytest.skip(f"not judged: {steady} frames lost in steady state, none around the hand-offs (echo RTT "
-                    f"max {rtt_max:.0f} ms; tx_dropped +{after.tx_dropped - before.tx_dropped}): this host could "
-                    f"not carry {rate} pps away from the hand-offs now: {_describe(rows)}")
-    # Frames the TAP dropped for want of a reader are lost, whoever held the queues: they also
-    # leave a gap between a holder's last seq and the next one's first, which is no sign of a
-    # reader after its Commit (LT-XFER-02, judged below on a TAP that dropped nothing).
+    never_read = sum(row["never_read"] for row in rows)
+    counted = sum(drops_after.get(name, 0) - dropped for name, dropped in drops_before.items())
+    case.metric("wire_drops", counted)
+    if steady and not around and recovered and never_read <= counted:
+        lag = (f"echo RTT max {max(r['overall']['rtt_max_ms'] for r in reports):.0f} ms" if traffic.echoed
+               else "not echoed")
+        pytest.skip(f"not judged: {steady} frames lost in steady state, none around the hand-offs ({lag}; "
+                    f"the wire's devices dropped {counted}, tx_dropped +{after.tx_dropped - before.tx_dropped}): "
+                    f"this host could not carry {rate} pps away from the hand-offs now: {_describe(rows)}")
+    # Frames the TAP dropped for want of a reader are lost, whoever held the queues.
     require(after.tx_dropped == before.tx_dropped, "LT-DATA-01", f"the TAP dropped frames no reader took: "
             f"tx_dropped {before.tx_dropped} -> {after.tx_dropped} ({around} of the stream's losses in the "
             f"hand-off phases, {steady} in steady state)")
+    # Ownership first (who read what), then what the stream lost: a loss caused by a reader
+    # that kept reading after its Commit names the rule it broke. The kernel counted as read
+    # exactly what the readers reported reading...
+    read = sum(c.frames for c in holders_counters)
+    assert (after.ifindex, after.carrier_changes) == (before.ifindex, before.carrier_changes)
+    require(after.tx_packets == read, "LT-XFER-02", f"TAP tx_packets {after.tx_packets}, frames the backends "
+            f"reported reading {read}: a reader read frames it did not report (after its Commit?)")
+    # ...and no holder read a seq of a flow its successor read from: the successor's first
+    # comes after the holder's last. A gap between them (frames that never reached the TAP:
+    # the kernel saw no other reader) is a loss, judged below.
     for index, hop in enumerate(hops):
         assert hop.state == ready, f"hop {index + 1}: the target serves '{hop.state}', " \
-                                              f"the source had '{ready}'"
+                                   f"the source had '{ready}'"
         earlier, later = holders_counters[index], holders_counters[index + 1]
         for stream in traffic.streams:
             # A holder that read nothing of a flow (on a loaded host the flow may have lost all
@@ -193,19 +223,18 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
                 continue
             last = earlier.streams[stream.stream_id][1]
             first = later.streams[stream.stream_id][0]
-            require(first == last + 1, "LT-XFER-02", f"hop {index + 1}, flow {stream.stream_id:016x}: the "
-                    f"target's first seq {first}, its predecessor's last {last}: frames between were read by "
-                    f"neither, or by a process that no longer owned the queues")
-    # The second witness: the kernel counted as read exactly what the readers read, dropped nothing.
-    read = sum(c.frames for c in holders_counters)
-    assert (after.ifindex, after.carrier_changes) == (before.ifindex, before.carrier_changes)
-    require(after.tx_packets == read, "LT-XFER-02", f"TAP tx_packets {after.tx_packets}, frames the backends "
-            f"reported reading {read}: a reader read frames it did not report (after its Commit?)")
-    # Ownership first (who read what), then what the stream lost: a loss caused by a
-    # reader that kept reading after its Commit names the rule it broke.
+            require(first > last, "LT-XFER-02", f"hop {index + 1}, flow {stream.stream_id:016x}: the target's "
+                    f"first seq {first}, its predecessor's last {last}: both read the same part of the flow")
+    unexplained = max(0, never_read - counted)
     require(all(r["lost"] == 0 and r["duplicates"] == 0 and r["reordered"] == 0 for r in rows), "LT-DATA-01",
             f"{around} lost in the hand-off phases, {steady} in steady state before/after them"
-            f"{' (the bench cannot carry this rate here)' if steady else ''}: {_describe(rows)}")
+            f"{f' ({unexplained} never read and dropped where no device counted them)' if unexplained else ''}"
+            f": {_describe(rows)}")
+    # Judged at the rate asked, or not at all: an injector that fell short (a loaded host)
+    # proved nothing at this rate.
+    if achieved < 0.9 * rate:
+        pytest.skip(f"not judged at {rate} pps: the injector reached {achieved:.0f} pps (below 90 %); "
+                    f"nothing was lost at that rate")
 
 
 def _one_hand_off_run(bench, case, tap, source, rate=10_000, seconds=0.6, at_s=0.2, target_options=None,

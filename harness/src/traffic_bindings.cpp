@@ -165,6 +165,12 @@ void bind_traffic(py::module_& module) {
             },
             py::arg("count"), py::arg("timeout"), "Whether `count` distinct packets were echoed within `timeout` s.")
         .def(
+            "wait_sent",
+            [](const UdpStream& self, std::uint64_t count, double timeout) {
+                return interruptible_wait(timeout, [&](auto until) { return self.wait_sent(count, until); });
+            },
+            py::arg("count"), py::arg("timeout"), "Whether `count` datagrams were sent within `timeout` s.")
+        .def(
             "wait_sending_done",
             [](const UdpStream& self, double timeout) {
                 return interruptible_wait(timeout, [&](auto until) { return self.wait_sending_done(until); });

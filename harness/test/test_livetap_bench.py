@@ -40,3 +40,42 @@ def test_the_blackout_splits_at_the_steps_inside_it_in_the_protocols_order():
 def test_a_line_without_stamps_gives_none():
     assert parse_stamps("serving name=vt0 serving_ns=5") == {}
     assert parse_stamps("committed frames=1 stamps=-") == {}
+
+
+# --- a sink's record (vnetct.livetap.sink): the seqs read as runs, holder after holder
+
+def _counters(runs: str, streams: str = "-") -> Counters:
+    return Counters.parse(f"stopped frames=0 echoed=0 first_seq=- last_seq=- arp=0 write_errors=0 queue_frames=- "
+                          f"streams={streams} runs={runs}")
+
+
+def test_runs_are_read_with_their_truncation():
+    counters = _counters("00000000000000aa:0-4,7-9;00000000000000bb:0-1,...")
+    assert counters.runs == {0xAA: ([(0, 4), (7, 9)], True), 0xBB: ([(0, 1)], False)}
+    assert _counters("-").runs == {}
+
+
+def test_holders_runs_laid_end_to_end_are_the_arrivals_and_a_gap_is_a_loss():
+    from vnetct.core.native import vnetct_native
+    from vnetct.livetap.sink import read_arrivals
+    sent_ns = [1000 * seq for seq in range(10)]
+    source, target = _counters("00000000000000aa:0-3"), _counters("00000000000000aa:5-9")
+    arrivals, problems = read_arrivals(0xAA, [source, target], sent_ns)
+    assert problems == []
+    assert [seq for seq, _ in arrivals] == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    report = vnetct_native.analyze_stream(sent_ns, arrivals, [("before", 0), ("handoff", 3500), ("after", 4500)],
+                                          10_000)
+    assert (report["overall"]["lost"], report["overall"]["duplicates"], report["overall"]["reordered"]) == (1, 0, 0)
+    assert [p["lost"] for p in report["phases"]] == [0, 1, 0]
+
+
+def test_a_seq_read_twice_is_a_duplicate_and_a_truncated_or_impossible_record_is_said():
+    from vnetct.livetap.sink import read_arrivals
+    sent_ns = [1000 * seq for seq in range(4)]
+    arrivals, problems = read_arrivals(0xAA, [_counters("00000000000000aa:0-2"), _counters("00000000000000aa:2-3")],
+                                       sent_ns)
+    assert [seq for seq, _ in arrivals] == [0, 1, 2, 2, 3] and problems == []
+    _, problems = read_arrivals(0xAA, [_counters("00000000000000aa:0-1,..."), _counters("00000000000000aa:2-9")],
+                                sent_ns)
+    assert "truncated after seq 1" in problems[0]
+    assert "reports seqs 2-9, the flow sent 0-3" in problems[1]

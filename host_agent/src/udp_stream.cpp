@@ -187,7 +187,7 @@ struct UdpStream::Shared {
     std::atomic<std::uint64_t> foreign{0};
 
     mutable std::mutex sent_mutex;
-    mutable std::condition_variable sending_finished;
+    mutable std::condition_variable sending_finished;  // every batch issued, and the end of sending
     std::vector<std::int64_t> sent_times;
     std::map<int, std::uint64_t> send_errors;
     bool sending_done = false;
@@ -253,9 +253,10 @@ void UdpStream::Shared::send_batch(std::uint64_t first, std::size_t count, std::
             messages[i].msg_hdr.msg_iov = &vectors[i];
             messages[i].msg_hdr.msg_iovlen = 1;
         }
+        // Before the datagrams leave: an echo may come back before sendmmsg returns.
+        issued.store(first + count, std::memory_order_release);
     }
-    // Before the datagrams leave: an echo may come back before sendmmsg returns.
-    issued.store(first + count, std::memory_order_release);
+    sending_finished.notify_all();  // wait_sent
     std::size_t done = 0;
     while (done < count) {
         const int sent =
@@ -511,6 +512,15 @@ bool UdpStream::wait_received(std::uint64_t count, Deadline deadline) const {
     shared.received_changed.wait_until(lock, deadline,
                                        [&] { return shared.received >= count || shared.receiving_done; });
     return shared.received >= count;
+}
+
+bool UdpStream::wait_sent(std::uint64_t count, Deadline deadline) const {
+    Shared& shared = *m_shared;
+    std::unique_lock lock(shared.sent_mutex);
+    shared.sending_finished.wait_until(lock, deadline, [&] {
+        return shared.issued.load(std::memory_order_acquire) >= count || shared.sending_done;
+    });
+    return shared.issued.load(std::memory_order_acquire) >= count;
 }
 
 bool UdpStream::wait_sending_done(Deadline deadline) const {

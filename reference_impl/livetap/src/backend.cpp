@@ -188,17 +188,27 @@ std::string describe(const GuestNicCounters& counters) {
         queues += (queues.empty() ? "" : ",") + std::to_string(frames);
     }
     std::string streams;
+    std::string runs;
     for (const auto& [id, seen] : counters.streams) {
         char text[96];
         std::snprintf(text, sizeof text, "%s%016llx:%u-%u:%llu", streams.empty() ? "" : ";",
                       static_cast<unsigned long long>(id), seen.first_seq, seen.last_seq,
                       static_cast<unsigned long long>(seen.frames));
         streams += text;
+        std::snprintf(text, sizeof text, "%s%016llx:", runs.empty() ? "" : ";", static_cast<unsigned long long>(id));
+        runs += text;
+        for (std::size_t i = 0; i < seen.runs.size(); ++i) {
+            runs += (i == 0 ? "" : ",") + std::to_string(seen.runs[i].first) + "-" + std::to_string(seen.runs[i].last);
+        }
+        if (seen.runs_truncated) {
+            runs += ",...";
+        }
     }
     return "frames=" + std::to_string(counters.frames) + " echoed=" + std::to_string(counters.udp_echoed) +
            " first_seq=" + seq_text(counters.first_stream_seq) + " last_seq=" + seq_text(counters.last_stream_seq) +
            " arp=" + std::to_string(counters.arp_replies) + " write_errors=" + std::to_string(counters.write_errors) +
-           " queue_frames=" + (queues.empty() ? "-" : queues) + " streams=" + (streams.empty() ? "-" : streams);
+           " queue_frames=" + (queues.empty() ? "-" : queues) + " streams=" + (streams.empty() ? "-" : streams) +
+           " runs=" + (runs.empty() ? "-" : runs);
 }
 
 GuestNicCounters merge(const GuestNicCounters& total, const GuestNicCounters& later) {
@@ -214,11 +224,7 @@ GuestNicCounters merge(const GuestNicCounters& total, const GuestNicCounters& la
         merged.last_stream_seq = later.last_stream_seq;
     }
     for (const auto& [id, seen] : later.streams) {
-        auto [entry, added] = merged.streams.try_emplace(id, seen);
-        if (!added) {
-            entry->second.last_seq = seen.last_seq;
-            entry->second.frames += seen.frames;
-        }
+        merged.streams[id].append(seen);
     }
     if (merged.frames_per_queue.size() < later.frames_per_queue.size()) {
         merged.frames_per_queue.resize(later.frames_per_queue.size(), 0);
@@ -459,7 +465,8 @@ int backend_main(int argc, char** argv) {
                "[--vnet-hdr-size 10|12] [--offloads BITS] [--sndbuf BYTES] [--label TEXT]\n"
                "       livetap_backend target --listen PATH [--hold-offer-ms MS] [--serve-delay-ms MS] "
                "[--ifname NAME] [--vnet-hdr 0|1] [--fd N] [--seed-fault change-offloads]\n"
-               "       either with [--transfer-parameter 0|1] [--transfer-device 0|1] [--label TEXT]");
+               "       either with [--transfer-parameter 0|1] [--transfer-device 0|1] [--echo-streams 0|1] "
+               "[--label TEXT]");
         return 2;
     };
     if (args.empty() || args.size() % 2 == 0) {
@@ -507,6 +514,8 @@ int backend_main(int argc, char** argv) {
                 source.stop_before_connect = true;
             } else if (key == "--seed-fault" && value == "change-offloads") {
                 target.change_offloads = true;
+            } else if (key == "--echo-streams") {
+                source.guest.echo_streams = target.guest.echo_streams = std::stoi(value) != 0;
             } else if (key == "--label") {
                 // a tag for whoever looks for the process by its command line
             } else {

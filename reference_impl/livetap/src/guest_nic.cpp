@@ -135,6 +135,43 @@ std::optional<StreamDatagram> stream_datagram(std::span<const std::uint8_t> fram
     return StreamDatagram{id, be32(frame, *udp + 8 + 12)};
 }
 
+void StreamSeen::read(std::uint32_t seq) {
+    if (frames == 0) {
+        first_seq = seq;
+    }
+    last_seq = seq;
+    ++frames;
+    if (!runs.empty() && runs.back().last + 1 == seq && seq != 0) {
+        runs.back().last = seq;
+    } else if (runs.size() < kMaxSeqRuns) {
+        runs.push_back({seq, seq});
+    } else {
+        runs_truncated = true;
+    }
+}
+
+void StreamSeen::append(const StreamSeen& later) {
+    if (later.frames == 0) {
+        return;
+    }
+    if (frames == 0) {
+        *this = later;
+        return;
+    }
+    last_seq = later.last_seq;
+    frames += later.frames;
+    runs_truncated = runs_truncated || later.runs_truncated;
+    for (const SeqRun& run : later.runs) {
+        if (!runs.empty() && runs.back().last + 1 == run.first && run.first != 0) {
+            runs.back().last = run.last;
+        } else if (runs.size() < kMaxSeqRuns) {
+            runs.push_back(run);
+        } else {
+            runs_truncated = true;
+        }
+    }
+}
+
 std::optional<std::uint32_t> stream_seq(std::span<const std::uint8_t> frame) {
     const auto datagram = stream_datagram(frame);
     return datagram ? std::optional(datagram->seq) : std::nullopt;
@@ -280,7 +317,7 @@ void GuestNic::run(const Arrival& arrival, std::promise<LivetapResult<void>>& po
             }
             const auto frame = std::span<const std::uint8_t>(buffer).subspan(header, static_cast<std::size_t>(size) - header);
             const auto datagram = stream_datagram(frame);
-            auto reply = guest_reply(frame, m_identity);
+            auto reply = datagram && !m_identity.echo_streams ? std::nullopt : guest_reply(frame, m_identity);
             bool written = false;
             if (reply) {
                 reply->insert(reply->begin(), header, 0);
@@ -294,10 +331,7 @@ void GuestNic::run(const Arrival& arrival, std::promise<LivetapResult<void>>& po
                     counters.first_stream_seq = datagram->seq;
                 }
                 counters.last_stream_seq = datagram->seq;
-                auto [seen, added] = counters.streams.try_emplace(datagram->stream_id,
-                                                                  StreamSeen{datagram->seq, datagram->seq, 0});
-                seen->second.last_seq = datagram->seq;
-                ++seen->second.frames;
+                counters.streams[datagram->stream_id].read(datagram->seq);
             }
             if (reply && !written) {
                 ++counters.write_errors;

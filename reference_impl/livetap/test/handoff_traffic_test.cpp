@@ -210,5 +210,38 @@ TEST_P(HandoffTraffic_test, LT_XFER_04_RejectedHandOffSourceResumesWithZeroLoss)
     EXPECT_EQ(*(*resumed)->counters().first_stream_seq, *(*source)->counters().last_stream_seq + 1);
 }
 
+// A sink (echo_streams false) reads and counts the stream without echoing
+// it: the peer receives nothing, and the reader's runs hold every seq once,
+// in order, as the kernel's tx_packets agrees.
+TEST_P(HandoffTraffic_test, ASinkCountsTheStreamItDoesNotEcho) {
+    const TapCounters before = counters();
+    GuestIdentity sink;
+    sink.echo_streams = false;
+    auto nic = GuestNic::start(raw_fds(m_source_queues), m_state.vnet_hdr_size, sink);
+    ASSERT_TRUE(nic.has_value());
+    auto stream = start_stream();
+    ASSERT_TRUE(stream.wait_sent(kPackets, std::chrono::steady_clock::now() + 5s)) << "sent " << stream.sent();
+    ASSERT_TRUE(stream.wait_sending_done(std::chrono::steady_clock::now() + 5s));
+    // Read once the last seq is: the reader reads a queue in order.
+    const auto deadline = std::chrono::steady_clock::now() + 2s;
+    auto last_read = [&] {
+        const auto seen = (*nic)->counters();
+        return seen.last_stream_seq && *seen.last_stream_seq == static_cast<std::uint32_t>(kPackets - 1);
+    };
+    while (!last_read() && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(1ms);  // polls the condition, bounded by the deadline
+    }
+    ASSERT_TRUE(stream.stop().has_value());
+    (*nic)->stop();
+    const auto seen = (*nic)->counters();
+    ASSERT_EQ(seen.streams.size(), 1U);
+    const StreamSeen& flow = seen.streams.begin()->second;
+    EXPECT_EQ(flow.runs, (std::vector<SeqRun>{{0, static_cast<std::uint32_t>(kPackets - 1)}}));
+    EXPECT_FALSE(flow.runs_truncated);
+    EXPECT_EQ(seen.udp_echoed, 0U);
+    EXPECT_EQ(stream.received(), 0U) << "a sink echoed stream datagrams";
+    EXPECT_EQ(counters().tx_packets - before.tx_packets, seen.frames);
+}
+
 INSTANTIATE_TEST_SUITE_P(Queues, HandoffTraffic_test, ::testing::Values(1, 2),
                          [](const auto& info) { return std::to_string(info.param) + "queue"; });

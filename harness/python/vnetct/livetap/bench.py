@@ -11,7 +11,6 @@ vm_factory, which deletes it."""
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -25,6 +24,7 @@ from typing import Dict, List, Optional, Tuple
 
 from vnetct.core import paths
 from vnetct.core.native import vnetct_native
+from vnetct.livetap.tap_readings import Link, ip_in, read_features, read_link
 
 BACKEND = paths.BUILD / "reference_impl" / "livetap" / "livetap_backend"
 GUEST_ADDRESS = "198.18.0.2"  # the backend's GuestIdentity
@@ -47,6 +47,9 @@ class Counters:
     queue_frames: List[int]
     streams: Dict[int, Tuple[int, int, int]]  # stream id -> (first seq, last seq, frames)
     raw: Dict[str, str] = field(default_factory=dict)
+    # stream id -> the seqs read as runs [(first, last)] in reading order, and whether
+    # the reader kept them all (StreamSeen::runs): what a sink received (vnetct.livetap.sink)
+    runs: Dict[int, Tuple[List[Tuple[int, int]], bool]] = field(default_factory=dict)
 
     @staticmethod
     def parse(line: str) -> "Counters":
@@ -58,7 +61,14 @@ class Counters:
                 first, last = span.split("-")
                 streams[int(ident, 16)] = (int(first), int(last), int(frames))
         queues = [] if found.get("queue_frames", "-") == "-" else [int(n) for n in found["queue_frames"].split(",")]
-        return Counters(int(found["frames"]), int(found["echoed"]), queues, streams, found)
+        runs = {}
+        if found.get("runs", "-") != "-":
+            for entry in found["runs"].split(";"):
+                ident, spans = entry.split(":")
+                parts = spans.split(",")
+                kept = [tuple(int(n) for n in part.split("-")) for part in parts if part != "..."]
+                runs[int(ident, 16)] = (kept, "..." not in parts)
+        return Counters(int(found["frames"]), int(found["echoed"]), queues, streams, found, runs)
 
 
 def reader_counters(holder) -> "Counters":
@@ -254,56 +264,16 @@ class Backend:
             return ""
 
 
-@dataclass
-class Link:
-    """One `ip -s -d link` reading of a TAP."""
-    ifindex: int
-    tx_packets: int
-    tx_dropped: int
-    carrier_changes: int
-    txqlen: int
-    operstate: str
-    info: dict
-
-    def to_json(self) -> dict:
-        return self.__dict__
-
-
-def ip_in(netns: str, argv: List[str]) -> str:
-    """`ip -n NETNS ARGV...`'s output; a failure raises, naming the command."""
-    status, output = vnetct_native.run_command(["ip", "-n", netns, *argv], 10.0)
-    if status.code != 0 or status.signal != 0:
-        raise AssertionError(f"ip -n {netns} {' '.join(argv)}: {status.describe()}: {output.strip()}")
-    return output
-
-
-def read_features(netns: str, tap: str) -> Dict[str, bool]:
-    """The device's offload features as the kernel shows them from outside any
-    of its fds (`ethtool --json -k` in its namespace): what a TUNSETOFFLOAD on
-    a queue changes, seen from the host rather than told by a backend."""
-    argv = ["ip", "netns", "exec", netns, "ethtool", "--json", "-k", tap]
-    status, output = vnetct_native.run_command(argv, 10.0)
-    if status.code != 0 or status.signal != 0:
-        raise AssertionError(f"{' '.join(argv)}: {status.describe()}: {output.strip()}")
-    entry = json.loads(output)[0]
-    return {name: bool(value.get("active")) for name, value in entry.items() if isinstance(value, dict)}
-
-
-def read_link(netns: str, tap: str) -> Link:
-    """The kernel's reading of a TAP (ifindex, counters, carrier changes)."""
-    entry = json.loads(ip_in(netns, ["-j", "-s", "-s", "-d", "link", "show", "dev", tap]))[0]
-    tx = entry["stats64"]["tx"]
-    return Link(ifindex=entry["ifindex"], tx_packets=tx["packets"], tx_dropped=tx["dropped"],
-                carrier_changes=tx.get("carrier_changes", 0), txqlen=entry.get("txqlen", 0),
-                operstate=entry.get("operstate", ""), info=entry.get("linkinfo", {}).get("info_data", {}))
-
-
 class Traffic:
     """Paced, sequence-numbered UDP streams from the peer to the backend, one
     flow each (several flows spread over the queues of a multi-queue TAP)."""
 
-    def __init__(self, netns: str, rate_pps: float, payload_bytes: int, seconds: float, flows: int = 1):
+    def __init__(self, netns: str, rate_pps: float, payload_bytes: int, seconds: float, flows: int = 1,
+                 echoed: bool = True):
         self.netns = netns
+        # False: the backends are sinks (Bench.echo_streams): nothing comes back, the
+        # stream is judged by the seqs the readers read (vnetct.livetap.sink).
+        self.echoed = echoed
         self.rate_pps = rate_pps
         self.payload_bytes = payload_bytes
         self.count = int(rate_pps * seconds / flows)
@@ -338,7 +308,7 @@ class Traffic:
         self.started_ns = time.monotonic_ns()
         for stream in self.streams:
             stream.start()
-        for stream in self.streams:
+        for stream in self.streams if self.echoed else ():
             if not stream.wait_received(1, timeout):
                 raise AssertionError(f"no echo from {GUEST_ADDRESS} within {timeout:.0f} s "
                                      f"({stream.sent} sent, send errors {stream.send_errors})")
@@ -351,6 +321,13 @@ class Traffic:
                 raise AssertionError(f"{per_flow} echoes per flow expected within {timeout:.1f} s; flow "
                                      f"{stream.stream_id:016x}: {stream.received} of {stream.sent}")
 
+    def wait_progress(self, per_flow: int, timeout: float) -> None:
+        """Until every flow had `per_flow` datagrams echoed (a sink: sent), or
+        at most `timeout`: the moment of a step into the stream; the loss is
+        judged afterwards."""
+        for stream in self.streams:
+            (stream.wait_received if self.echoed else stream.wait_sent)(per_flow, max(0.0, timeout))
+
     def finish(self, timeout: float, drain_s: float = 0.2) -> None:
         """Until every flow sent its count and (at most `timeout` more) every
         echo came back; then stop."""
@@ -358,7 +335,7 @@ class Traffic:
             if not stream.wait_sending_done(timeout):
                 raise AssertionError(f"flow {stream.stream_id:016x} still sending after {timeout:.1f} s "
                                      f"({stream.sent} of {self.count}): the injector cannot keep the rate")
-        for stream in self.streams:
+        for stream in self.streams if self.echoed else ():
             stream.wait_received(self.count, drain_s)
         self.ended_ns = time.monotonic_ns()
         self.stop()
@@ -404,6 +381,9 @@ class Bench:
         self.traffic: List[Traffic] = []
         self.wire = None
         self._sockets = 0
+        # False: every backend spawned from here on counts stream datagrams
+        # without echoing them (--echo-streams 0), for Traffic(echoed=False).
+        self.echo_streams = True
 
     @property
     def netns(self) -> str:
@@ -420,12 +400,17 @@ class Bench:
         status, output = vnetct_native.run_command(argv, 10.0)
         if status.code != 0 or status.signal != 0:
             raise AssertionError(f"{' '.join(argv)}: {status.describe()}: {output.strip()}")
+        self._seed_wire_loss(self.wire.taps[0])
+        return self.wire
+
+    def _seed_wire_loss(self, tap: str) -> None:
+        """The run's seeded bench loss (bench-loss-before-tap), if any, on the
+        bridge port of `tap`."""
         fault = self._fault()
         if fault is not None and fault.bench_loss:
             from vnetct.traffic.impair import Direction, Impairment
             # Frames leaving the bridge into the TAP (to the guest's side): no TAP counter sees them.
-            Impairment(self.wire).random_loss(self.wire.taps[0], fault.bench_loss, Direction.TO_GUEST)
-        return self.wire
+            Impairment(self.wire).random_loss(tap, fault.bench_loss, Direction.TO_GUEST)
 
     def own_tap_name(self, suffix: str = "q") -> str:
         """A name for a TAP the source creates (non-persistent) in the wire's namespace."""
@@ -446,7 +431,7 @@ class Bench:
 
     def _label(self) -> List[str]:
         # The run's socket root in the command line: the end-of-run sweep finds a survivor by it.
-        return ["--label", str(self.run.socket_root)]
+        return ["--label", str(self.run.socket_root), "--echo-streams", str(int(self.echo_streams))]
 
     def source(self, tap: str, queues: int = 1, multi_queue: bool = False, offloads: int = OFFLOADS,
                vnet_hdr_size: int = 12, sndbuf: int = 0, transfer_parameter: bool = True,
@@ -511,6 +496,7 @@ class Bench:
                      ["link", "set", "dev", tap, "type", "bridge_slave", "learning", "off", "flood", "on"],
                      ["link", "set", tap, "up"]):
             self._ip(argv)
+        self._seed_wire_loss(tap)
         return time.monotonic_ns()
 
     def _ip(self, argv: List[str]) -> str:
@@ -549,10 +535,11 @@ class Bench:
         return self.serving(target, self.commit(holder, path))
 
     def streams(self, rate_pps: float, payload_bytes: int, seconds: float, flows: int = 1) -> Traffic:
-        traffic = Traffic(self.netns, rate_pps, payload_bytes, seconds, flows)
+        traffic = Traffic(self.netns, rate_pps, payload_bytes, seconds, flows, echoed=self.echo_streams)
         self.traffic.append(traffic)
         self.case.step(f"{flows} UDP flow(s), {rate_pps:.0f} datagrams/s in all, payload {payload_bytes} B, "
-                       f"{traffic.count} per flow, to {GUEST_ADDRESS}")
+                       f"{traffic.count} per flow, to {GUEST_ADDRESS}"
+                       f"{'' if self.echo_streams else ' (not echoed: counted by the readers)'}")
         return traffic
 
     def close(self) -> List[str]:

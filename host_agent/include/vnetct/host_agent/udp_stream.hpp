@@ -94,6 +94,10 @@ class UdpStream {
     // Whether `count` distinct packets have been echoed by `deadline` (false
     // at once when the receiver has stopped short of it).
     [[nodiscard]] bool wait_received(std::uint64_t count, Deadline deadline) const;
+    // Whether `count` datagrams have been handed to the socket by `deadline`
+    // (false at once when the sender finished short of it): the stream's own
+    // clock, for a receiver that does not echo.
+    [[nodiscard]] bool wait_sent(std::uint64_t count, Deadline deadline) const;
     // Whether the sender has finished (its count sent, or stopped) by `deadline`.
     [[nodiscard]] bool wait_sending_done(Deadline deadline) const;
 

@@ -48,7 +48,9 @@
 //           --serve-delay-ms: waits that long after the Commit before it
 //           reads (the source has exited meanwhile).
 // <counters>: "frames=<n> echoed=<n> first_seq=<n|-> last_seq=<n|->
-// arp=<n> write_errors=<n> queue_frames=<n>,<n>... streams=<id hex>:<first>-<last>:<n>;..."
+// arp=<n> write_errors=<n> queue_frames=<n>,<n>... streams=<id hex>:<first>-<last>:<n>;...
+// runs=<id hex>:<first>-<last>,<first>-<last>...[,...];..." (runs: StreamSeen::runs, "..."
+// when truncated; "-" for none)
 // Times are CLOCK_MONOTONIC ns. A source whose control input ends stops
 // serving, reports "stopped <counters>" and returns 0. Exit codes: 0 done,
 // 1 failed, 2 bad usage. --label <text> is ignored (a tag for process sweeps).
@@ -109,7 +111,8 @@ int run_target(const TargetOptions& options, int control_in, int control_out);
 // argv without the program name: "source --netns NS --tap NAME [--queues N]
 // [--multi-queue 0|1] [--vnet-hdr-size 10|12] [--offloads BITS] [--sndbuf BYTES]" or "target
 // --listen PATH [--hold-offer-ms MS] [--serve-delay-ms MS] [--ifname NAME] [--vnet-hdr 0|1]
-// [--fd N]"; either with [--transfer-parameter 0|1] [--transfer-device 0|1] [--label TEXT];
+// [--fd N]"; either with [--transfer-parameter 0|1] [--transfer-device 0|1] [--label TEXT]
+// [--echo-streams 0|1] (0: stream datagrams are counted, not echoed: GuestIdentity);
 // a source also with [--seed-fault read-after-commit|stop-before-connect] (see SourceOptions), a target
 // with [--seed-fault change-offloads] (see TargetOptions).
 int backend_main(int argc, char** argv);

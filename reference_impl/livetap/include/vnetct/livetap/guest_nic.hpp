@@ -25,6 +25,10 @@ namespace vnetct::livetap {
 struct GuestIdentity {
     std::array<std::uint8_t, 6> mac{0x52, 0x54, 0x00, 0x6c, 0x74, 0x01};
     std::uint32_t ipv4 = 0xC6120002;  // 198.18.0.2, host byte order
+    // false: a stream datagram (UdpStream's magic) is counted, not echoed
+    // (a sink: the stream is judged by the seqs read, at half the work per
+    // frame); any other datagram and ARP are still answered.
+    bool echo_streams = true;
 };
 
 // The reply to one Ethernet frame (no vnet header): an ARP reply to a request
@@ -44,12 +48,29 @@ struct StreamDatagram {
 };
 [[nodiscard]] std::optional<StreamDatagram> stream_datagram(std::span<const std::uint8_t> frame);
 
-// What one reader saw of one stream: its first and last seq and how many of
-// its datagrams it read.
+// A run of consecutive seqs read one after the other: [first, last].
+struct SeqRun {
+    std::uint32_t first = 0;
+    std::uint32_t last = 0;
+    bool operator==(const SeqRun&) const = default;
+};
+
+// What one reader saw of one stream: its first and last seq, how many of
+// its datagrams it read, and the seqs it read as runs in reading order (a
+// stream read whole and in order is one run; a loss, a duplicate or a
+// reordering starts another), at most kMaxSeqRuns of them.
 struct StreamSeen {
+    static constexpr std::size_t kMaxSeqRuns = 4096;
     std::uint32_t first_seq = 0;
     std::uint32_t last_seq = 0;
     std::uint64_t frames = 0;
+    std::vector<SeqRun> runs;
+    bool runs_truncated = false;  // more runs than kMaxSeqRuns: the record is incomplete
+
+    // Counts `seq`, read after every seq counted before.
+    void read(std::uint32_t seq);
+    // Appends what a later reader of the same stream saw.
+    void append(const StreamSeen& later);
 };
 
 struct GuestNicCounters {
