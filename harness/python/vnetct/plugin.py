@@ -27,6 +27,7 @@ from vnetct.core.verdict import RuleViolation, rules_named
 from vnetct.sut.base import CAPABILITIES, PROFILES, SutOptions
 from vnetct.vm.factory import RunContext, VmFactory, sweep_run
 from vnetct.core.quiet import slot_for
+from vnetct.core.text import for_terminal, is_terminal_safe
 from vnetct.failover.trace import assert_trace_conformant, snapshot_at_end
 from vnetct.report.recorder import CaseRecorder
 from vnetct.report.results import Results, case_id_from_nodeid, interrupted_case, now_iso
@@ -111,6 +112,7 @@ class RunState:
         if self.worker is not None:  # the controller prints it, tagged with the lane
             self.worker.say(line, starting)
             return
+        line = for_terminal(line)  # steps and reasons quote the guest and QEMU
         if starting:
             line = f"[{self.done:2d}/{self.total}] {line}"
         # Looked up on use: the terminal reporter registers after our configure hook.
@@ -336,8 +338,19 @@ def pytest_runtest_call(item):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """A failure's rule ids (vnetct.core.verdict): the case's violated rules."""
-    yield
+    """A failure's rule ids (vnetct.core.verdict): the case's violated rules.
+    A report quoting control characters (from the guest or QEMU) is shown
+    with them escaped: pytest prints it on the terminal as it is."""
+    outcome = yield
+    report = outcome.get_result()
+    shown = report.longrepr
+    if isinstance(shown, tuple):  # a skip: (file, line, reason)
+        if not is_terminal_safe(str(shown[2])):
+            report.vnetct_reason = for_terminal(_reason(report))
+            report.longrepr = (shown[0], shown[1], for_terminal(str(shown[2])))
+    elif shown is not None and not is_terminal_safe(str(shown)):
+        report.vnetct_reason = for_terminal(_reason(report))
+        report.longrepr = for_terminal(str(shown))
     if _state is None or call.excinfo is None or item.nodeid not in _state.phases:
         return
     named = rules_named(call.excinfo.value, RULES)
@@ -362,6 +375,8 @@ def pytest_runtest_logreport(report):
 
 
 def _reason(report) -> str:
+    if getattr(report, "vnetct_reason", None) is not None:
+        return report.vnetct_reason
     crash = getattr(report.longrepr, "reprcrash", None)
     if crash is not None:
         return crash.message

@@ -39,6 +39,7 @@ from vnetct.cli import check_config
 from vnetct.cli import prepare_image as image_prep
 from vnetct.cli import matrix
 from vnetct.core import expectations, paths, quiet
+from vnetct.core.text import for_terminal
 from vnetct.sut.base import profile_named
 
 EXIT_FAILED = 1
@@ -357,14 +358,19 @@ def _summarise_guests(results: dict) -> None:
 
 def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: List[str], strict: bool = False,
                update: bool = False) -> int:
-    from vnetct.report.results import load
+    from vnetct.report import ResultsError
+    from vnetct.report.model import load_run
 
-    results = load(run_dir / "results.json")
     for line in leftovers:
         print(f"vnetct: the case runner left this behind, cleaned now: {line}", file=sys.stderr)
-    if results is None:
+    if not (run_dir / "results.json").exists():
         print(f"vnetct: no results.json in {run_dir} (pytest exit {pytest_status})", file=sys.stderr)
         return EXIT_USAGE if pytest_status in (2, 4) and not leftovers else EXIT_FAILED
+    try:
+        results = load_run(run_dir).results
+    except ResultsError as error:  # the case runner died mid-write, or something else wrote it
+        print(f"vnetct: {error} (pytest exit {pytest_status})", file=sys.stderr)
+        return EXIT_FAILED
     judgement, said, unusable = None, [], None
     try:
         judgement, said = expectations.settle(run_dir, results, update=update, strict=strict)
@@ -378,11 +384,12 @@ def _summarise(run_dir: Path, pytest_status: int, elapsed: float, leftovers: Lis
     _summarise_guests(results)
     for case in results.get("cases", []):
         if case["outcome"] == "skipped" or (judgement is None and case["outcome"] != "passed"):
-            print(f"  {case['outcome'].upper():8s} {case['id']}: {expectations.shorten(case.get('reason'))}")
+            print(for_terminal(f"  {case['outcome'].upper():8s} {case['id']}: "
+                               f"{expectations.shorten(case.get('reason'))}"))
     for line in said + (expectations.summary_lines(judgement, strict) if judgement else []):
-        print(line)
+        print(for_terminal(line))
     for problem in results.get("run_problems", []):
-        print(f"  PROBLEM  {problem}")
+        print(for_terminal(f"  PROBLEM  {problem}"))
     report = _write_report(run_dir)
     print(f"vnetct: results.json, junit.xml{' and report.html' if report else ''} in {run_dir}")
     if leftovers:

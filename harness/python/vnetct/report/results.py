@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
+from vnetct.core.text import for_xml
 from vnetct.report.rules_table import DEFAULT_SUBJECT, rules_table
 
 SCHEMA = "vnetct-results/1"
@@ -59,6 +60,8 @@ class Results:
         return save(self.run_dir, self.data)
 
     def write_junit(self) -> Path:
+        """junit.xml: every text from a case (its reason, details, steps may
+        quote the guest or QEMU) with what XML forbids escaped (core.text)."""
         counts = self.summary()
         suite = ElementTree.Element("testsuite", name=f"vnetct-{self.data.get('profile', '')}",
                                     tests=str(counts["total"]), failures=str(counts["failed"]),
@@ -66,17 +69,18 @@ class Results:
                                     time=f"{sum(c['duration_s'] for c in self.cases):.3f}",
                                     timestamp=self.data["started"])
         for case in self.cases:
-            classname, _, name = case["id"].rpartition("/")
+            classname, _, name = for_xml(case["id"]).rpartition("/")
             element = ElementTree.SubElement(suite, "testcase", classname=classname.replace("/", "."), name=name,
                                              time=f"{case['duration_s']:.3f}")
             rules = ", ".join(rule["id"] for rule in case["rules"])
             properties = ElementTree.SubElement(element, "properties")
             ElementTree.SubElement(properties, "property", name="rules", value=rules)
-            reason = case.get("reason") or ""
+            reason = for_xml(case.get("reason") or "")
+            details = for_xml(case.get("details") or reason)
             if case["outcome"] == "failed":
-                ElementTree.SubElement(element, "failure", message=reason[:500]).text = case.get("details", reason)
+                ElementTree.SubElement(element, "failure", message=reason[:500]).text = details
             elif case["outcome"] == "error":
-                ElementTree.SubElement(element, "error", message=reason[:500]).text = case.get("details", reason)
+                ElementTree.SubElement(element, "error", message=reason[:500]).text = details
             elif case["outcome"] == "skipped":
                 ElementTree.SubElement(element, "skipped", message=reason)
         tree = ElementTree.ElementTree(ElementTree.Element("testsuites"))
@@ -127,8 +131,3 @@ def save(run_dir: Path, data: dict) -> Path:
     return path
 
 
-def load(path: Path) -> Optional[dict]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
