@@ -34,7 +34,7 @@ HostResult<nlohmann::json> GuestAgentClient::read_one(Deadline deadline) {
     nlohmann::json& message = received->message;
     if (received->event) {
         auto stored = m_events.append(AgentEvent{*received->event, std::move(message), m_channel.last_arrival_ns(), 0},
-                                      "the guest agent at " + m_channel.path());
+                                      "the guest agent at " + m_channel.path(), m_channel.last_line_bytes());
         if (!stored) {
             return tl::unexpected(stored.error());
         }

@@ -510,6 +510,7 @@ HostResult<nlohmann::json> JsonLineChannel::receive(Deadline deadline) {
     lock.unlock();
     if (arrival.message || arrival.message.error().code == HostErrc::Malformed) {
         m_last_arrival_ns = arrival.arrival_ns;
+        m_last_line_bytes = arrival.bytes;
     }
     return std::move(arrival.message);
 }

@@ -74,7 +74,7 @@ HostResult<nlohmann::json> QmpClient::read_one(Deadline deadline) {
     if (received->event) {
         auto stored = m_events.append(QmpEvent{*received->event, message.value("data", nlohmann::json()),
                                                qemu_timestamp(message), m_channel.last_arrival_ns(), 0},
-                                      "QMP at " + m_channel.path());
+                                      "QMP at " + m_channel.path(), m_channel.last_line_bytes());
         if (!stored) {
             return tl::unexpected(stored.error());
         }

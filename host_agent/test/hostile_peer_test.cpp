@@ -169,6 +169,43 @@ TEST(EventLogBound_test, EventsPastTheBoundAreFloodedAndDropped) {
     EXPECT_EQ(log.events().size(), max_stored_events);
 }
 
+TEST(EventLogBound_test, EventBytesPastTheBoundAreFloodedAndDropped) {
+    struct Event {
+        std::string name;
+        nlohmann::json data;
+        std::size_t index = 0;
+    };
+    EventLog<Event> log;
+    constexpr std::size_t line = 1024 * 1024;
+    for (std::size_t i = 0; i < max_stored_event_bytes / line; ++i) {
+        ASSERT_TRUE(log.append({"big", nullptr}, "the peer", line));
+    }
+    EXPECT_EQ(log.bytes(), max_stored_event_bytes);
+    const auto more = log.append({"one-byte-too-many", nullptr}, "the peer", 1);
+    ASSERT_FALSE(more.has_value());
+    EXPECT_EQ(more.error().code, HostErrc::Flooded);
+    EXPECT_EQ(more.error().detail, "the peer sent more than 16777216 bytes of events in 17 events (the last: "
+                                   "one-byte-too-many, 1 bytes); later events are dropped");
+    EXPECT_EQ(log.events().size(), max_stored_event_bytes / line);
+}
+
+TEST_F(HostilePeer_test, AgentFloodingBigEventsEndsInFloodedWithinTheByteBound) {
+    // 40 events of 1 MiB: under the count bound, past the byte bound at the 17th.
+    const std::string line = "{\"event\":\"big\",\"pad\":\"" + std::string(1024 * 1024 - 28, 'x') + "\"}\n";
+    std::string flood;
+    for (int i = 0; i < 40; ++i) {
+        flood += line;
+    }
+    m_peer.send_raw(flood).stall().start();
+    auto client = GuestAgentClient::connect(m_peer.socket_path(), "", Clock::now() + 5s);
+    ASSERT_TRUE(client.has_value()) << client.error().message();
+    const auto pumped = client->pump(Clock::now() + 30s);
+    ASSERT_FALSE(pumped.has_value());
+    EXPECT_EQ(pumped.error().code, HostErrc::Flooded);
+    EXPECT_TRUE(contains(pumped.error().detail, "bytes of events")) << pumped.error().detail;
+    EXPECT_EQ(client->events().size(), 16U);
+}
+
 TEST(TranscriptBound_test, LinesPastTheBoundAreReplacedByOneFloodedNote) {
     FakePeer folder;  // for its temporary folder only
     const std::string path = folder.dir() + "/bounded.jsonl";

@@ -38,8 +38,12 @@ inline constexpr std::size_t max_json_depth = 64;
 // the reader stops and, after what is queued, receive() gives Flooded. Both
 // clients receive as they go; a case sees a few hundred events.
 inline constexpr std::size_t max_queued_messages = 16 * 1024;
-// Events one client keeps for a case (EventLog): past it, Flooded.
+// Events one client keeps for a case (EventLog), and the bytes of their lines:
+// past either, Flooded. Parsed and then converted to Python an event takes a
+// few times its line (100 000 lines of 1 KiB: 177 MB in the native log alone),
+// so the byte bound is what keeps a flooding peer's cost to the harness small.
 inline constexpr std::size_t max_stored_events = 100'000;
+inline constexpr std::size_t max_stored_event_bytes = std::size_t{16} * 1024 * 1024;
 
 // True when `text`, read as JSON, opens arrays/objects more than `limit` deep
 // (brackets inside strings do not count). One pass, no recursion, no
@@ -113,6 +117,8 @@ class JsonLineChannel {
     // CLOCK_MONOTONIC ns when the bytes completing the last received message
     // were read from the socket (by the reader thread, on arrival).
     [[nodiscard]] std::int64_t last_arrival_ns() const { return m_last_arrival_ns; }
+    // The size of that message's line in bytes.
+    [[nodiscard]] std::size_t last_line_bytes() const { return m_last_line_bytes; }
 
     // The peer hung up (end of stream or reset), as seen by the reader or by
     // send(); messages that came before may still be waiting for receive().
@@ -130,6 +136,7 @@ class JsonLineChannel {
 
     std::unique_ptr<Shared> m_shared;
     std::int64_t m_last_arrival_ns = 0;
+    std::size_t m_last_line_bytes = 0;
 };
 
 // True when `match` is null, or an object whose every key is present in
@@ -187,15 +194,26 @@ template <typename Event>
 class EventLog {
   public:
     [[nodiscard]] const std::vector<Event>& events() const { return m_events; }
+    // The bytes of the stored events' lines.
+    [[nodiscard]] std::size_t bytes() const { return m_bytes; }
 
-    // Stores `event`, numbering it with its position; Flooded (naming `source`)
-    // once max_stored_events are kept: the event is dropped.
-    HostResult<void> append(Event event, std::string_view source) {
+    // Stores `event` (its line `line_bytes` long), numbering it with its
+    // position; Flooded (naming `source`) once max_stored_events or
+    // max_stored_event_bytes are kept: the event is dropped.
+    HostResult<void> append(Event event, std::string_view source, std::size_t line_bytes = 0) {
         if (m_events.size() >= max_stored_events) {
             return fail(HostErrc::Flooded, std::string(source) + " sent more than " +
                                                std::to_string(max_stored_events) + " events (the last: " +
                                                event.name + "); later events are dropped");
         }
+        if (m_bytes + line_bytes > max_stored_event_bytes) {
+            return fail(HostErrc::Flooded, std::string(source) + " sent more than " +
+                                               std::to_string(max_stored_event_bytes) + " bytes of events in " +
+                                               std::to_string(m_events.size() + 1) + " events (the last: " +
+                                               event.name + ", " + std::to_string(line_bytes) +
+                                               " bytes); later events are dropped");
+        }
+        m_bytes += line_bytes;
         event.index = m_events.size();
         m_events.push_back(std::move(event));
         return {};
@@ -274,6 +292,7 @@ class EventLog {
     }
 
     std::vector<Event> m_events;
+    std::size_t m_bytes = 0;
 };
 
 }  // namespace vnetct::host_agent
