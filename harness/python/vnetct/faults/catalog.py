@@ -150,6 +150,13 @@ FAULTS: Dict[str, Fault] = {fault.name: fault for fault in [
     # The new-TAP exploration charges the switch only with what the host lost: a datagram
     # handed to the target's TAP whose echo the guest never sent is the guest's (a slow TCG
     # guest after RESUME); an echo the guest sent and the wire dropped stays the host's.
+    # While the target starts only the source serves the guest: a loss there the host's
+    # counters and the source's TAP do not explain is the host's (datagrams that never
+    # reached the source's TAP), not the starved guest's.
+    Fault("source-loss-while-target-starts", "LT-DATA-01",
+          "from the moment the migration target starts, the source's port drops 5 % of the frames on their "
+          "way to its TAP (to the guest)", "local-migration-loss and new-tap", "wire",
+          impair="target-start:net0:loss=5/to-guest"),
     Fault("new-tap-echoes-blackout", "LT-DATA-01",
           "the target's new TAP, once on the wire, drops the first 500 echoes its guest sends (0.5 s of "
           "the 1000/s stream)", "local-migration-loss and new-tap", "wire", impair="target-ports:net0:blackout=500"),

@@ -7,6 +7,7 @@ named points of a case, to show a datapath check failing on purpose. A plan:
 POINT  where the harness installs it, on the VM it is at:
        stream-start  the echo stream's first echo came back (EchoStream.start)
        steady        the stream ran clean for its settle span (EchoStream.wait_clean)
+       target-start  a migration target is about to start (VmFactory.start_target), on the source
        target-ports  a migration target's TAPs join the wire (connect_target_ports)
 NIC    the device id of the NIC whose TAP is impaired (hostdev0: the primary)
 KIND   loss=PERCENT (both directions), loss=PERCENT/from-guest, loss=PERCENT/to-guest,
@@ -24,7 +25,7 @@ from typing import Dict, List, Optional
 from vnetct.traffic.impair import Direction, Impairment, tap_of
 
 PLAN = "impairment plan"
-POINTS = ("stream-start", "steady", "target-ports")
+POINTS = ("stream-start", "steady", "target-start", "target-ports")
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,9 @@ class VmFactory:
         """The migration target of `source`: the same devices, its own name.
         `spec`: the target's own devices (e.g. TAPs waiting for incoming fds)
         instead of the source's."""
+        from vnetct.traffic import wire_faults  # a seeded fault's wire impairments
+
+        wire_faults.at("target-start", source)
         return self.target_of(source, dataclasses.replace(spec or source.spec, name=name))
 
     def target_of(self, source: Vm, target_spec: VmSpec) -> Vm:
