@@ -470,7 +470,6 @@ def pytest_sessionfinish(session, exitstatus):
                 _state.worker.finish(_state.results.data["run_problems"])
             else:
                 _state.results.write(finished=True)
-                _state.results.write_junit()
 
 
 # --- fixtures -------------------------------------------------------------------
