@@ -25,6 +25,7 @@ from vnetct.core import paths
 from vnetct.core.native import vnetct_native
 from vnetct.core.verdict import RuleViolation, rules_named
 from vnetct.sut.base import CAPABILITIES, PROFILES, SutOptions
+from vnetct.core import sweep
 from vnetct.vm.factory import RunContext, VmFactory, sweep_run
 from vnetct.core.quiet import slot_for
 from vnetct.failover.trace import assert_trace_conformant, snapshot_at_end
@@ -138,8 +139,7 @@ class RunState:
                 sut = self.profile.sut_class()(options)
             except Exception as error:  # noqa: BLE001 - the SUT's own words, as a usage error
                 raise pytest.UsageError(f"profile {self.profile.name}: {error}") from error
-            socket_root = Path("/tmp") / f"vnetct-{self.short_id}"
-            socket_root.mkdir(parents=True, exist_ok=True)
+            socket_root = sweep.make_socket_root(self.short_id)
             self.context = RunContext(self.run_id, self.short_id, self.run_dir, sut, socket_root)
             sut.open(self.context)
             self.results.data["sut"] = sut.identity()
@@ -527,3 +527,4 @@ def _interrupt_on_sigterm(signum, frame):
 
 
 signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+signal.signal(signal.SIGHUP, _interrupt_on_sigterm)  # the terminal hung up: tear down as after Ctrl-C
