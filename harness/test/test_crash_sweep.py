@@ -177,3 +177,15 @@ def test_a_lock_is_never_seen_unlocked(locks):
     finally:
         held.release()
     assert not held.path.exists() and [p.name for p in locks.iterdir()] == []
+
+
+def test_the_case_runner_keeps_the_run_lock_from_its_children(locks, monkeypatch):
+    held = run_lock.start_run(["abcdee"], {"run": "r"})
+    try:
+        os.set_inheritable(held.fd, True)  # as pass_fds leaves it in the case runner
+        monkeypatch.setenv(run_lock.HELD_LOCKS, str(held.fd))
+        run_lock.keep_held_locks_to_ourselves()
+        assert not os.get_inheritable(held.fd), "a QEMU would inherit the lock and keep a dead run alive"
+        assert run_lock.HELD_LOCKS not in os.environ
+    finally:
+        held.release()

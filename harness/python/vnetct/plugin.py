@@ -25,7 +25,7 @@ from vnetct.core import paths
 from vnetct.core.native import vnetct_native
 from vnetct.core.verdict import RuleViolation, rules_named
 from vnetct.sut.base import CAPABILITIES, PROFILES, SutOptions
-from vnetct.core import sweep
+from vnetct.core import run_lock, sweep
 from vnetct.vm.factory import RunContext, VmFactory, sweep_run
 from vnetct.core.quiet import slot_for
 from vnetct.failover.trace import assert_trace_conformant, snapshot_at_end
@@ -152,6 +152,7 @@ _state: Optional[RunState] = None
 
 def pytest_configure(config):
     global _state
+    run_lock.keep_held_locks_to_ourselves()
     if config.getoption("--vnetct-list") or config.getoption("--collect-only"):
         return
     _state = RunState(config)

@@ -346,7 +346,8 @@ def _run_pytest(pytest_args: List[str], cwd: Path, inherited: List[int] = ()) ->
     # A child process: a crash in a case cannot take the CLI's summary with it,
     # and Ctrl-C reaches both (same process group), so pytest tears down. SIGTERM
     # and SIGHUP sent to the CLI alone are passed on as the Ctrl-C they mean.
-    process = subprocess.Popen([sys.executable, "-m", "pytest", *pytest_args], cwd=cwd, env=_pytest_env(),
+    environment = {**_pytest_env(), run_lock.HELD_LOCKS: ",".join(map(str, inherited))}
+    process = subprocess.Popen([sys.executable, "-m", "pytest", *pytest_args], cwd=cwd, env=environment,
                                pass_fds=tuple(inherited))
 
     def forward(signum, _frame):

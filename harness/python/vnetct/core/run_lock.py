@@ -25,6 +25,19 @@ from typing import Callable, List, Optional
 DEFAULT_LOCKS = Path("/run/vnetct/runs")  # tmpfs: a reboot frees every lock and every name with it
 
 
+# The lock fds the CLI passes to the case runner: held as long as it lives, never
+# passed on to its own children (a QEMU must not keep a dead run alive).
+HELD_LOCKS = "VNETCT_HELD_LOCKS"
+
+
+def keep_held_locks_to_ourselves() -> None:
+    for fd in filter(None, os.environ.pop(HELD_LOCKS, "").split(",")):
+        try:
+            os.set_inheritable(int(fd), False)
+        except (OSError, ValueError):
+            pass
+
+
 def locks_dir() -> Path:
     return Path(os.environ.get("VNETCT_RUN_LOCKS", str(DEFAULT_LOCKS)))
 
