@@ -24,6 +24,7 @@
 #include "vnetct/reference_impl/failover_model.hpp"
 #include "vnetct/reference_impl/rules.hpp"
 #include "vnetct/reference_impl/trace_checker.hpp"
+#include "interruptible.hpp"
 #include "json_bridge.hpp"
 #include "qmp_bindings.hpp"
 #include "rule_list.hpp"
@@ -136,8 +137,13 @@ PYBIND11_MODULE(vnetct_native, module) {
         .def_property_readonly("pgid", &Process::pgid)
         .def("poll", &Process::poll)
         .def(
-            "wait", [](Process& self, double timeout) { return unwrap(self.wait(deadline_in(timeout))); },
-            py::arg("timeout"), py::call_guard<py::gil_scoped_release>())
+            "wait",
+            [](Process& self, double timeout) {
+                const ClientTurn turn(&self, "wait");
+                const auto deadline = deadline_in(timeout);
+                return unwrap(interruptible_call([&] { return self.wait(deadline); }));
+            },
+            py::arg("timeout"))
         .def(
             "terminate",
             [](Process& self, double grace) {
@@ -149,11 +155,8 @@ PYBIND11_MODULE(vnetct_native, module) {
     module.def(
         "run_command",
         [](const std::vector<std::string>& argv, double timeout) {
-            auto result = [&] {
-                py::gil_scoped_release release;
-                return run_command(argv, deadline_in(timeout));
-            }();
-            auto output = unwrap(std::move(result));
+            const auto deadline = deadline_in(timeout);
+            auto output = unwrap(interruptible_call([&] { return run_command(argv, deadline); }));
             return py::make_tuple(output.status, output.output);
         },
         py::arg("argv"), py::arg("timeout") = 30.0);

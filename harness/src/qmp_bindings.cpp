@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <chrono>
 
+#include "interruptible.hpp"
 #include "json_bridge.hpp"
 #include "vnetct/host_agent/guest_agent_client.hpp"
 #include "vnetct/host_agent/qmp_client.hpp"
@@ -50,36 +51,15 @@ py::dict agent_event_dict(const AgentEvent& event) {
     return entry;
 }
 
-// Runs a blocking client call without the GIL, then converts under the GIL.
-template <typename Call>
-auto released(Call&& call) {
-    py::gil_scoped_release release;
-    return call();
-}
-
-// Runs a restartable wait (wait_event, wait_hello) in slices of at most 200 ms
-// without the GIL, checking for Ctrl-C between slices, so a long wait does not
-// hold an interrupt back. A final Timeout says how long was waited in total.
-template <typename Call>
-auto interruptible(double timeout, Call&& call) {
-    using namespace std::chrono_literals;
-    const auto deadline = deadline_in(timeout);
-    for (;;) {
-        const auto slice_end = std::min(deadline, host_agent::Clock::now() + 200ms);
-        auto result = released([&] { return call(slice_end); });
-        if (result || result.error().code != HostErrc::Timeout) {
-            return result;
-        }
-        if (host_agent::Clock::now() >= deadline) {
-            char total[32];
-            std::snprintf(total, sizeof total, "%.1f", timeout);
-            result.error().detail = "waited " + std::string(total) + " s in total; " + result.error().detail;
-            return result;
-        }
-        if (PyErr_CheckSignals() != 0) {
-            throw py::error_already_set();
-        }
+// A wait that ends in Timeout says how long was waited in total.
+template <typename T>
+HostResult<T> with_total(HostResult<T> result, double timeout) {
+    if (!result && result.error().code == HostErrc::Timeout) {
+        char total[32];
+        std::snprintf(total, sizeof total, "%.1f", timeout);
+        result.error().detail = "waited " + std::string(total) + " s in total; " + result.error().detail;
     }
+    return result;
 }
 
 // The API both line-JSON clients share: connect, events, wait_event, pump.
@@ -88,12 +68,13 @@ void bind_event_api(py::class_<Client>& cls, ToDict to_dict) {
     cls.def_static(
            "connect",
            [](const std::string& socket_path, const std::string& transcript_path, double timeout) {
-               return unwrap(
-                   released([&] { return Client::connect(socket_path, transcript_path, deadline_in(timeout)); }));
+               return unwrap(interruptible_call(
+                   [&] { return Client::connect(socket_path, transcript_path, deadline_in(timeout)); }));
            },
            py::arg("socket_path"), py::arg("transcript_path") = "", py::arg("timeout") = 30.0)
         .def_property_readonly("events",
                                [to_dict](const Client& self) {
+                                   const ClientTurn turn(&self, "events");
                                    py::list events;
                                    for (const auto& event : self.events()) {
                                        events.append(to_dict(event));
@@ -104,15 +85,21 @@ void bind_event_api(py::class_<Client>& cls, ToDict to_dict) {
             "wait_event",
             [to_dict](Client& self, const std::string& name, const py::object& match, std::size_t from_index,
                       double timeout) {
+                const ClientTurn turn(&self, "wait_event " + name);
                 const nlohmann::json pattern = from_python(match);
-                auto event = unwrap(interruptible(
-                    timeout, [&](host_agent::Deadline until) { return self.wait_event(name, pattern, from_index, until); }));
+                const auto deadline = deadline_in(timeout);
+                auto event = unwrap(with_total(
+                    interruptible_call([&] { return self.wait_event(name, pattern, from_index, deadline); }), timeout));
                 return to_dict(event);
             },
             py::arg("name"), py::arg("match") = py::none(), py::arg("from_index") = 0, py::arg("timeout") = 30.0)
         .def(
             "pump",
-            [](Client& self, double timeout) { return unwrap(released([&] { return self.pump(deadline_in(timeout)); })); },
+            [](Client& self, double timeout) {
+                const ClientTurn turn(&self, "pump");
+                const auto deadline = deadline_in(timeout);
+                return unwrap(interruptible_call([&] { return self.pump(deadline); }));
+            },
             py::arg("timeout"))
         .def_property_readonly("closed", &Client::closed);
 }
@@ -126,8 +113,10 @@ void bind_clients(py::module_& module) {
         .def(
             "execute",
             [](QmpClient& self, const std::string& command, const py::object& arguments, double timeout) {
+                const ClientTurn turn(&self, "execute " + command);
                 const nlohmann::json args = from_python(arguments);
-                auto reply = unwrap(released([&] { return self.execute(command, args, deadline_in(timeout)); }));
+                const auto deadline = deadline_in(timeout);
+                auto reply = unwrap(interruptible_call([&] { return self.execute(command, args, deadline); }));
                 return to_python(reply);
             },
             py::arg("command"), py::arg("arguments") = py::none(), py::arg("timeout") = 30.0);
@@ -138,16 +127,19 @@ void bind_clients(py::module_& module) {
         .def(
             "wait_hello",
             [](GuestAgentClient& self, double timeout) {
-                auto hello = unwrap(
-                    interruptible(timeout, [&](host_agent::Deadline until) { return self.wait_hello(until); }));
+                const ClientTurn turn(&self, "wait_hello");
+                const auto deadline = deadline_in(timeout);
+                auto hello = unwrap(with_total(interruptible_call([&] { return self.wait_hello(deadline); }), timeout));
                 return to_python(hello);
             },
             py::arg("timeout"))
         .def(
             "request",
             [](GuestAgentClient& self, const std::string& command, const py::object& arguments, double timeout) {
+                const ClientTurn turn(&self, "request " + command);
                 const nlohmann::json args = from_python(arguments);
-                auto reply = unwrap(released([&] { return self.request(command, args, deadline_in(timeout)); }));
+                const auto deadline = deadline_in(timeout);
+                auto reply = unwrap(interruptible_call([&] { return self.request(command, args, deadline); }));
                 return to_python(reply);
             },
             py::arg("command"), py::arg("arguments") = py::none(), py::arg("timeout") = 30.0);

@@ -26,7 +26,7 @@ namespace {
 using PhaseArguments = std::vector<std::pair<std::string, std::int64_t>>;
 using ArrivalArguments = std::vector<std::pair<std::int64_t, std::int64_t>>;
 
-constexpr auto wait_slice = std::chrono::milliseconds(200);
+constexpr auto wait_slice = std::chrono::milliseconds(100);  // as host_agent::wait_slice
 
 double to_ms(std::int64_t ns) { return static_cast<double>(ns) / 1e6; }
 
@@ -112,7 +112,7 @@ py::dict analyze(const std::vector<std::int64_t>& sent_ns, const std::vector<Ech
     return report_dict(unwrap(std::move(report)));
 }
 
-// Waits in slices of at most 200 ms without the GIL, checking for Ctrl-C in between.
+// Waits in slices of at most 100 ms without the GIL, checking for Ctrl-C in between.
 template <typename Wait>
 bool interruptible_wait(double timeout, Wait&& wait) {
     const auto deadline = deadline_in(timeout);

@@ -106,8 +106,8 @@ def test_nothing_of_the_run_is_left(full_run):
     assert short_ids, "no QEMU command line recorded"
     for short_id in short_ids:
         assert not [n for n in _namespaces() if n.startswith(f"vnetct-{short_id}")]
-        assert not [p for p in _qemu_pids() if f"/tmp/vnetct-{short_id}/" in _cmdline(p)]
-        assert not (Path("/tmp") / f"vnetct-{short_id}").exists()
+        assert not [p for p in _qemu_pids() if f"/tmp/vnetct-{short_id}-" in _cmdline(p)]
+        assert not list(Path("/tmp").glob(f"vnetct-{short_id}*"))
 
 
 def test_bad_qemu_path_is_a_usage_error(tmp_path):

@@ -6,11 +6,11 @@ needs root and the set-up that `vnetct test` does first."""
 import os
 import secrets
 import shutil
-from pathlib import Path
 
 import pytest
 
 from vnetct.core import paths
+from vnetct.core.sweep import make_socket_root
 from vnetct.failover.guest import PRIMARY_DRIVERS, VF_DRIVERS
 from vnetct.vm.guest import VmSpec
 from vnetct.vm.factory import RunContext, VmFactory
@@ -25,8 +25,7 @@ def factory(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root")
     short_id = secrets.token_hex(3)
-    socket_root = Path("/tmp") / f"vnetct-{short_id}"
-    socket_root.mkdir()
+    socket_root = make_socket_root(short_id)
     sut = QemuSut(SutOptions("qemu", str(paths.DEFAULT_QEMU), [], None, lambda text: None))
     run = RunContext("test-guest-image", short_id, tmp_path, sut, socket_root)
     sut.open(run)

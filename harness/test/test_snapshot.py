@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from vnetct.vm import snapshot
+from vnetct.core.sweep import make_socket_root
 from vnetct.vm.snapshot import SnapshotCache, canonical_argv, cache_key
 
 
@@ -145,8 +147,7 @@ def test_a_restored_guest_is_the_booted_guest_and_a_broken_snapshot_is_made_agai
     lines = []
     sut = QemuSut(SutOptions("qemu", str(paths.DEFAULT_QEMU), [], None, lines.append))
     short = "5a" + str(int(time.time() * 1000) % 10000).zfill(4)
-    run = RunContext("snapshot-test", short, tmp_path / "run", sut, Path("/tmp") / f"vnetct-{short}")
-    run.socket_root.mkdir(parents=True, exist_ok=True)
+    run = RunContext("snapshot-test", short, tmp_path / "run", sut, make_socket_root(short))
     sut.open(run)
     spec = VmSpec("snap", nics=[Nic("virtio-net-pci", "52:54:00:5a:00:01", id="standby",
                                     properties={"failover": "on"})])
@@ -182,6 +183,7 @@ def test_a_restored_guest_is_the_booted_guest_and_a_broken_snapshot_is_made_agai
     finally:
         problems = factory.close()
         vnetct_native.sweep_netns(run.netns_prefix)
+        shutil.rmtree(run.socket_root, ignore_errors=True)
     assert problems == []
 
 

@@ -275,6 +275,48 @@ def test_cli_restores_the_fake_host_after_a_failed_setup(fake_host):
     assert tree.num_vfs() == "0"
 
 
+def _fake_prepare(tree):
+    """sriov_prepare on the fake tree: journals and makes one change (no kernel to bind VFs)."""
+    def prepare(request, journal, sysfs_root, netns):
+        Path(journal).write_text(json.dumps({"entries": [{"op": "num_vfs", "pf": "enp59s0f0", "previous": 0}]}))
+        (tree.device_dir(PF_ADDRESS) / "sriov_numvfs").write_text("4\n")
+        return [{"index": index, "address": f"0000:3b:02.{index}", "driver": "vfio-pci", "iommu_group": "1"}
+                for index in (1, 2)]
+    return prepare
+
+
+def test_a_second_run_on_the_host_fails_fast_and_the_first_stays_intact(fake_host, monkeypatch):
+    tree = FakeTree(fake_host / "sys", num_vfs=0)
+    monkeypatch.setattr(vnetct_native, "sriov_prepare", _fake_prepare(tree))
+    env = {"VNETCT_SYSFS_ROOT": str(fake_host / "sys"), "VNETCT_SRIOV_JOURNAL": str(sriov.journal_path()),
+           "VNETCT_RUN_LOCKS": str(fake_host / "locks")}
+    with sriov.prepared_host(load(fake_host / "host.yaml"), lambda line: None):  # the first run has the host
+        second = _run_vf(fake_host / "second", fake_host / "host.yaml", env=env)
+        assert second.returncode == 3, second.stdout + second.stderr
+        assert f"another run has the host (pid {os.getpid()}" in second.stderr, second.stderr
+        assert "one run of the vf profile at a time; nothing was changed" in second.stderr
+        assert "earlier run left the undo journal" not in second.stdout
+        # A run of another profile leaves a live run's journal alone too.
+        other = subprocess.run([VNETCT, "run", "--no-setup", "--profile", "reference", "-k", "FO-NEG-01",
+                                "--out", str(fake_host / "other")], capture_output=True, text=True, timeout=120,
+                               env={**os.environ, **env}, check=False)
+        assert other.returncode == 0, other.stdout[-2000:] + other.stderr[-2000:]
+        assert tree.num_vfs() == "4\n" and sriov.journal_path().exists(), "the first run's host was touched"
+    assert tree.num_vfs() == "0" and not sriov.journal_path().exists()
+
+
+def test_a_killed_runs_journal_is_put_back_by_the_next_run(fake_host):
+    tree = FakeTree(fake_host / "sys", num_vfs=4)
+    sriov.journal_path().parent.mkdir(parents=True)
+    sriov.journal_path().write_text(json.dumps({"entries": [{"op": "num_vfs", "pf": "enp59s0f0", "previous": 0}]}))
+    result = subprocess.run([VNETCT, "run", "--no-setup", "--profile", "reference", "-k", "FO-NEG-01",
+                             "--out", str(fake_host / "out")], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "VNETCT_RUN_LOCKS": str(fake_host / "locks")}, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "restored the host from" in result.stdout
+    assert tree.num_vfs() == "0" and not sriov.journal_path().exists()
+
+
 def test_native_errors_carry_their_code(fake_host):
     FakeTree(fake_host / "sys", num_vfs=0)
     with pytest.raises(vnetct_native.SriovError) as error:

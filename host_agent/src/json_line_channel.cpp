@@ -1,5 +1,7 @@
 #include "vnetct/host_agent/json_line_channel.hpp"
 
+#include "vnetct/host_agent/interruption.hpp"
+
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -31,17 +33,21 @@ constexpr std::chrono::milliseconds max_connect_backoff{50};
 
 std::string errno_text(int error) { return std::strerror(error); }
 
-// Waits for `events` on `fd` until `deadline`. Returns the revents, 0 on timeout.
+// Waits for `events` on `fd` until `deadline`, in interruptible slices.
+// Returns the revents, 0 on timeout.
 HostResult<short> wait_for(int fd, short events, Deadline deadline) {
     for (;;) {
         pollfd entry{fd, events, 0};
-        const int ready = ::poll(&entry, 1, poll_timeout_ms(deadline));
+        const int ready = ::poll(&entry, 1, poll_timeout_ms(slice_end(deadline)));
         if (ready > 0) {
             return entry.revents;
         }
         if (ready == 0) {
             if (Clock::now() >= deadline) {
                 return short{0};
+            }
+            if (interruption_requested()) {
+                return fail(HostErrc::Interrupted, "waiting on " + std::to_string(fd));
             }
             continue;
         }
@@ -139,6 +145,9 @@ HostResult<int> connect_unix_socket(const std::string& path, Deadline deadline, 
             const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - start).count();
             return fail(HostErrc::Timeout, "connecting to " + path + " for " + std::to_string(waited) +
                                                " ms; last error: " + errno_text(error));
+        }
+        if (interruption_requested()) {
+            return fail(HostErrc::Interrupted, "connecting to " + path);
         }
         const Deadline retry_at = std::min(deadline, Clock::now() + backoff);
         pollfd wake{wake_fd, POLLIN, 0};
@@ -498,8 +507,16 @@ HostResult<nlohmann::json> JsonLineChannel::receive(Deadline deadline) {
     Shared& shared = *m_shared;
     std::unique_lock lock(shared.queue_mutex);
     const auto ready = [&shared] { return !shared.queue.empty() || shared.after_end.has_value(); };
-    if (!shared.queue_changed.wait_until(lock, deadline, ready)) {
-        return fail(HostErrc::Timeout, "no complete message from " + shared.path);
+    while (!shared.queue_changed.wait_until(lock, slice_end(deadline), ready)) {
+        if (Clock::now() >= deadline) {
+            return fail(HostErrc::Timeout, "no complete message from " + shared.path);
+        }
+        lock.unlock();  // the check may run Python's signal handlers: not while the reader waits on the queue
+        const bool interrupted = interruption_requested();
+        lock.lock();
+        if (interrupted) {
+            return fail(HostErrc::Interrupted, "waiting for a message from " + shared.path);
+        }
     }
     if (shared.queue.empty()) {
         return tl::unexpected(*shared.after_end);  // the reader has stopped

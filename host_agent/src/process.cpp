@@ -1,5 +1,7 @@
 #include "vnetct/host_agent/process.hpp"
 
+#include "vnetct/host_agent/interruption.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -229,7 +231,9 @@ HostResult<ExitStatus> Process::wait(Deadline deadline) {
         }
         if (m_pidfd >= 0) {
             pollfd entry{m_pidfd, POLLIN, 0};
-            ::poll(&entry, 1, timeout);  // readable once the process has exited
+            if (::poll(&entry, 1, remaining_ms(slice_end(deadline))) == 0 && interruption_requested()) {
+                return fail(HostErrc::Interrupted, "waiting for process " + std::to_string(m_pid));
+            }  // else readable once the process has exited
         } else {
             // No pidfd (very old kernel): block until it exits.
             siginfo_t info{};
@@ -290,8 +294,15 @@ HostResult<CommandOutput> run_command(const std::vector<std::string>& argv, Dead
     for (;;) {
         pollfd entry{pipe_fds[0], POLLIN, 0};
         const int timeout = remaining_ms(deadline);
-        const int ready = timeout == 0 ? 0 : ::poll(&entry, 1, timeout);
+        const int ready = timeout == 0 ? 0 : ::poll(&entry, 1, remaining_ms(slice_end(deadline)));
         if (ready < 0 && errno == EINTR) {
+            continue;
+        }
+        if (ready == 0 && timeout > 0) {
+            if (interruption_requested()) {
+                close(pipe_fds[0]);
+                return fail(HostErrc::Interrupted, "running '" + argv.front() + "'");  // the Process kills it
+            }
             continue;
         }
         if (ready < 0) {

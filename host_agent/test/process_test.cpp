@@ -1,4 +1,5 @@
 #include "vnetct/host_agent/process.hpp"
+#include "vnetct/host_agent/interruption.hpp"
 
 #include <gtest/gtest.h>
 #include <fcntl.h>
@@ -15,6 +16,16 @@ using namespace std::chrono_literals;
 namespace {
 Deadline in(std::chrono::milliseconds ms) { return std::chrono::steady_clock::now() + ms; }
 
+// An empty file under a name nobody could know or take beforehand (mkstemp).
+std::string temporary_file() {
+    std::string pattern = testing::TempDir() + "/vnetct-process-test-XXXXXX";
+    const int fd = mkstemp(pattern.data());
+    if (fd >= 0) {
+        close(fd);
+    }
+    return pattern;
+}
+
 std::string read_file(const std::string& path) {
     std::ifstream in(path);
     std::stringstream text;
@@ -24,8 +35,7 @@ std::string read_file(const std::string& path) {
 }  // namespace
 
 TEST(Process_test, ReportsExitCodeAndKeepsStderr) {
-    const std::string err_path = testing::TempDir() + "/process_test_stderr.txt";
-    unlink(err_path.c_str());
+    const std::string err_path = temporary_file();
     auto m_sut = Process::spawn({{"sh", "-c", "echo oops >&2; exit 3"}, "/dev/null", err_path, {}, {}});
     ASSERT_TRUE(m_sut.has_value()) << m_sut.error().message();
     auto status = m_sut->wait(in(10s));
@@ -33,6 +43,7 @@ TEST(Process_test, ReportsExitCodeAndKeepsStderr) {
     EXPECT_EQ(status->code, 3);
     EXPECT_EQ(status->signal, 0);
     EXPECT_EQ(read_file(err_path), "oops\n");
+    unlink(err_path.c_str());
 }
 
 TEST(Process_test, MissingBinaryIsSpawnFailedNamingIt) {
@@ -61,8 +72,7 @@ TEST(Process_test, WaitTimesOutWithinDeadline) {
 
 TEST(Process_test, TerminateKillsTheWholeGroup) {
     // The shell ignores SIGTERM and has a grandchild: both must be gone.
-    const std::string pid_path = testing::TempDir() + "/process_test_grandchild.txt";
-    unlink(pid_path.c_str());
+    const std::string pid_path = temporary_file();
     auto m_sut = Process::spawn(
         {{"sh", "-c", "trap '' TERM; sleep 60 & echo $! > " + pid_path + "; wait"}, "/dev/null", "/dev/null", {}, {}});
     ASSERT_TRUE(m_sut.has_value());
@@ -88,6 +98,7 @@ TEST(Process_test, TerminateKillsTheWholeGroup) {
         }
     }
     EXPECT_TRUE(gone) << "grandchild " << grandchild << " survived terminate()";
+    unlink(pid_path.c_str());
 }
 
 TEST(Process_test, RunCommandCollectsOutputAndChecksStatus) {
@@ -134,4 +145,26 @@ TEST(Process_test, AClosedFdToPassIsRefusedBeforeSpawning) {
     ASSERT_FALSE(m_sut.has_value());
     EXPECT_EQ(m_sut.error().code, HostErrc::InvalidArgument);
     EXPECT_NE(m_sut.error().message().find("987"), std::string::npos) << m_sut.error().message();
+}
+
+// A wait gives way to the thread's interruption check within a slice (Ctrl-C
+// in the pybind11 layer), long before its deadline; a command it interrupts
+// is killed with its group.
+TEST(Process_test, WaitsGiveWayToTheInterruptionCheckWithinASlice) {
+    auto m_sut = Process::spawn({{"sleep", "60"}, "/dev/null", "/dev/null", {}, {}});
+    ASSERT_TRUE(m_sut.has_value());
+    int asked = 0;
+    const InterruptionCheck check([&asked] { return ++asked >= 2; });  // the second slice's end
+    auto start = std::chrono::steady_clock::now();
+    auto status = m_sut->wait(in(60s));
+    ASSERT_FALSE(status.has_value());
+    EXPECT_EQ(status.error().code, HostErrc::Interrupted) << status.error().message();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 2 * wait_slice + 200ms);
+
+    asked = 0;
+    start = std::chrono::steady_clock::now();
+    auto output = run_command({"sleep", "60"}, in(60s));
+    ASSERT_FALSE(output.has_value());
+    EXPECT_EQ(output.error().code, HostErrc::Interrupted) << output.error().message();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 2 * wait_slice + 200ms);
 }

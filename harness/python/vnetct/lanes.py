@@ -10,8 +10,7 @@ every other case goes to whichever worker is free.
 Results: a worker attaches the record of each finished case (and, when it
 changed, its SUT identity and case catalogue) to the case's teardown report,
 which xdist serialises to the controller; the controller adds the records to
-the run's one results.json (rewritten after each case) and writes junit.xml
-at the end. A worker's end-of-session problems (the sweep, the session VMs'
+the run's one results.json and junit.xml (both rewritten after each case). A worker's end-of-session problems (the sweep, the session VMs'
 teardown) travel in `config.workeroutput` to `pytest_testnodedown`. Output
 lines go from the workers to the controller through one pipe, which the
 controller numbers and prints."""
@@ -245,4 +244,3 @@ class Controller:
             known = len(self.order)
             self.results.data["cases"].sort(key=lambda case: self.order.get(case["nodeid"], known))
             self.results.write(finished=True)
-            self.results.write_junit()

@@ -25,6 +25,7 @@ from vnetct.core import paths
 from vnetct.core.native import vnetct_native
 from vnetct.core.verdict import RuleViolation, rules_named
 from vnetct.sut.base import CAPABILITIES, PROFILES, SutOptions
+from vnetct.core import run_lock, sweep
 from vnetct.vm.factory import RunContext, VmFactory, sweep_run
 from vnetct.core.quiet import slot_for
 from vnetct.core.text import for_terminal, is_terminal_safe
@@ -140,8 +141,7 @@ class RunState:
                 sut = self.profile.sut_class()(options)
             except Exception as error:  # noqa: BLE001 - the SUT's own words, as a usage error
                 raise pytest.UsageError(f"profile {self.profile.name}: {error}") from error
-            socket_root = Path("/tmp") / f"vnetct-{self.short_id}"
-            socket_root.mkdir(parents=True, exist_ok=True)
+            socket_root = sweep.make_socket_root(self.short_id)
             self.context = RunContext(self.run_id, self.short_id, self.run_dir, sut, socket_root)
             sut.open(self.context)
             self.results.data["sut"] = sut.identity()
@@ -154,6 +154,7 @@ _state: Optional[RunState] = None
 
 def pytest_configure(config):
     global _state
+    run_lock.keep_held_locks_to_ourselves()
     if config.getoption("--vnetct-list") or config.getoption("--collect-only"):
         return
     _state = RunState(config)
@@ -485,7 +486,6 @@ def pytest_sessionfinish(session, exitstatus):
                 _state.worker.finish(_state.results.data["run_problems"])
             else:
                 _state.results.write(finished=True)
-                _state.results.write_junit()
 
 
 # --- fixtures -------------------------------------------------------------------
@@ -543,3 +543,4 @@ def _interrupt_on_sigterm(signum, frame):
 
 
 signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+signal.signal(signal.SIGHUP, _interrupt_on_sigterm)  # the terminal hung up: tear down as after Ctrl-C

@@ -1,5 +1,7 @@
 #include "vnetct/sriov/journal.hpp"
 
+#include "vnetct/common/atomic_file.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -100,18 +102,9 @@ SriovResult<void> Journal::save() const {
         }
         return {};
     }
-    const fs::path temporary = m_file.string() + ".tmp";
-    {
-        std::ofstream stream(temporary, std::ios::trunc);
-        stream << nlohmann::json{{"entries", m_entries}}.dump(2) << "\n";
-        stream.flush();
-        if (!stream) {
-            return fail(SriovErrc::JournalIo, "writing " + temporary.string() + ": " + strerror(errno));
-        }
-    }
-    fs::rename(temporary, m_file, error);
-    if (error) {
-        return fail(SriovErrc::JournalIo, "renaming " + temporary.string() + ": " + error.message());
+    const std::string content = nlohmann::json{{"entries", m_entries}}.dump(2) + "\n";
+    if (auto written = write_file_atomically(m_file, content, 0600); !written) {
+        return fail(SriovErrc::JournalIo, written.error());
     }
     return {};
 }

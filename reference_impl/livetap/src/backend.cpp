@@ -2,12 +2,16 @@
 
 #include <linux/if_tun.h>
 #include <net/if.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -388,6 +392,37 @@ int run_source(const SourceOptions& options, int control_in, int control_out) {
                           options.stop_before_connect);
 }
 
+namespace {
+
+// The source's connection, waited for until `timeout_ms` has passed (a source
+// that never comes must not keep the target forever).
+tl::expected<int, std::string> accept_within(int listener, int timeout_ms) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        pollfd entry{listener, POLLIN, 0};
+        const int ready = left.count() > 0 ? poll(&entry, 1, static_cast<int>(left.count())) : 0;
+        if (ready < 0 && errno == EINTR) {
+            continue;
+        }
+        if (ready < 0) {
+            return tl::unexpected(std::string("poll: ") + std::strerror(errno));
+        }
+        if (ready == 0) {
+            return tl::unexpected("no source connected within " + std::to_string(timeout_ms) + " ms");
+        }
+        const int channel = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+        if (channel >= 0) {
+            return channel;
+        }
+        if (errno != EINTR && errno != ECONNABORTED && errno != EAGAIN) {
+            return tl::unexpected(std::string(std::strerror(errno)));
+        }
+    }
+}
+
+}  // namespace
+
 int run_target(const TargetOptions& options, int control_in, int control_out) {
     if (auto netdev = check_tap_netdev(options.netdev); !netdev) {  // LT-CFG-02
         say(control_out, "failed " + netdev.error().message());
@@ -408,14 +443,15 @@ int run_target(const TargetOptions& options, int control_in, int control_out) {
     }
     say(control_out, "listening " + options.listen_path + " uid=" + std::to_string(geteuid()) +
                          " cap_eff=" + effective_capabilities());
-    UniqueFd channel(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    auto accepted = accept_within(listener.get(), options.accept_timeout_ms);
     HandOffStamps stamps;
     stamps.mark("accepted");
     unlink(options.listen_path.c_str());
-    if (!channel.valid()) {
-        say(control_out, std::string("failed accept: ") + std::strerror(errno));
+    if (!accepted) {
+        say(control_out, "failed accept: " + accepted.error());
         return 1;
     }
+    UniqueFd channel(*accepted);
     // The reader thread takes the hand-off from the Offer on: it reads from
     // the moment the Commit arrives, with no thread to create or wake then.
     ServedTap side(options.guest, std::nullopt);
@@ -464,7 +500,8 @@ int backend_main(int argc, char** argv) {
         say(2, "usage: livetap_backend source --netns NS --tap NAME [--queues N] [--multi-queue 0|1] "
                "[--vnet-hdr-size 10|12] [--offloads BITS] [--sndbuf BYTES] [--label TEXT]\n"
                "       livetap_backend target --listen PATH [--hold-offer-ms MS] [--serve-delay-ms MS] "
-               "[--ifname NAME] [--vnet-hdr 0|1] [--fd N] [--seed-fault change-offloads]\n"
+               "[--ifname NAME] [--vnet-hdr 0|1] [--fd N] [--seed-fault change-offloads] [--accept-timeout-ms MS]
+"
                "       either with [--transfer-parameter 0|1] [--transfer-device 0|1] [--echo-streams 0|1] "
                "[--label TEXT]");
         return 2;
@@ -494,6 +531,8 @@ int backend_main(int argc, char** argv) {
                 source.tap.multi_queue = std::stoi(value) != 0;
             } else if (key == "--listen") {
                 target.listen_path = value;
+            } else if (key == "--accept-timeout-ms" && std::stoi(value) > 0) {
+                target.accept_timeout_ms = std::stoi(value);
             } else if (key == "--hold-offer-ms") {
                 target.hold_offer_ms = std::stoi(value);
             } else if (key == "--serve-delay-ms") {
@@ -529,6 +568,13 @@ int backend_main(int argc, char** argv) {
         return run_source(source, 0, 1);
     }
     if (args[0] == "target" && !target.listen_path.empty()) {
+        // A helper of whoever started it: it dies with it (setpriv, which may start it, clears the
+        // parent-death signal its own parent set), and if that one is gone already, it does not start.
+        const pid_t parent = getppid();
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {  // it died before the signal was asked for
+            return 1;
+        }
         return run_target(target, 0, 1);
     }
     return usage();

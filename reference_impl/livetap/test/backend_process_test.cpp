@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 #include "netns_fixture.hpp"
 #include "vnetct/host_agent/stream_analysis.hpp"
@@ -34,6 +35,28 @@ using vnetct::livetap::test_support::TestNetns;
 namespace host = vnetct::host_agent;
 
 namespace {
+
+// A directory for the test's sockets, made by mkdtemp (0700, a name nobody
+// could take beforehand), removed with what is in it.
+class SocketDir {
+  public:
+    SocketDir() {
+        std::string pattern = "/tmp/vnetct-lt-XXXXXX";  // short: a socket path has 108 bytes
+        if (mkdtemp(pattern.data()) != nullptr) {
+            m_path = pattern;
+        }
+    }
+    ~SocketDir() {
+        if (!m_path.empty()) {
+            std::error_code ignored;
+            std::filesystem::remove_all(m_path, ignored);
+        }
+    }
+    [[nodiscard]] std::string socket(const std::string& name) const { return m_path + "/" + name + ".sock"; }
+
+  private:
+    std::string m_path;
+};
 
 // A child process with its stdin and stdout on pipes; killed and reaped when
 // the object goes.
@@ -160,7 +183,8 @@ std::vector<std::string> accounting_problems(const std::string& committed, const
 TEST(BackendProcess_test, LT_XFER_03_LT_DATA_01_TwoProcessesHandOffMidStreamWithZeroLoss) {
     TestNetns netns;
     ASSERT_TRUE(netns.created());
-    const std::string socket_path = "/tmp/" + netns.name() + ".sock";
+    const SocketDir sockets;
+    const std::string socket_path = sockets.socket("handoff");
 
     Child source({"source", "--netns", netns.name(), "--tap", "lt0", "--queues", "2", "--offloads",
                   std::to_string(TUN_F_CSUM)},
@@ -222,7 +246,8 @@ TEST(BackendProcess_test, LT_XFER_03_LT_DATA_01_TwoProcessesHandOffMidStreamWith
 TEST(BackendProcess_test, BlackoutAccountingNamesAWakeUpInsideTheWindow) {
     TestNetns netns;
     ASSERT_TRUE(netns.created());
-    const std::string socket_path = "/tmp/" + netns.name() + "-late.sock";
+    const SocketDir sockets;
+    const std::string socket_path = sockets.socket("late");
     Child source({"source", "--netns", netns.name(), "--tap", "lt0", "--seed-fault", "stop-before-connect"}, false);
     ASSERT_TRUE(starts_with(source.line(), "ready "));
     Child target({"target", "--listen", socket_path}, true);
@@ -248,7 +273,8 @@ TEST(BackendProcess_test, LT_XFER_04_SourceResumesWhenNoTargetListens) {
     ASSERT_TRUE(netns.created());
     Child source({"source", "--netns", netns.name(), "--tap", "lt0"}, false);
     ASSERT_TRUE(starts_with(source.line(), "ready ")) ;
-    source.send("handoff /tmp/" + netns.name() + "-nobody.sock");
+    const SocketDir sockets;
+    source.send("handoff " + sockets.socket("nobody"));
     const std::string resumed = source.line();
     EXPECT_TRUE(starts_with(resumed, "resumed the peer closed the hand-off channel: connect")) << resumed;
     EXPECT_GT(netns.ifindex("lt0"), 0);
@@ -257,7 +283,8 @@ TEST(BackendProcess_test, LT_XFER_04_SourceResumesWhenNoTargetListens) {
 }
 
 TEST(BackendProcess_test, LT_CFG_02_TargetWithIncomingFdsRefusesEveryConflictingOption) {
-    const std::string socket_path = "/tmp/vnetct-lt" + std::to_string(getpid()) + "-cfg02.sock";
+    const SocketDir sockets;
+    const std::string socket_path = sockets.socket("cfg02");
     Child target({"target", "--listen", socket_path, "--ifname", "tap7", "--vnet-hdr", "1", "--fd", "3"}, true);
     EXPECT_EQ(target.line(), "failed incoming-fds conflicts with another TAP option: incoming-fds with ifname, "
                              "vnet_hdr, fd");
@@ -268,7 +295,8 @@ TEST(BackendProcess_test, LT_CFG_02_TargetWithIncomingFdsRefusesEveryConflicting
 TEST(BackendProcess_test, LT_CFG_01_LT_CFG_03_SwitchOffMovesNoFdAndTheWaitingTargetFailsClearly) {
     TestNetns netns;
     ASSERT_TRUE(netns.created());
-    const std::string socket_path = "/tmp/vnetct-lt" + std::to_string(getpid()) + "-cfg03.sock";
+    const SocketDir sockets;
+    const std::string socket_path = sockets.socket("cfg03");
     Child source({"source", "--netns", netns.name(), "--tap", "lt0", "--transfer-device", "0"}, false);
     ASSERT_TRUE(starts_with(source.line(), "ready "));
     Child target({"target", "--listen", socket_path}, true);
@@ -283,6 +311,22 @@ TEST(BackendProcess_test, LT_CFG_01_LT_CFG_03_SwitchOffMovesNoFdAndTheWaitingTar
     EXPECT_TRUE(starts_with(source.line(), "counters frames="));
     source.close_input();
     EXPECT_EQ(source.exit_code(), 0);
+}
+
+// A target whose source never connects gives up at its deadline, says so, and
+// leaves no socket behind (it used to wait in accept4 for ever).
+TEST(BackendProcess_test, TargetWithoutSourceGivesUpAtItsAcceptDeadline) {
+    const SocketDir sockets;
+    const std::string socket_path = sockets.socket("nobody-comes");
+    const auto started = std::chrono::steady_clock::now();
+    Child target({"target", "--listen", socket_path, "--accept-timeout-ms", "300"}, true);
+    ASSERT_TRUE(starts_with(target.line(), "listening " + socket_path));
+    EXPECT_EQ(target.line(), "failed accept: no source connected within 300 ms");
+    EXPECT_EQ(target.exit_code(), 1);
+    const auto waited = std::chrono::steady_clock::now() - started;
+    EXPECT_GE(waited, 300ms);
+    EXPECT_LT(waited, 3s) << "the deadline was not kept";
+    EXPECT_NE(access(socket_path.c_str(), F_OK), 0) << "the socket outlived the target";
 }
 
 TEST(BackendProcess_test, LT_CFG_04_TcpChannelNeverTransfersFds) {

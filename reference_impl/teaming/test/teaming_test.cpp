@@ -5,7 +5,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -84,6 +88,19 @@ std::vector<std::string> rules_of(const Verdict& verdict) {
 using Rules = std::vector<std::string>;
 
 }  // namespace
+
+// A file under a name nobody could know or take beforehand (mkstemp), holding `content`.
+static std::string temporary_file(const std::string& content) {
+    std::string pattern = (std::filesystem::temp_directory_path() / "vnetct-teaming-XXXXXX").string();
+    const int fd = mkstemp(pattern.data());
+    if (fd < 0) {
+        ADD_FAILURE() << "mkstemp: " << std::strerror(errno);
+        return pattern;
+    }
+    close(fd);
+    std::ofstream(pattern) << content;
+    return pattern;
+}
 
 TEST(Teaming_test, ValidTeamIsConformantAndGivesLibvirtsDeviceOptions) {
     const Verdict verdict = verdict_of(domain({standby(), primary()}));
@@ -274,8 +291,7 @@ TEST(Teaming_test, TooLargeIsRefusedUnparsed) {
     ASSERT_FALSE(parsed.has_value());
     EXPECT_EQ(parsed.error().code, TeamingErrc::TooLarge);
 
-    const std::string path = "/tmp/vnetct-teaming-huge-" + std::to_string(getpid()) + ".xml";
-    std::ofstream(path) << huge;
+    const std::string path = temporary_file(huge);
     auto from_file = parse_domain_file(path);
     std::remove(path.c_str());
     ASSERT_FALSE(from_file.has_value());
@@ -306,8 +322,7 @@ TEST(Teaming_test, BillionLaughsIsRefusedAtTheDoctypeQuickly) {
 }
 
 TEST(Teaming_test, ExternalEntitiesAreNeverLoaded) {
-    const std::string secret_path = "/tmp/vnetct-teaming-secret-" + std::to_string(getpid());
-    std::ofstream(secret_path) << "TOPSECRET";
+    const std::string secret_path = temporary_file("TOPSECRET");
     const std::size_t loads_before = external_loads_attempted();
     for (const std::string& uri : {"file://" + secret_path, secret_path, std::string("http://127.0.0.1:9/x.dtd")}) {
         for (const std::string& xml :

@@ -23,9 +23,10 @@ Commands:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
-import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -38,7 +39,7 @@ from vnetct.cli import certify, selftest
 from vnetct.cli import check_config
 from vnetct.cli import prepare_image as image_prep
 from vnetct.cli import matrix
-from vnetct.core import expectations, paths, quiet
+from vnetct.core import expectations, paths, quiet, run_lock, sweep
 from vnetct.core.text import for_terminal
 from vnetct.sut.base import profile_named
 
@@ -46,6 +47,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_SETUP = 3
 EXIT_INTERRUPTED = 130
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # to the case runner as SIGINT, like Ctrl-C
 # Two lanes more than cores: with guests restored from snapshots the lanes spend most of
 # their time waiting on the protocol's timers (hotplug, unplug, cancel); measured on 2 cores,
 # warm, the long cases first: -j3 81.4 s, -j4 66.7 s, -j5 64.3 s (one run each, December 2026).
@@ -233,26 +235,36 @@ def command_run(args) -> int:
         return EXIT_USAGE
     if args.no_snapshots:
         os.environ["VNETCT_SNAPSHOTS"] = "0"  # the case runners inherit it (vnetct.sut.qemu)
-    if host_profile is not None:
-        return _run_on_vfs(args, host_profile)
-    return _run_cases(args)
+    with _signals_interrupt():  # SIGTERM, SIGHUP: torn down as after Ctrl-C (the vf profile's host put back)
+        if host_profile is not None:
+            return _run_on_vfs(args, host_profile)
+        return _run_cases(args)
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in FORWARDED_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _run_on_vfs(args, host_profile) -> int:
     """Profile vf: the host prepared as the host profile says around the
-    cases, and put back afterwards, however the run ends (SIGTERM too)."""
+    cases, and put back afterwards, however the run ends (SIGTERM too). The
+    host's lock goes to the case runner with the run's own."""
     import json
-    import signal
 
     from vnetct.sut.sriov import SriovSetupError, prepared_host
 
-    def interrupt(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         with prepared_host(host_profile, lambda line: print(line, flush=True)) as host:
-            status = _run_cases(args, [f"--vnetct-vf={json.dumps(host.to_json())}"])
+            status = _run_cases(args, [f"--vnetct-vf={json.dumps(host.to_json())}"], inherited=[host.lock.fd])
         if host.restore_report["failures"]:
             print("vnetct: the host could not be fully put back (see above)", file=sys.stderr)
             return EXIT_FAILED
@@ -260,15 +272,43 @@ def _run_on_vfs(args, host_profile) -> int:
     except SriovSetupError as error:
         print(f"vnetct: set-up failed: {error}", file=sys.stderr)
         return EXIT_SETUP
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
-def _run_cases(args, extra_args: Optional[List[str]] = None) -> int:
+def _run_cases(args, extra_args: Optional[List[str]] = None, inherited: Optional[List[int]] = None) -> int:
     from vnetct import lanes  # imports pytest: installed by the set-up, which has run by now
 
     short_id = secrets.token_hex(3)
     run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{short_id}"
+    short_ids = lanes.short_ids(short_id, args.jobs)
+    # The run's lock first (it is alive from here on), then the runs killed earlier are swept.
+    lock = run_lock.start_run(short_ids, {"run": run_id, "command": " ".join(["./vnetct", *sys.argv[1:]])})
+    try:
+        say = lambda text: print(text, flush=True)  # noqa: E731
+        for line in run_lock.sweep_stale(sweep.sweep_names, say) + _sweep_abandoned_host(say):
+            print(f"vnetct:   {line}", flush=True)
+        return _run_locked(args, run_id, short_id, short_ids, extra_args, [lock.fd, *(inherited or [])])
+    finally:
+        lock.release()
+
+
+def _sweep_abandoned_host(say) -> List[str]:
+    """The vf profile's changes to the host that a killed run left in its undo
+    journal (no live run holds the host's lock): put back now."""
+    from vnetct.sut import sriov
+
+    if not sriov.journal_path().exists() or not run_lock.is_free(sriov.lock_path()):
+        return []
+    try:
+        sriov.restore_left_behind(say)
+    except sriov.SriovSetupError as error:
+        return [f"COULD NOT put the host back: {error}"]
+    return [f"restored the host from {sriov.journal_path()}"]
+
+
+def _run_locked(args, run_id: str, short_id: str, short_ids: List[str], extra_args: Optional[List[str]],
+                inherited: List[int]) -> int:
+    from vnetct import lanes
+
     out = args.out.resolve()
     run_dir = out / run_id
     run_dir.mkdir(parents=True)
@@ -290,8 +330,9 @@ def _run_cases(args, extra_args: Optional[List[str]] = None) -> int:
         print(f"vnetct: {args.jobs} lanes (pytest-xdist workers); the cases sharing a booted VM in one", flush=True)
     try:
         started = time.monotonic()
-        status = _run_pytest(arguments, cwd=paths.REPO)
-        leftovers = [line for prefix in lanes.short_ids(short_id, args.jobs) for line in _final_sweep(prefix)]
+        status = _run_pytest(arguments, cwd=paths.REPO, inherited=inherited)
+        # Last line of defence if the case runner itself died (SIGKILL, SIGSEGV): everything named with the run.
+        leftovers = [line for prefix in short_ids for line in sweep.sweep_names(prefix)]
         return _summarise(run_dir, status, time.monotonic() - started, leftovers,
                           strict=args.strict, update=args.update_expectations)
     except BaseException:
@@ -301,38 +342,40 @@ def _run_cases(args, extra_args: Optional[List[str]] = None) -> int:
         raise
 
 
-def _final_sweep(short_id: str) -> List[str]:
-    """Last line of defence if the case runner itself died: delete the run's
-    namespaces and socket dir (its QEMUs die with it: PR_SET_PDEATHSIG)."""
-    from vnetct.core.native import vnetct_native
 
-    cleaned = [f"deleted namespace {name}" for name in vnetct_native.sweep_netns(f"vnetct-{short_id}")]
-    socket_root = Path("/tmp") / f"vnetct-{short_id}"
-    if socket_root.exists():
-        shutil.rmtree(socket_root, ignore_errors=True)
-        cleaned.append(f"removed {socket_root}")
-    return cleaned
-
-
-def _run_pytest(pytest_args: List[str], cwd: Path) -> int:
+def _run_pytest(pytest_args: List[str], cwd: Path, inherited: List[int] = ()) -> int:
     # A child process: a crash in a case cannot take the CLI's summary with it,
-    # and Ctrl-C reaches both (same process group), so pytest tears down.
-    process = subprocess.Popen([sys.executable, "-m", "pytest", *pytest_args], cwd=cwd, env=_pytest_env())
+    # and Ctrl-C reaches both (same process group), so pytest tears down. SIGTERM
+    # and SIGHUP sent to the CLI alone are passed on as the Ctrl-C they mean.
+    environment = {**_pytest_env(), run_lock.HELD_LOCKS: ",".join(map(str, inherited))}
+    process = subprocess.Popen([sys.executable, "-m", "pytest", *pytest_args], cwd=cwd, env=environment,
+                               pass_fds=tuple(inherited))
+
+    def forward(signum, _frame):
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
     interrupts = 0
-    while True:
-        try:
-            return process.wait()
-        except KeyboardInterrupt:
-            interrupts += 1
-            if interrupts == 1:  # pytest got the same SIGINT and tears down
-                print("\nvnetct: interrupted; tearing down (finished cases are kept; Ctrl-C again to hurry)",
-                      flush=True)
-            elif interrupts == 2:
-                print("\nvnetct: terminating the case runner", flush=True)
-                process.terminate()
-            else:
-                print("\nvnetct: killing the case runner (its QEMUs die with it)", flush=True)
-                process.kill()
+    try:
+        while True:
+            try:
+                return process.wait()
+            except KeyboardInterrupt:
+                interrupts += 1
+                if interrupts == 1:  # pytest got the same SIGINT and tears down
+                    print("\nvnetct: interrupted; tearing down (finished cases are kept; Ctrl-C again to hurry)",
+                          flush=True)
+                elif interrupts == 2:
+                    print("\nvnetct: terminating the case runner", flush=True)
+                    process.terminate()
+                else:
+                    print("\nvnetct: killing the case runner (its QEMUs die with it)", flush=True)
+                    process.kill()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _summarise_guests(results: dict) -> None:

@@ -28,6 +28,7 @@ import yaml  # Debian: python3-yaml
 from vnetct.core import paths, yaml_file
 from vnetct.report.results import save
 from vnetct.report.rules_table import rules_table, subject_of
+from vnetct.core.atomic_file import write_atomically
 
 FOLDER = paths.REPO / "expectations"
 OUTCOMES = ("failed", "error", "skipped")
@@ -473,7 +474,4 @@ def write(expected: ExpectationFile) -> Path:
     text = HEADER.format(label=expected.label, release=expected.release) + yaml.safe_dump(
         document, sort_keys=False, allow_unicode=True, width=110, default_flow_style=False)
     expected.path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = expected.path.with_suffix(".yaml.tmp")
-    temporary.write_text(text)
-    temporary.replace(expected.path)
-    return expected.path
+    return write_atomically(expected.path, text)

@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional
 
+from vnetct.core.atomic_file import write_atomically
+
 from . import certification, model
 from .certification import ThresholdError
 from .model import ResultsError
@@ -76,10 +78,7 @@ def write_report(run_dir: Path, compare: Iterable[Path] = (), output: Optional[P
     run_dir = Path(run_dir)
     path = Path(output) if output else (run_dir if run_dir.is_dir() else run_dir.parent) / REPORT_NAME
     html = render(run_dir, compare, path, thresholds, across_runs)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(html, encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    return write_atomically(path, html)
 
 
 def _relative_report(run_dir: Optional[str], root: Path) -> str:

@@ -19,13 +19,14 @@ From the runs' results.json alone (no QEMU, no native module):
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from vnetct.core.atomic_file import write_atomically
 
 from . import certification, model, rules_table
 from .model import ResultsError
@@ -372,9 +373,7 @@ def columns_of(runs: Iterable[Tuple[str, Path]]) -> List[Column]:
 
 
 def _write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    write_atomically(path, text)
 
 
 def render_matrix(view: dict) -> str:

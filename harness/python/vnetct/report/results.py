@@ -1,16 +1,17 @@
 """results.json (the only input of reports) and junit.xml. The schema is
-documented in reports/RESULTS.md. results.json is rewritten atomically after
-every case, so an interrupted run keeps the finished cases."""
+documented in reports/RESULTS.md. results.json and junit.xml are rewritten
+atomically (vnetct.core.atomic_file) after every case, so an interrupted or
+killed run keeps the finished cases in both."""
 
 from __future__ import annotations
 
 import json
-import os
 import xml.etree.ElementTree as ElementTree
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
+from vnetct.core.atomic_file import write_atomically
 from vnetct.core.text import for_xml
 from vnetct.report.rules_table import DEFAULT_SUBJECT, rules_table
 
@@ -57,7 +58,9 @@ class Results:
             self.data["finished"] = now_iso()
         self.data["summary"] = self.summary()
         self.data["rules"] = rules_table(self.rules, self.cases)
-        return save(self.run_dir, self.data)
+        path = save(self.run_dir, self.data)
+        self.write_junit()  # with every results.json: a run killed mid-case keeps both, each whole
+        return path
 
     def write_junit(self) -> Path:
         """junit.xml: every text from a case (its reason, details, steps may
@@ -86,9 +89,8 @@ class Results:
         tree = ElementTree.ElementTree(ElementTree.Element("testsuites"))
         tree.getroot().append(suite)
         ElementTree.indent(tree)
-        path = self.run_dir / "junit.xml"
-        tree.write(path, encoding="utf-8", xml_declaration=True)
-        return path
+        return write_atomically(self.run_dir / "junit.xml",
+                                ElementTree.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True))
 
 
 def interrupted_case(nodeid: str, case_id: Optional[str], rules: Iterable[dict], subject: Optional[str],
@@ -124,10 +126,6 @@ def case_id_from_nodeid(nodeid: str, cases_prefix: str = "cases/") -> str:
 
 def save(run_dir: Path, data: dict) -> Path:
     """Writes results.json atomically (a reader never sees half a file)."""
-    path = run_dir / "results.json"
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(temporary, path)
-    return path
+    return write_atomically(run_dir / "results.json", json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
 
+from vnetct.core import run_lock
 from vnetct.sut.host_profile import HostProfile
 from vnetct.core.native import vnetct_native
 
@@ -25,6 +27,11 @@ DEFAULT_JOURNAL = Path("/run/vnetct/sriov-journal.json")  # tmpfs: gone at reboo
 
 def journal_path() -> Path:
     return Path(os.environ.get("VNETCT_SRIOV_JOURNAL", str(DEFAULT_JOURNAL)))
+
+
+def lock_path() -> Path:
+    """Held by the run that has the host (its whole life): a second run fails fast."""
+    return journal_path().with_name(journal_path().name + ".lock")
 
 
 def sysfs_root() -> str:
@@ -46,6 +53,7 @@ class PreparedHost:
     total_vfs: int
     vfs: List[dict]                       # sriov_prepare's answer, in profile.vf_indices() order
     restore_report: Optional[dict] = None  # filled in when the host has been put back
+    lock: Optional[run_lock.HeldLock] = None  # the host's lock: whoever holds it has the host
     steps: List[str] = field(default_factory=list)
 
     @property
@@ -94,6 +102,21 @@ def prepared_host(profile: HostProfile, say: Callable[[str], None] = print) -> I
     restored when it ends, however it ends. SriovSetupError if the PF is not
     there or not suitable (then nothing was changed) or if a step failed (then
     what was done is undone before the error propagates)."""
+    try:
+        lock = run_lock.hold_exclusive(lock_path(), {"pid": os.getpid(), "command": " ".join(sys.argv)})
+    except run_lock.LockBusy as busy:
+        raise SriovSetupError(f"another run has the host ({run_lock.describe(busy.holder)}; lock {busy.path}): "
+                              f"one run of the vf profile at a time; nothing was changed") from None
+    try:
+        with _prepared(profile, say) as host:
+            host.lock = lock
+            yield host
+    finally:
+        lock.release(remove=False)
+
+
+@contextlib.contextmanager
+def _prepared(profile: HostProfile, say: Callable[[str], None]) -> Iterator[PreparedHost]:
     restore_left_behind(say)
     try:
         probe = vnetct_native.sriov_probe(profile.pf, sysfs_root())

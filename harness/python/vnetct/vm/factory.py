@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import select
 import shutil
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional
 
 from vnetct.vm.guest import Vm, VmSpec
+from vnetct.core import sweep
 from vnetct.core.native import vnetct_native
 
 
@@ -33,7 +32,7 @@ class RunContext:
 
     @property
     def netns_prefix(self) -> str:
-        return f"vnetct-{self.short_id}"
+        return sweep.netns_prefix(self.short_id)
 
 
 @dataclass
@@ -158,7 +157,7 @@ class VmFactory:
                 vm.stop()
             except Exception as error:  # noqa: BLE001 - keep tearing down
                 problems.append(f"{vm.name}: stop failed: {error}")
-            if pid is not None and _alive(pid):
+            if pid is not None and sweep.alive(pid):
                 problems.append(f"{vm.name}: QEMU pid {pid} still alive after stop")
             if getattr(vm, "sockets", None) is not None:
                 shutil.rmtree(vm.sockets, ignore_errors=True)
@@ -182,52 +181,11 @@ def _next_wire_index() -> int:
     return _wire_counter
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return ") Z" not in stat.read()
-    except OSError:
-        return False
-
-
-def leftover_processes(marker: str) -> List[str]:
-    """Processes whose command line mentions `marker` (the run's socket root)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline and _alive(int(entry.name)):
-            found.append(f"{entry.name}: {cmdline[:120]}")
-    return found
-
-
 def sweep_run(run: RunContext) -> List[str]:
     """The end-of-run sweep: kill any process of the run and delete its
     namespaces; returns what it had to clean (empty when teardown was clean)."""
-    cleaned = []
-    for line in leftover_processes(str(run.socket_root)):
-        pid = int(line.split(":", 1)[0])
-        try:
-            handle = os.pidfd_open(pid)
-        except OSError:
-            continue  # already gone
-        try:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                os.kill(pid, signal.SIGKILL)
-            poller = select.poll()
-            poller.register(handle, select.POLLIN)
-            poller.poll(10_000)  # readable once the process has exited; bounded
-        except OSError:
-            pass
-        finally:
-            os.close(handle)
-        cleaned.append(f"killed {line}")
+    cleaned = sweep.kill_processes(sweep.leftover_processes(str(run.socket_root)))
+    cleaned += sweep.kill_processes(sweep.processes_in_namespaces(run.netns_prefix))
     for name in vnetct_native.sweep_netns(run.netns_prefix):
         cleaned.append(f"deleted namespace {name}")
     cleaned += run.sut.sweep(run)

@@ -20,7 +20,9 @@ namespace vnetct::host_agent {
     X(SpawnFailed, "could not start the process")                               \
     X(ProcessFailed, "the process failed")                                      \
     X(InvalidArgument, "invalid argument")                                      \
-    X(TopologyFailed, "could not build the network topology")
+    X(TopologyFailed, "could not build the network topology")                  \
+    X(Interrupted, "interrupted while waiting (Ctrl-C)")                        \
+    X(Busy, "another caller is using this client (one at a time)")
 
 VNETCT_DEFINE_ERRC(HostErrc, VNETCT_HOST_ERRORS)
 

@@ -37,6 +37,9 @@
 //           Started with --ifname, --vnet-hdr 1 or --fd (options that
 //           conflict with incoming fds) it refuses at once: "failed <error>"
 //           naming them, exit 1 (LT-CFG-02).
+//           A source that has not connected within --accept-timeout-ms
+//           (default 120 s) ends it: "failed accept: no source connected
+//           within <n> ms", exit 1. It dies with its parent (PR_SET_PDEATHSIG).
 //           Reports "listening <path> uid=<n> cap_eff=<hex>" (who it runs as:
 //           an unprivileged target needs no capability), then "offered <state>" when
 //           --hold-offer-ms is given (it holds the validated offer that long
@@ -89,6 +92,7 @@ struct SourceOptions {
 struct TargetOptions {
     std::string listen_path;
     GuestIdentity guest;
+    int accept_timeout_ms = 120'000;  // no source connected by then: "failed accept: ...", exit 1
     int hold_offer_ms = 0;   // > 0: report "offered" and hold the offer this long before accepting
     int serve_delay_ms = 0;  // wait this long after the Commit before reading
     TransferSwitches transfer;  // when it hands the queues on
