@@ -500,8 +500,7 @@ int backend_main(int argc, char** argv) {
         say(2, "usage: livetap_backend source --netns NS --tap NAME [--queues N] [--multi-queue 0|1] "
                "[--vnet-hdr-size 10|12] [--offloads BITS] [--sndbuf BYTES] [--label TEXT]\n"
                "       livetap_backend target --listen PATH [--hold-offer-ms MS] [--serve-delay-ms MS] "
-               "[--ifname NAME] [--vnet-hdr 0|1] [--fd N] [--seed-fault change-offloads] [--accept-timeout-ms MS]
-"
+               "[--ifname NAME] [--vnet-hdr 0|1] [--fd N] [--seed-fault change-offloads] [--accept-timeout-ms MS]\n"
                "       either with [--transfer-parameter 0|1] [--transfer-device 0|1] [--echo-streams 0|1] "
                "[--label TEXT]");
         return 2;

@@ -20,7 +20,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List
 
 DEFAULT_LOCKS = Path("/run/vnetct/runs")  # tmpfs: a reboot frees every lock and every name with it
 
