@@ -5,6 +5,8 @@
 //   leak             loses a heap block                    (LeakSanitizer)
 //   signed-overflow  INT_MAX + 1                           (UBSan)
 //   data-race        two threads write one int unlocked    (ThreadSanitizer)
+// Run as a GoogleTest would be (`--gtest_filter=...`), it takes the bug from
+// VNETCT_CANARY_BUG instead (none when unset).
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -49,7 +51,11 @@ int data_race() {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const std::string_view bug = argc > 1 ? argv[1] : "";
+    std::string_view bug = argc > 1 ? argv[1] : "";
+    if (bug.starts_with("--gtest")) {
+        const char* seeded = std::getenv("VNETCT_CANARY_BUG");
+        bug = seeded != nullptr ? seeded : "none";
+    }
     if (bug == "none") {
         return 0;
     }
