@@ -142,7 +142,7 @@ def build_tree(build: Path, sanitize: str, fuzz: bool, targets: Sequence[str], j
     log_path.write_text("")
     if not (build / "CMakeCache.txt").exists():
         configure = ["cmake", "-S", paths.REPO, "-B", build, "-DCMAKE_CXX_COMPILER=clang++",
-                     "-DCMAKE_BUILD_TYPE=Sanitize", "-DCMAKE_CXX_FLAGS_SANITIZE=-O1 -g",
+                     "-DCMAKE_BUILD_TYPE=Sanitize", "-DCMAKE_CXX_FLAGS_SANITIZE=-O1 -gline-tables-only",
                      f"-DVNETCT_SANITIZE={sanitize}", f"-DVNETCT_FUZZ={'ON' if fuzz else 'OFF'}"]
         if _run_logged(configure, log_path) != 0:
             return f"configuring {build} failed; log {log_path}:\n{_tail(log_path)}"
