@@ -9,6 +9,7 @@ import stat
 import pytest
 
 from vnetct.cli import main as cli
+from vnetct.cli import sanitizers, test_cmd
 
 
 @pytest.fixture
@@ -51,23 +52,44 @@ def test_usage_errors_that_need_no_set_up_come_first(fresh_machine, tmp_path):
     assert calls == [], "no set-up for a command line that is wrong anyway"
 
 
-@pytest.mark.parametrize("quick", [False, True])
-def test_test_quick_skips_the_image_and_the_heavy_tests(monkeypatch, quick):
-    """`./vnetct test --quick`: set-up without the guest image, then ctest and
-    pytest -m 'not heavy'; the full command builds the image and selects all."""
+@pytest.fixture
+def test_command(monkeypatch):
+    """`./vnetct test` with the set-up, the subprocesses and the sanitizer stage recorded, not run."""
     calls = []
-    monkeypatch.setattr(cli.bootstrap, "prepare", lambda **kwargs: calls.append(("prepare", kwargs)))
-    monkeypatch.setattr(cli.bootstrap, "require_root", lambda: None)
+    monkeypatch.setattr(test_cmd.bootstrap, "prepare", lambda **kwargs: calls.append(("prepare", kwargs)))
+    monkeypatch.setattr(test_cmd.bootstrap, "ensure_packages", lambda **kwargs: calls.append(("packages", kwargs)))
+    monkeypatch.setattr(test_cmd.bootstrap, "require_root", lambda: None)
+    stage = sanitizers.StageResult()
+    monkeypatch.setattr(test_cmd.sanitizers, "run_stage",
+                        lambda **kwargs: calls.append(("sanitizer stage", kwargs)) or stage)
 
     class Done:
         returncode = 0
 
-    monkeypatch.setattr(cli.subprocess, "run", lambda argv, **kwargs: calls.append(("run", argv)) or Done())
+    monkeypatch.setattr(test_cmd.subprocess, "run", lambda argv, **kwargs: calls.append(("run", argv)) or Done())
+    return calls, stage
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_test_quick_skips_the_image_the_heavy_tests_and_the_sanitizer_stage(test_command, quick):
+    """`./vnetct test --quick`: set-up without the guest image, then ctest and
+    pytest -m 'not heavy'; the full command builds the image, selects all and
+    runs the sanitizer stage last."""
+    calls, _ = test_command
     assert cli.main(["test", *(["--quick"] if quick else []), "--", "-k", "x"]) == 0
     assert calls[0] == ("prepare", {"with_image": not quick, "for_tests": True})
     ctest, pytest_argv = calls[1][1], calls[2][1]
     assert ctest[0] == "ctest"
     assert (pytest_argv[-4:-2] == ["-m", "not heavy"]) is quick and pytest_argv[-2:] == ["-k", "x"]
+    assert calls[3:] == ([] if quick else [("sanitizer stage", {"fuzz_seconds": sanitizers.DEFAULT_FUZZ_SECONDS})])
+
+
+def test_sanitizers_only_runs_the_stage_alone_and_its_failure_fails_the_command(test_command, capsys):
+    calls, stage = test_command
+    stage.failures.append("build-asan: ctest host_agent/X_test.Y failed")
+    assert cli.main(["test", "--sanitizers-only", "--fuzz-seconds", "5"]) == test_cmd.EXIT_FAILED
+    assert calls == [("packages", {"for_tests": True}), ("sanitizer stage", {"fuzz_seconds": 5})]
+    assert "sanitizer stage failed: build-asan: ctest host_agent/X_test.Y failed" in capsys.readouterr().err
 
 
 def test_the_cli_starts_without_pytest_installed():

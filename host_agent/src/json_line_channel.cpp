@@ -1,6 +1,7 @@
 #include "vnetct/host_agent/json_line_channel.hpp"
 
 #include "vnetct/host_agent/interruption.hpp"
+#include "vnetct/host_agent/line_framing.hpp"
 
 #include <poll.h>
 #include <pthread.h>
@@ -27,7 +28,6 @@ using HostError = Error<HostErrc>;
 namespace {
 
 constexpr std::size_t read_chunk_size = 64 * 1024;
-constexpr std::size_t quoted_text_limit = 200;
 constexpr std::chrono::milliseconds first_connect_backoff{2};
 constexpr std::chrono::milliseconds max_connect_backoff{50};
 
@@ -57,23 +57,8 @@ HostResult<short> wait_for(int fd, short events, Deadline deadline) {
     }
 }
 
-std::string quote(std::string_view text) {
-    if (text.size() <= quoted_text_limit) {
-        return std::string(text);
-    }
-    return std::string(text.substr(0, quoted_text_limit)) + "... (" + std::to_string(text.size()) + " bytes)";
-}
-
-bool is_blank(std::string_view text) {
-    return text.find_first_not_of(" \t\r") == std::string_view::npos;
-}
-
 std::string dump(const nlohmann::json& message) {
     return message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-HostError lost_framing(const std::string& path) {
-    return HostError{HostErrc::Oversized, "the channel to " + path + " lost its framing after an oversized message"};
 }
 
 }  // namespace
@@ -171,32 +156,6 @@ HostResult<JsonLineChannel> JsonLineChannel::connect(const std::string& path, De
     return start_reader(*fd, path, max_message_size, max_queued);
 }
 
-namespace {
-
-// One line (or the end of the stream) taken off the socket by the reader.
-struct Arrival {
-    HostResult<nlohmann::json> message;
-    std::int64_t arrival_ns = 0;
-    std::string raw;  // the text as it goes to the transcript when it is no JSON
-    std::size_t bytes = 0;  // the line's length, counted against the queue's byte bound
-};
-
-// Writes what arrived to the transcript: messages as JSON, text that was no
-// JSON as raw; errors without text (oversized, hung up between messages) leave
-// no line.
-template <typename Arrivals>
-void record_arrivals(Transcript& transcript, const Arrivals& arrivals) {
-    for (const Arrival& arrival : arrivals) {
-        if (arrival.message) {
-            transcript.record(TranscriptDirection::In, *arrival.message, arrival.arrival_ns);
-        } else if (!arrival.raw.empty()) {
-            transcript.record_raw(TranscriptDirection::In, arrival.raw, arrival.arrival_ns);
-        }
-    }
-}
-
-}  // namespace
-
 struct JsonLineChannel::Shared {
     Shared(int socket_fd, int wake_up_fd, std::string socket_path, std::size_t max_size, std::size_t queue_bound)
         : fd(socket_fd),
@@ -291,14 +250,14 @@ void JsonLineChannel::Shared::read_loop() {
             return;
         }
         const HostError hung_up{HostErrc::Closed, path + " hung up"};
-        if (is_blank(buffer)) {
+        if (is_blank_text(buffer)) {
             std::vector<Arrival> end;
             end.push_back(Arrival{fail(HostErrc::Closed, path + " hung up between messages"), arrival_ns, {}});
             deliver(std::move(end), hung_up);
             return;
         }
         std::vector<Arrival> end;
-        end.push_back(Arrival{fail(HostErrc::Closed, path + " hung up in the middle of a message: " + quote(buffer)),
+        end.push_back(Arrival{fail(HostErrc::Closed, path + " hung up in the middle of a message: " + quote_text(buffer)),
                               arrival_ns, buffer});
         deliver(std::move(end), hung_up);
         return;
@@ -306,53 +265,13 @@ void JsonLineChannel::Shared::read_loop() {
 }
 
 bool JsonLineChannel::Shared::take_lines(std::string& buffer, std::size_t scanned, std::int64_t arrival_ns) {
-    std::vector<Arrival> arrivals;
-    std::size_t line_start = 0;
-    std::size_t newline = 0;
-    while ((newline = buffer.find('\n', scanned)) != std::string::npos) {
-        const std::string_view line(buffer.data() + line_start, newline - line_start);
-        line_start = scanned = newline + 1;
-        if (line.size() > max_message_size) {
-            arrivals.push_back(Arrival{fail(HostErrc::Oversized, "a line of " + std::to_string(line.size()) +
-                                                                     " bytes (limit " +
-                                                                     std::to_string(max_message_size) + ") from " +
-                                                                     path + ": " + quote(line)),
-                                       arrival_ns,
-                                       {}});
-            deliver(std::move(arrivals), lost_framing(path));
-            return false;
-        }
-        if (is_blank(line)) {
-            continue;
-        }
-        if (nests_deeper_than(line, max_json_depth)) {
-            arrivals.push_back(Arrival{fail(HostErrc::Malformed, "nested deeper than " +
-                                                                     std::to_string(max_json_depth) +
-                                                                     " levels, from " + path + ": " + quote(line)),
-                                       arrival_ns, std::string(line), line.size()});
-            continue;
-        }
-        nlohmann::json message = nlohmann::json::parse(line, nullptr, false);
-        if (message.is_discarded()) {
-            arrivals.push_back(Arrival{fail(HostErrc::Malformed, "from " + path + ": " + quote(line)), arrival_ns,
-                                       std::string(line), line.size()});
-        } else {
-            arrivals.push_back(Arrival{std::move(message), arrival_ns, {}, line.size()});
-        }
-    }
-    buffer.erase(0, line_start);
-    if (buffer.size() > max_message_size) {
-        arrivals.push_back(Arrival{fail(HostErrc::Oversized, "more than " + std::to_string(max_message_size) +
-                                                                 " bytes without a line end from " + path + ": " +
-                                                                 quote(buffer)),
-                                   arrival_ns,
-                                   {}});
-        buffer.clear();
-        deliver(std::move(arrivals), lost_framing(path));
+    FramedLines framed = host_agent::take_lines(buffer, scanned, max_message_size, path, arrival_ns);
+    if (framed.lost_framing) {
+        deliver(std::move(framed.arrivals), std::move(framed.lost_framing));
         return false;
     }
-    if (!arrivals.empty()) {
-        return deliver(std::move(arrivals));
+    if (!framed.arrivals.empty()) {
+        return deliver(std::move(framed.arrivals));
     }
     return true;
 }
@@ -564,7 +483,7 @@ std::string describe_events(const std::vector<std::string>& names, const std::ve
         std::string entry = names[i];
         std::size_t next = i + 1;
         if (names[i] == highlighted) {
-            entry += quote(dump(*data[i]));
+            entry += quote_text(dump(*data[i]));
         } else {
             while (next < names.size() && names[next] == names[i]) {
                 ++next;
@@ -589,23 +508,27 @@ std::string brief(const nlohmann::json& message) {
     return text;
 }
 
+HostResult<ReceivedMessage> classify_message(nlohmann::json message) {
+    if (!message.is_object()) {
+        return fail(HostErrc::Protocol, "not a JSON object: " + brief(message));
+    }
+    const auto event = message.find("event");
+    if (event == message.end()) {
+        return ReceivedMessage{std::move(message), std::nullopt};
+    }
+    if (!event->is_string()) {
+        return fail(HostErrc::Protocol, "event name is not a string: " + brief(message));
+    }
+    std::string name = event->get<std::string>();
+    return ReceivedMessage{std::move(message), std::move(name)};
+}
+
 HostResult<ReceivedMessage> receive_message(JsonLineChannel& channel, Deadline deadline) {
     auto message = channel.receive(deadline);
     if (!message) {
         return tl::unexpected(message.error());
     }
-    if (!message->is_object()) {
-        return fail(HostErrc::Protocol, "not a JSON object: " + brief(*message));
-    }
-    const auto event = message->find("event");
-    if (event == message->end()) {
-        return ReceivedMessage{std::move(*message), std::nullopt};
-    }
-    if (!event->is_string()) {
-        return fail(HostErrc::Protocol, "event name is not a string: " + brief(*message));
-    }
-    std::string name = event->get<std::string>();
-    return ReceivedMessage{std::move(*message), std::move(name)};
+    return classify_message(std::move(*message));
 }
 
 }  // namespace vnetct::host_agent

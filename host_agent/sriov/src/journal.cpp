@@ -8,6 +8,8 @@
 #include <sstream>
 #include <system_error>
 
+#include "vnetct/host_agent/json_line_channel.hpp"
+
 namespace vnetct::sriov {
 namespace fs = std::filesystem;
 namespace {
@@ -75,7 +77,17 @@ SriovResult<Journal> Journal::load(const fs::path& file) {
     }
     std::stringstream content;
     content << stream.rdbuf();
-    const auto document = nlohmann::json::parse(content.str(), nullptr, false);
+    return parse(content.str(), file);
+}
+
+SriovResult<Journal> Journal::parse(std::string_view text, const fs::path& file) {
+    // The journal is ours, but a file on disk: a damaged one must not crash
+    // the restore (dump() below recurses as deep as the entry nests).
+    if (host_agent::nests_deeper_than(text, host_agent::max_json_depth)) {
+        return fail(SriovErrc::JournalIo, file.string() + ": nested deeper than " +
+                                              std::to_string(host_agent::max_json_depth) + " levels");
+    }
+    const auto document = nlohmann::json::parse(text, nullptr, false);
     if (document.is_discarded() || !document.is_object() || !document.contains("entries") ||
         !document["entries"].is_array()) {
         return fail(SriovErrc::JournalIo, file.string() + ": expected a JSON object with an 'entries' array");

@@ -7,8 +7,9 @@ Commands:
           outcome on the SUT is what expectations/<sut>-<release>.yaml expects
           for its release (a case without an entry must pass or skip with its
           reason) and the reference's self-check passed.
-  test    the same set-up, then the unit tests (GoogleTest through ctest) and
-          the pytest suites of the harness itself. CI runs exactly this.
+  test    the same set-up, then the unit tests (GoogleTest through ctest),
+          the pytest suites of the harness itself and the sanitizer stage
+          (ASan+UBSan, TSan, fuzz targets). CI runs exactly this.
   list    print every case id and the rule it checks.
   setup   only the set-up steps.
   report  write report.html (self-contained HTML) for results directories.
@@ -39,6 +40,7 @@ from vnetct.cli import certify, selftest
 from vnetct.cli import check_config
 from vnetct.cli import prepare_image as image_prep
 from vnetct.cli import matrix
+from vnetct.cli import test_cmd
 from vnetct.core import expectations, paths, quiet, run_lock, sweep
 from vnetct.core.text import for_terminal
 from vnetct.sut.base import profile_named
@@ -97,12 +99,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="with --profile reference: break the reference model on purpose, to show which cases "
                           "catch it (repeatable; names: LeaveWaitUnplugEarly, NegotiatedBeforeAck, ...)")
 
-    test = commands.add_parser("test", help="set up, then run the unit and harness tests")
-    test.add_argument("--quick", action="store_true",
-                      help="the developer's loop: unit tests and the harness tests that boot no guest and run no "
-                           "suite (pytest -m 'not heavy'), without building the guest image")
-    test.add_argument("pytest_args", nargs="*", help="extra arguments for pytest")
-
+    test_cmd.add_parser(commands)
     commands.add_parser("list", help="print case ids and the rule each checks")
     certify.add_parser(commands)
     matrix.add_parser(commands)
@@ -125,13 +122,6 @@ def _parser() -> argparse.ArgumentParser:
                              "(figures: unplug_latency s, replug_latency s, downtime ms, switchover_loss "
                              "datagrams, longest_loss_window ms)")
     return parser
-
-
-def _pytest_env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(paths.REPO / "harness" / "python"), env.get("PYTHONPATH", "")])
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
 
 
 def _case_collection_args(terminal: bool = True, targets: Optional[List[Path]] = None) -> List[str]:
@@ -347,7 +337,7 @@ def _run_pytest(pytest_args: List[str], cwd: Path, inherited: List[int] = ()) ->
     # A child process: a crash in a case cannot take the CLI's summary with it,
     # and Ctrl-C reaches both (same process group), so pytest tears down. SIGTERM
     # and SIGHUP sent to the CLI alone are passed on as the Ctrl-C they mean.
-    environment = {**_pytest_env(), run_lock.HELD_LOCKS: ",".join(map(str, inherited))}
+    environment = {**test_cmd.pytest_env(), run_lock.HELD_LOCKS: ",".join(map(str, inherited))}
     process = subprocess.Popen([sys.executable, "-m", "pytest", *pytest_args], cwd=cwd, env=environment,
                                pass_fds=tuple(inherited))
 
@@ -536,24 +526,7 @@ def command_list(_args) -> int:
     bootstrap.build_native(targets=("vnetct_native",))
     return subprocess.run([sys.executable, "-m", "pytest", *_case_collection_args(terminal=False),
                            "--collect-only", "--vnetct-list"],
-                          cwd=paths.REPO, env=_pytest_env(), check=False).returncode
-
-
-def command_test(args) -> int:
-    bootstrap.prepare(with_image=not args.quick, for_tests=True)
-    bootstrap.require_root()
-    started = time.monotonic()
-    print("vnetct: unit tests (ctest)", flush=True)
-    ctest = subprocess.run(["ctest", "--test-dir", str(paths.BUILD), "--output-on-failure", "-j2"], check=False)
-    print("vnetct: harness tests (pytest)" + (", quick: -m 'not heavy'" if args.quick else ""), flush=True)
-    suites = [str(paths.REPO / "harness" / "test"), str(paths.REPO / "guest_agent" / "image")]
-    quick = ["-m", "not heavy"] if args.quick else []
-    pytest_status = subprocess.run([sys.executable, "-m", "pytest", *suites, "-p", "no:cacheprovider",
-                                    "--rootdir", str(paths.REPO), *quick, *args.pytest_args],
-                                   cwd=paths.REPO, env=_pytest_env(), check=False).returncode
-    print(f"vnetct: {'quick ' if args.quick else ''}tests finished in {time.monotonic() - started:.1f} s "
-          f"(ctest exit {ctest.returncode}, pytest exit {pytest_status})", flush=True)
-    return 0 if ctest.returncode == 0 and pytest_status == 0 else EXIT_FAILED
+                          cwd=paths.REPO, env=test_cmd.pytest_env(), check=False).returncode
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -562,7 +535,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "run":
             return command_run(args)
         if args.command == "test":
-            return command_test(args)
+            return test_cmd.command_test(args)
         if args.command == "list":
             return command_list(args)
         if args.command == "report":

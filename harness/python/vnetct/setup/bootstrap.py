@@ -49,6 +49,9 @@ PACKAGES: Dict[str, str] = {
 TEST_PACKAGES: Dict[str, str] = {
     "chromium": "the report's browser test (headless: loads report.html, checks the console, keeps a screenshot)",
     "python3-hypothesis": "property tests of the rules table (harness/test/test_rules_table.py)",
+    "clang": "the sanitizer stage of vnetct test: libFuzzer (-fsanitize=fuzzer) and the ASan/UBSan/TSan trees "
+             "(vnetct.cli.sanitizers)",
+    "ninja-build": "the sanitizer stage of vnetct test: builds its trees' targets side by side",
 }
 # `vnetct prepare-image` (and its tests) need these.
 IMAGE_PACKAGES: Dict[str, str] = {

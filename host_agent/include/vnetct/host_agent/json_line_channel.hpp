@@ -158,6 +158,9 @@ struct ReceivedMessage {
     std::optional<std::string> event;
 };
 [[nodiscard]] HostResult<ReceivedMessage> receive_message(JsonLineChannel& channel, Deadline deadline);
+// The same for a message already read: Protocol when it is no JSON object or
+// its "event" is no string.
+[[nodiscard]] HostResult<ReceivedMessage> classify_message(nlohmann::json message);
 
 // What read_event of both clients does with the message it read: an event (the
 // client returned null) is fine; a late reply to a request that gave up is

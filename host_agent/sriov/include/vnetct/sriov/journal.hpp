@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -28,6 +29,9 @@ class Journal {
     explicit Journal(std::filesystem::path file = {}) : m_file(std::move(file)) {}
     // A journal left behind by an earlier run (JournalIo if unreadable or malformed).
     static SriovResult<Journal> load(const std::filesystem::path& file);
+    // The same for the file's text already read (JournalIo if malformed);
+    // `file` names it and is where later changes are saved.
+    static SriovResult<Journal> parse(std::string_view text, const std::filesystem::path& file);
 
     // Appends and saves (the file is replaced atomically).
     SriovResult<void> record(nlohmann::json entry);
