@@ -24,6 +24,7 @@ migration is that of the last three."""
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 import pytest
 
@@ -85,6 +86,10 @@ def _migrate_with_stream(vm_factory, case, name: str, hand_over_taps: bool) -> d
                 f"takes the frames meant for the running source") from None
         mark = len(source.qmp.events)
         case.step(f"migrating {source.name} to {target.name} ({'same TAP fd' if hand_over_taps else 'new TAP'})")
+        if capture is not None:
+            # The source's TAP until the switchover starts: after its STOP it reads no more
+            # and, flooded by the bridge, drops; what it dropped before is judged below.
+            dropped_at_migrate = {tap: read_link(source.wire.netns, tap).tx_dropped for tap in source.taps}
         migrate_ns = time.monotonic_ns()
         source.record("migrate")
         source.qmp.execute("migrate", {"uri": target.migration_uri})
@@ -105,8 +110,11 @@ def _migrate_with_stream(vm_factory, case, name: str, hand_over_taps: bool) -> d
             capture.stop()
             capture.save(case, "wire-switchover.json", keep=lambda frame: "stream_seq" not in decode(frame.head))
     if capture is not None:
-        for side, taps in (("source", source.taps), ("target", target.taps)):
-            report[f"{side}_delivery"] = _delivery(capture, taps, {tap: dropped_before[tap] for tap in taps})
+        # The source's side while the target waits (its drops until the migration started);
+        # the target's from its start to the end.
+        report["source_delivery"] = _delivery(capture, source.taps, {tap: dropped_before[tap] for tap in source.taps},
+                                              dropped_at_migrate)
+        report["target_delivery"] = _delivery(capture, target.taps, {tap: dropped_before[tap] for tap in target.taps})
         for side in ("source", "target"):
             case.save_json(f"{side}-delivery.json",
                            {k: v for k, v in report[f"{side}_delivery"].items() if k != "seqs"})
@@ -122,7 +130,7 @@ def _migrate_with_stream(vm_factory, case, name: str, hand_over_taps: bool) -> d
     return report
 
 
-def _delivery(capture, taps, dropped_before) -> dict:
+def _delivery(capture, taps, dropped_before, dropped_after: Optional[dict] = None) -> dict:
     """The stream's datagrams the bridge handed to `taps` (seen leaving by
     them, towards the guest) whose echo no TAP saw a guest send, and what
     those TAPs dropped meanwhile: with none dropped, that side's QEMU took
@@ -138,7 +146,8 @@ def _delivery(capture, taps, dropped_before) -> dict:
             answered.add(seq)
         elif frame.port in taps:
             delivered.add(seq)
-    dropped = sum(read_link(capture.netns, tap).tx_dropped - before for tap, before in dropped_before.items())
+    after = dropped_after or {tap: read_link(capture.netns, tap).tx_dropped for tap in dropped_before}
+    dropped = sum(after[tap] - before for tap, before in dropped_before.items())
     return {"seqs": delivered - answered, "tap_dropped": dropped, "capture": capture.summary()}
 
 
