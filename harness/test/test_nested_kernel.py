@@ -85,7 +85,7 @@ def fake_build(tmp_path, monkeypatch):
         if step == "configuring":
             (objects / ".config").write_text(state["config_text"])
         else:
-            (objects / "arch" / "x86" / "boot").mkdir(parents=True)
+            (objects / "arch" / "x86" / "boot").mkdir(parents=True, exist_ok=True)
             (objects / "arch" / "x86" / "boot" / "bzImage").write_bytes(b"kernel")
 
     monkeypatch.setattr(nested_kernel, "_run", run)
@@ -99,7 +99,7 @@ def test_a_kernel_is_built_once_then_taken_from_the_cache(fake_build):
     assert fake_build["calls"] == ["unpacking the source", "configuring", "building bzImage"]
     meta = json.loads((first.bzimage.parent / nested_kernel.BUILD_JSON).read_text())
     assert meta["package_version"] == "6.12.118-1~deb12u1" and meta["bzimage_bytes"] == len(b"kernel")
-    assert not list(fake_build["cache"].glob("build-*")), "the objects are removed"
+    assert [p.name for p in fake_build["cache"].glob("build-*")] == ["build-6.12.118-1_deb12u1"], "objects kept"
     said = []
     second = nested_kernel.ensure_kernel(cache_dir=fake_build["cache"], log=said.append)
     assert not second.rebuilt and second.bzimage == first.bzimage

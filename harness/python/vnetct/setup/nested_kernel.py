@@ -7,8 +7,10 @@ guest_agent/image/nested/kernel.config as KCONFIG_ALLCONFIG; an option of the
 fragment that Kconfig drops (its dependencies unmet) fails the build, naming
 it. The result is cached under CACHE/nested-kernel/<key>/ (bzImage, config,
 build.json), the key made of the package version and the fragment's digest:
-it is rebuilt only when either changes. Each step says what it does and how
-long it took.
+it is rebuilt only when either changes. The unpacked source and the objects
+are kept per package version (CACHE/nested-kernel/src-<version>, build-<version>),
+so a changed fragment rebuilds only what it touches. Each step says what it
+does and how long it took.
 
     /usr/bin/python3 -m vnetct.setup.nested_kernel [--json]
 
@@ -88,7 +90,7 @@ def missing_options(fragment: Dict[str, str], config: Dict[str, str]) -> List[st
 def cache_key(package_version: str, fragment: bytes) -> str:
     """'<version>-<digest>': the package version (made path-safe) and 16 hex digits over both inputs."""
     digest = hashlib.sha256(package_version.encode() + b"\0" + fragment).hexdigest()[:16]
-    return f"{re.sub(r'[^A-Za-z0-9.+_-]', '_', package_version)}-{digest}"
+    return f"{_safe(package_version)}-{digest}"
 
 
 def package_version() -> Optional[str]:
@@ -125,13 +127,17 @@ def _run(step: str, argv: List[str], log_path: Path, cwd: Optional[Path] = None)
                                 + "\n".join(tail))
 
 
+def _safe(version: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+_-]", "_", version)
+
+
 def _unpack_source(cache_dir: Path, version: str, log_path: Path, log) -> Path:
-    """The source tree of `version` under cache_dir/src-<version> (unpacked once; older versions removed)."""
-    safe = re.sub(r"[^A-Za-z0-9.+_-]", "_", version)
-    tree = cache_dir / f"src-{safe}" / "linux-source-6.12"
+    """The source tree of `version` under cache_dir/src-<version> (unpacked once; other versions' source and
+    objects removed)."""
+    tree = cache_dir / f"src-{_safe(version)}" / "linux-source-6.12"
     done = tree.parent / ".unpacked"
-    for other in cache_dir.glob("src-*"):
-        if other != tree.parent:
+    for other in [*cache_dir.glob("src-*"), *cache_dir.glob("build-*")]:
+        if other.name not in (f"src-{_safe(version)}", f"build-{_safe(version)}"):
             shutil.rmtree(other)
     if done.is_file():
         return tree
@@ -177,10 +183,9 @@ def _build(cache_dir: Path, out: Path, version: str, fragment_path: Path, fragme
     started = time.monotonic()
     log(f"nested kernel: building {out.name} ({SOURCE_PACKAGE} {version}, {fragment_path.name}; log: {log_path})")
     tree = _unpack_source(cache_dir, version, log_path, log)
-    objects = cache_dir / f"build-{out.name}"
-    if objects.exists():
-        shutil.rmtree(objects)
-    objects.mkdir()
+    objects = cache_dir / f"build-{_safe(version)}"
+    log(f"nested kernel: objects in {objects} ({'kept from an earlier build' if objects.exists() else 'new'})")
+    objects.mkdir(exist_ok=True)
     make = ["nice", "-n", "19", "make", "-C", str(tree), f"O={objects}", "ARCH=x86_64"]
     step = time.monotonic()
     log("nested kernel: make allnoconfig with the fragment (KCONFIG_ALLCONFIG)")
@@ -210,7 +215,6 @@ def _build(cache_dir: Path, out: Path, version: str, fragment_path: Path, fragme
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    shutil.rmtree(objects)  # the objects serve no other key
     log(f"nested kernel: built {out / 'bzImage'} ({meta['bzimage_bytes']} bytes) in {total_s:.1f} s "
         f"(configure {config_s:.1f} s, make {make_s:.1f} s)")
     return NestedKernel(out / "bzImage", out / "config", out.name, version, total_s, rebuilt=True)
