@@ -75,7 +75,7 @@ def say(text: str) -> None:
     print(f"vnetct: {text}", flush=True)
 
 
-def _installed_versions(names: List[str]) -> Dict[str, str]:
+def installed_versions(names: List[str]) -> Dict[str, str]:
     result = subprocess.run(
         ["dpkg-query", "-W", "-f=${Package} ${db:Status-Status} ${Version}\n", *names],
         capture_output=True, text=True, check=False)
@@ -122,7 +122,7 @@ def _backports_configured() -> bool:
 def ensure_packages(for_tests: bool = False, for_images: bool = False) -> None:
     wanted = (list(PACKAGES) + (list(TEST_PACKAGES) if for_tests else [])
               + (list(IMAGE_PACKAGES) if for_tests or for_images else []))
-    versions = _installed_versions(wanted)
+    versions = installed_versions(wanted)
     missing = [name for name in wanted if name not in versions]
     qemu_old = "qemu-system-x86" in versions and _qemu_major(versions["qemu-system-x86"]) < MIN_QEMU_MAJOR
     if not missing and not qemu_old:
@@ -151,7 +151,7 @@ def ensure_packages(for_tests: bool = False, for_images: bool = False) -> None:
 
 def ensure_extra_packages(packages: Dict[str, str]) -> None:
     """Install those of `packages` (name -> why) that are missing, from the host's suite."""
-    missing = [name for name in packages if name not in _installed_versions(list(packages))]
+    missing = [name for name in packages if name not in installed_versions(list(packages))]
     if not missing:
         return
     if os.geteuid() != 0:
