@@ -56,8 +56,11 @@ def test_a_signal_to_the_cli_ends_the_run_like_ctrl_c(tmp_path, monkeypatch, sig
     monkeypatch.setenv("VNETCT_RUN_LOCKS", str(tmp_path / "locks"))
     monkeypatch.setenv("PYTHONPATH", str(paths.REPO / "harness" / "python"))
     out = tmp_path / "out"
+    # A session of its own: a case runner the CLI failed to stop would keep the output pipe
+    # open; the whole group is killed at the end, so the test ends either way.
     cli = subprocess.Popen([sys.executable, "-c", DRIVER, str(cases), str(out)], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         started = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         readable, _, _ = select.select([started], [], [], 120)  # the second case runs
@@ -66,8 +69,11 @@ def test_a_signal_to_the_cli_ends_the_run_like_ctrl_c(tmp_path, monkeypatch, sig
         os.kill(cli.pid, signum)  # the CLI alone, not its process group
         output, _ = cli.communicate(timeout=60)
     finally:
-        if cli.poll() is None:
-            cli.kill()
+        try:
+            os.killpg(cli.pid, signal.SIGKILL)  # the CLI and whatever it left
+        except ProcessLookupError:
+            pass
+        if cli.returncode is None:
             cli.communicate()
     assert cli.returncode == 130, output[-3000:]
     run_dir = (out / "latest").resolve()

@@ -544,3 +544,7 @@ def _interrupt_on_sigterm(signum, frame):
 
 signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
 signal.signal(signal.SIGHUP, _interrupt_on_sigterm)  # the terminal hung up: tear down as after Ctrl-C
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    # Started as a background job (SIGINT ignored, so Python installed no handler): Ctrl-C
+    # reaching this process anyway (the CLI's process group) still tears the run down.
+    signal.signal(signal.SIGINT, signal.default_int_handler)

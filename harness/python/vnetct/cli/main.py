@@ -342,8 +342,11 @@ def _run_pytest(pytest_args: List[str], cwd: Path, inherited: List[int] = ()) ->
                                pass_fds=tuple(inherited))
 
     def forward(signum, _frame):
+        # As SIGTERM, which the case runner's plugin always turns into the Ctrl-C teardown:
+        # a SIGINT may be ignored there (a shell starts a background job with SIGINT
+        # ignored, and Python then installs no handler for it).
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGTERM)
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
