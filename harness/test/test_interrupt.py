@@ -20,13 +20,19 @@ LATENCY_BOUND_S = 0.5  # issue 17: Ctrl-C during a 60 s request returns within i
 TRIES = 5
 
 
+def _listening(path) -> socket.socket:
+    """A unix stream socket listening at `path`: the peer a client connects to."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    return server
+
+
 @pytest.fixture
 def agent_and_peer(tmp_path):
     """A guest agent client and its peer, which answers nothing."""
     path = tmp_path / "agent.sock"
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen(1)
+    server = _listening(path)
     client = vnetct_native.GuestAgentClient.connect(str(path), "", timeout=5.0)
     peer, _ = server.accept()
     yield client, peer
@@ -43,9 +49,7 @@ def silent_agent(agent_and_peer):
 def silent_qmp(tmp_path):
     """A QMP client whose monitor greets, negotiates, then answers nothing."""
     path = tmp_path / "qmp.sock"
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen(1)
+    server = _listening(path)
 
     def monitor():
         peer, _ = server.accept()
