@@ -5,6 +5,7 @@ after every case."""
 import json
 import os
 import random
+import select
 import signal
 import time
 import xml.etree.ElementTree as ElementTree
@@ -22,42 +23,63 @@ def _case(index: int) -> dict:
             "artifacts": {}, "metrics": {}, "steps": []}
 
 
-def _writer(run_dir) -> None:
+def _writer(run_dir, progress: int) -> None:
     """A run's writer as the plugin drives it: one case after another, each
-    rewriting results.json and junit.xml; never returns."""
+    rewriting results.json and junit.xml, a byte on `progress` before each;
+    never returns."""
     results = Results(run_dir, {"run_id": run_dir.name, "profile": "qemu", "command": "", "sut": {}})
     index = 0
     while True:
+        os.write(progress, b".")
         results.add_case(_case(index))
         index += 1
 
 
+def _wait_for_bytes(fd: int, count: int, timeout_s: float) -> None:
+    """Reads `count` progress bytes from the writer, or fails naming the wait."""
+    deadline = time.monotonic() + timeout_s
+    seen = 0
+    while seen < count:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"the writer announced {seen} of {count} cases within {timeout_s} s"
+        seen += len(os.read(fd, count - seen))
+
+
 def test_a_run_killed_at_random_points_keeps_whole_files(tmp_path):
+    # The kill lands after the writer has begun its second case (so the first case's files are
+    # complete, whatever the machine's load) and anywhere within the next few cases' writes.
+    # A kill that interrupts a write leaves that write's temporary file behind: some must, or
+    # the kills never hit a write and the test proves nothing.
     rng = random.Random(17)
-    written = 0
+    interrupted = 0
     started = time.monotonic()
     for run in range(RUNS):
         run_dir = tmp_path / f"run-{run}"
         run_dir.mkdir()
+        progress_read, progress_write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: write until killed
             try:
-                _writer(run_dir)
+                os.close(progress_read)
+                _writer(run_dir, progress_write)
             finally:
                 os._exit(1)
-        time.sleep(rng.uniform(0.0, 0.04))  # the kill point: anywhere in the first few cases' writes
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        results_path, junit_path = run_dir / "results.json", run_dir / "junit.xml"
-        if results_path.exists():
-            cases = json.loads(results_path.read_text())["cases"]
-            written += 1
-            if junit_path.exists():
-                suite = ElementTree.parse(junit_path).getroot().find("testsuite")
-                # junit.xml follows results.json: it holds the same cases, or the one case before.
-                assert int(suite.get("tests")) in (len(cases), len(cases) - 1)
-    assert written > RUNS // 2, f"only {written} of {RUNS} runs wrote before the kill: kill later"
-    assert time.monotonic() - started < 30
+        os.close(progress_write)
+        try:
+            _wait_for_bytes(progress_read, 2, 10.0)
+            time.sleep(rng.uniform(0.0, 0.01))  # the kill point: within the next cases' writes
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(progress_read)
+        cases = json.loads((run_dir / "results.json").read_text())["cases"]
+        assert cases, "results.json holds no case although the writer had finished its first"
+        suite = ElementTree.parse(run_dir / "junit.xml").getroot().find("testsuite")
+        # junit.xml follows results.json: it holds the same cases, or the one case before.
+        assert int(suite.get("tests")) in (len(cases), len(cases) - 1)
+        interrupted += any(path.name.endswith(".tmp") for path in run_dir.iterdir())
+    assert interrupted > 0, f"none of {RUNS} kills interrupted a write: kill later"
+    assert time.monotonic() - started < 60
 
 
 def test_the_temporary_file_goes_when_the_write_fails(tmp_path, monkeypatch):
