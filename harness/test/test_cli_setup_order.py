@@ -73,15 +73,41 @@ def test_command(monkeypatch):
 @pytest.mark.parametrize("quick", [False, True])
 def test_test_quick_skips_the_image_the_heavy_tests_and_the_sanitizer_stage(test_command, quick):
     """`./vnetct test --quick`: set-up without the guest image, then ctest and
-    pytest -m 'not heavy'; the full command builds the image, selects all and
-    runs the sanitizer stage last."""
+    the light harness tests (pytest -m 'not heavy' in xdist workers); the full
+    command builds the image, then runs the heavy tests in one process after
+    the light ones, and the sanitizer stage last."""
     calls, _ = test_command
     assert cli.main(["test", *(["--quick"] if quick else []), "--", "-k", "x"]) == 0
     assert calls[0] == ("prepare", {"with_image": not quick, "for_tests": True})
-    ctest, pytest_argv = calls[1][1], calls[2][1]
+    ctest, light = calls[1][1], calls[2][1]
     assert ctest[0] == "ctest"
-    assert (pytest_argv[-4:-2] == ["-m", "not heavy"]) is quick and pytest_argv[-2:] == ["-k", "x"]
-    assert calls[3:] == ([] if quick else [("sanitizer stage", {"fuzz_seconds": sanitizers.DEFAULT_FUZZ_SECONDS})])
+    assert light[-6:] == ["-n", str(test_cmd.HARNESS_WORKERS), "-m", "not heavy", "-k", "x"]
+    rest = calls[3:]
+    if not quick:
+        heavy = rest.pop(0)[1]
+        assert heavy[-4:] == ["-m", "heavy", "-k", "x"] and "-n" not in heavy
+    assert rest == ([] if quick else [("sanitizer stage", {"fuzz_seconds": sanitizers.DEFAULT_FUZZ_SECONDS})])
+
+
+@pytest.mark.parametrize("codes, status", [((0, 0), 0), ((0, 5), 0), ((5, 0), 0), ((5, 5), 5), ((1, 0), 1),
+                                           ((0, 2), 2), ((5, 1), 1)])
+def test_the_harness_phases_exit_status(test_command, monkeypatch, codes, status):
+    """A phase that selected nothing (pytest's 5) fails nothing while the other ran tests;
+    any other non-zero status of either phase fails the command."""
+    calls, _ = test_command
+    answers = iter(codes)
+
+    class Done:
+        def __init__(self, code):
+            self.returncode = code
+
+    monkeypatch.setattr(test_cmd.subprocess, "run", lambda argv, **kwargs: Done(next(answers)))
+
+    class Args:
+        quick = False
+        pytest_args = []
+
+    assert test_cmd._harness_tests(Args()) == status
 
 
 def test_sanitizers_only_runs_the_stage_alone_and_its_failure_fails_the_command(test_command, capsys):

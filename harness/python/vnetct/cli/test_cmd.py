@@ -52,6 +52,44 @@ def _sanitizer_stage(args) -> bool:
     return stage.passed
 
 
+# The harness tests that boot no guest and run no suite are independent of one another and
+# mostly wait (subprocesses, sockets, fork-and-kill): they run in HARNESS_WORKERS pytest-xdist
+# workers. The heavy ones run the default suite, a selftest or a certify, whose own lanes and
+# 100k pps benches want the two cores: they follow, one after another, in one process.
+HARNESS_WORKERS = 3
+
+
+def harness_pytest_argv(heavy: bool, extra) -> list:
+    """pytest's command line for the light (heavy=False) or the heavy harness tests."""
+    suites = [str(paths.REPO / "harness" / "test"), str(paths.REPO / "guest_agent" / "image")]
+    spread = [] if heavy else ["-n", str(HARNESS_WORKERS)]
+    return [sys.executable, "-m", "pytest", *suites, "-p", "no:cacheprovider", "--rootdir", str(paths.REPO),
+            *spread, "-m", "heavy" if heavy else "not heavy", *extra]
+
+
+PYTEST_NOTHING_SELECTED = 5
+
+
+def _harness_tests(args) -> int:
+    """The light harness tests in parallel, then (not with --quick) the heavy ones. The worst
+    exit status; a phase that selected nothing (pytest's 5, e.g. a -k matching only light tests)
+    fails the command only when every phase selected nothing."""
+    codes = []
+    for heavy in ([False] if args.quick else [False, True]):
+        what = "heavy: -m heavy, one after another" if heavy else f"light: -m 'not heavy' in {HARNESS_WORKERS} workers"
+        print(f"vnetct: harness tests (pytest), {what}", flush=True)
+        started = time.monotonic()
+        code = subprocess.run(harness_pytest_argv(heavy, args.pytest_args), cwd=paths.REPO, env=pytest_env(),
+                              check=False).returncode
+        print(f"vnetct: harness tests ({'heavy' if heavy else 'light'}): exit {code} in "
+              f"{time.monotonic() - started:.1f} s", flush=True)
+        codes.append(code)
+    failures = [code for code in codes if code not in (0, PYTEST_NOTHING_SELECTED)]
+    if failures:
+        return failures[0]
+    return PYTEST_NOTHING_SELECTED if all(code == PYTEST_NOTHING_SELECTED for code in codes) else 0
+
+
 def command_test(args) -> int:
     if args.sanitizers_only:
         bootstrap.ensure_packages(for_tests=True)
@@ -62,12 +100,7 @@ def command_test(args) -> int:
     started = time.monotonic()
     print("vnetct: unit tests (ctest)", flush=True)
     ctest = subprocess.run(["ctest", "--test-dir", str(paths.BUILD), "--output-on-failure", "-j2"], check=False)
-    print("vnetct: harness tests (pytest)" + (", quick: -m 'not heavy'" if args.quick else ""), flush=True)
-    suites = [str(paths.REPO / "harness" / "test"), str(paths.REPO / "guest_agent" / "image")]
-    quick = ["-m", "not heavy"] if args.quick else []
-    pytest_status = subprocess.run([sys.executable, "-m", "pytest", *suites, "-p", "no:cacheprovider",
-                                    "--rootdir", str(paths.REPO), *quick, *args.pytest_args],
-                                   cwd=paths.REPO, env=pytest_env(), check=False).returncode
+    pytest_status = _harness_tests(args)
     sanitizers_passed = True
     if not args.quick:
         sanitizers_passed = _sanitizer_stage(args)
