@@ -74,3 +74,19 @@ def test_fresh_boot_without_its_reason_is_a_usage_error(tmp_path):
     result = _collect(tmp_path, '@pytest.mark.rule("FO-NEG-01")\n@pytest.mark.fresh_boot\ndef test_x():\n    pass\n')
     assert result.returncode == 4, result.stdout + result.stderr
     assert "fresh_boot needs the reason" in result.stderr
+
+
+def test_collection_order_long_then_guests_then_guestless_then_quiet(tmp_path):
+    """The order the lanes take cases in: long (protocol timers), then those with guests
+    (the vm_factory fixture), then those without, the CPU-quiet ones last."""
+    body = ('@pytest.fixture\ndef vm_factory():\n    return None\n\n'
+            '@pytest.fixture\ndef pair(vm_factory):\n    return None\n\n'
+            '@pytest.mark.cpu_quiet("bench")\n@pytest.mark.rule("FO-NEG-01")\ndef test_quiet():\n    pass\n\n'
+            '@pytest.mark.rule("FO-NEG-01")\ndef test_guestless():\n    pass\n\n'
+            '@pytest.mark.rule("FO-NEG-01")\ndef test_shared_guest(pair):\n    pass\n\n'
+            '@pytest.mark.rule("FO-NEG-01")\ndef test_guest(vm_factory):\n    pass\n\n'
+            '@pytest.mark.long("a 30 s timer")\n@pytest.mark.rule("FO-NEG-01")\ndef test_long(vm_factory):\n    pass\n')
+    result = _collect(tmp_path, body)
+    assert result.returncode == 0, result.stdout + result.stderr
+    order = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("demo/")]
+    assert order == ["demo/long", "demo/shared-guest", "demo/guest", "demo/guestless", "demo/quiet"], order

@@ -190,9 +190,13 @@ def pytest_collection_modifyitems(session, config, items):
     if problems:
         raise pytest.UsageError("bad case declarations:\n  " + "\n  ".join(problems))
     # The long cases first (their length is the protocol's own timers), so that in a parallel
-    # run none starts late and decides the run's length; the CPU-quiet cases last: the other
-    # lanes are winding down by then, so the wait for them to end costs least (vnetct.core.quiet).
+    # run none starts late and decides the run's length; then the cases with guests (they take
+    # the vm_factory fixture: QEMU, restores, migrations: seconds each), then those without (the
+    # reference backend's bench, the XML checks: milliseconds to a second or two), which fill
+    # the lanes' ends evenly; the CPU-quiet cases last: the other lanes are winding down by
+    # then, so the wait for them to end costs least (vnetct.core.quiet).
     items.sort(key=lambda item: (item.get_closest_marker("long") is None,
+                                 "vm_factory" not in getattr(item, "fixturenames", ()),
                                  item.get_closest_marker("cpu_quiet") is not None))
     if _state is not None:  # every case of the files collected, before -k: expectations name cases of the suite
         _state.results.data["collected"] = [item.vnetct_id for item in items]
