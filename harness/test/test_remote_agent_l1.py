@@ -1,0 +1,158 @@
+"""The host agent daemon where it is meant to run: inside an L1 guest (TCG,
+the nested kernel), on a virtio-serial port whose QEMU chardev is a unix
+socket on L0. hello, spawn (a QEMU in L1 with its QMP on a unix socket
+there), a relay to that socket through which the harness's own QMP client
+talks to it, read_file and write_file; and the figures: L1 launch to the
+daemon's hello, the relay's round trip (a QMP command) and its throughput
+from L1 to L0 (the QMP schema), each the median of 3."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from remote_agent_support import agent_binary
+from vnetct.core import paths
+from vnetct.remote.client import RemoteAgentClient, RemoteTimeout
+from vnetct.remote.relay import LocalRelay
+from vnetct.setup import nested_kernel
+
+sys.path.insert(0, str(paths.REPO / "guest_agent" / "image"))
+sys.path.insert(0, str(paths.REPO / "guest_agent" / "image" / "nested"))
+from cpio_newc import dir_entry, file_entry, symlink_entry, write_newc  # noqa: E402
+from initramfs_content import check_busybox, strip_agent  # noqa: E402
+from nested_vf import library_closure  # noqa: E402
+
+PORT = "org.vnetct.host-agent"
+APPLETS = ("sh", "mount", "mkdir", "ln", "echo", "poweroff", "cat")
+L1_INIT = r"""#!/bin/sh
+export PATH=/bin:/usr/bin
+mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs dev /dev
+ln -s /proc/self/fd /dev/fd
+echo "L1: starting vnetct-host-agent"
+/usr/bin/vnetct-host-agent --port {port}
+echo "L1: vnetct-host-agent exited with status $?"
+poweroff -f
+"""
+FAILURE_MARKS = ("Kernel panic", "vnetct-host-agent exited", "can't run")
+
+
+def l1_initramfs(out: Path) -> Path:
+    """busybox, the stripped daemon, /init, and QEMU with its libraries (a QMP socket in L1 to relay to)."""
+    qemu = str(paths.DEFAULT_QEMU)
+    entries = [dir_entry(d) for d in ("bin", "usr", "usr/bin", "proc", "sys", "dev", "run", "tmp")]
+    entries.append(file_entry("bin/busybox", check_busybox(), 0o755))
+    entries += [symlink_entry(f"bin/{applet}", "busybox") for applet in APPLETS]
+    agent, _ = strip_agent(agent_binary().read_bytes(), print)
+    entries.append(file_entry("usr/bin/vnetct-host-agent", agent, 0o755))
+    entries.append(file_entry("usr/bin/qemu-system-x86_64", Path(qemu).read_bytes(), 0o755))
+    for lib in library_closure(qemu):
+        parts = Path(lib).parent.parts[1:]
+        entries += [dir_entry("/".join(parts[:i])) for i in range(1, len(parts) + 1)]
+        entries.append(file_entry(lib.lstrip("/"), Path(lib).resolve().read_bytes(), 0o755))
+    entries.append(file_entry("init", L1_INIT.replace("{port}", PORT).encode(), 0o755))
+    unique, seen = [], set()
+    for entry in entries:
+        if entry.path not in seen:
+            seen.add(entry.path)
+            unique.append(entry)
+    path = out / "l1-initramfs.cpio"
+    path.write_bytes(write_newc(unique))
+    return path
+
+
+def l1_argv(kernel: Path, initrd: Path, chardev: Path, console: Path) -> list:
+    return [str(paths.DEFAULT_QEMU), "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "384", "-smp", "1",
+            "-nodefaults", "-display", "none", "-no-reboot", "-kernel", str(kernel), "-initrd", str(initrd),
+            "-append", "console=ttyS0 panic=-1 rdinit=/init loglevel=4", "-serial", f"file:{console}",
+            "-device", "virtio-serial-pci,id=ports",
+            "-chardev", f"socket,id=hostagent,path={chardev},server=on,wait=off",
+            "-device", f"virtserialport,chardev=hostagent,name={PORT}"]
+
+
+def wait_hello(client: RemoteAgentClient, l1: subprocess.Popen, console: Path, timeout: float) -> dict:
+    """The daemon's greeting, watching L1's console for a failure and L1 for its exit meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.wait_event("hello", timeout=min(1.0, max(deadline - time.monotonic(), 0.01)))
+        except RemoteTimeout:
+            text = console.read_text(errors="replace") if console.exists() else ""
+            failed = next((mark for mark in FAILURE_MARKS if mark in text), None)
+            if failed or l1.poll() is not None or time.monotonic() >= deadline:
+                why = f"'{failed}' on L1's console" if failed else \
+                    f"L1 exited ({l1.returncode})" if l1.returncode is not None else f"no hello within {timeout:.0f} s"
+                raise AssertionError(f"{why}; console ends: {text[-1500:]}") from None
+
+
+@pytest.mark.heavy("boots an L1 guest under TCG with the nested kernel and the host agent daemon")
+def test_the_host_agent_in_l1_answers_spawns_and_relays_over_virtio_serial(tmp_path):
+    from vnetct.core.native import vnetct_native
+    kernel = nested_kernel.cached()
+    if kernel is None:
+        pytest.skip("the nested kernel is not built for the installed linux-source-6.12 and this fragment "
+                    "(/usr/bin/python3 -m vnetct.setup.nested_kernel builds it)")
+    initrd = l1_initramfs(tmp_path)
+    chardev, console = tmp_path / "l1-hostagent.sock", tmp_path / "l1-console.log"
+    figures: dict = {}
+    launched = time.monotonic()
+    l1 = subprocess.Popen(l1_argv(kernel.bzimage, initrd, chardev, console), stdin=subprocess.DEVNULL,
+                          stdout=open(tmp_path / "l1.stdout", "w"), stderr=subprocess.STDOUT, process_group=0)
+    client = None
+    try:
+        client = RemoteAgentClient.connect(chardev, timeout=30, transcript=tmp_path / "remote.jsonl")
+        greeting = wait_hello(client, l1, console, timeout=180)
+        figures["l1_launch_to_hello_s"] = round(time.monotonic() - launched, 2)
+        hello = client.hello(timeout=30)
+        assert greeting["kernel"] == hello["kernel"] and hello["kernel"].startswith("6.12"), hello
+        assert hello["pfs"] == [], "no SR-IOV PF in this L1"
+
+        assert b"Linux version 6.12" in client.read_file("/proc/version", timeout=30)
+        payload = os.urandom(300_000)
+        client.write_file("/tmp/blob", payload, timeout=60)
+        assert client.read_file("/tmp/blob", timeout=60) == payload
+
+        started = time.monotonic()
+        qemu = client.spawn(["/usr/bin/qemu-system-x86_64", "-machine", "none", "-nodefaults", "-display", "none",
+                             "-qmp", "unix:/run/qmp.sock,server=on,wait=off"], stderr="/tmp/qemu.stderr")
+        with LocalRelay(client, "/run/qmp.sock", tmp_path / "l0-qmp.sock", timeout=120) as relay:
+            figures["l1_qemu_start_to_relay_s"] = round(time.monotonic() - started, 2)
+            qmp = vnetct_native.QmpClient.connect(str(relay.path), str(tmp_path / "qmp-l1.jsonl"), 60.0)
+            version = qmp.execute("query-version", None, 30.0)
+            assert version["qemu"]["major"] >= 10, version
+            round_trips, throughputs = [], []
+            for _ in range(3):
+                times = []
+                for _ in range(10):
+                    before = time.monotonic()
+                    assert qmp.execute("query-status", None, 30.0)["status"] == "prelaunch"
+                    times.append(time.monotonic() - before)
+                round_trips.append(statistics.median(times))
+                before = time.monotonic()
+                schema = qmp.execute("query-qmp-schema", None, 60.0)
+                elapsed = time.monotonic() - before
+                throughputs.append(len(json.dumps(schema)) / elapsed)
+            figures["relay_round_trip_ms"] = [round(t * 1000, 1) for t in round_trips]
+            figures["relay_round_trip_ms_median"] = round(statistics.median(round_trips) * 1000, 1)
+            figures["schema_bytes"] = len(json.dumps(schema))
+            figures["relay_l1_to_l0_kib_s"] = [round(t / 1024, 1) for t in throughputs]
+            figures["relay_l1_to_l0_kib_s_median"] = round(statistics.median(throughputs) / 1024, 1)
+            qmp.execute("quit", None, 30.0)
+            assert relay.error is None, relay.error
+        assert client.wait(qemu["process"], timeout=60)["code"] == 0
+    finally:
+        (tmp_path / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
+        print("remote agent in L1:", json.dumps(figures))
+        if client is not None:
+            client.close()
+        if l1.poll() is None:
+            os.killpg(l1.pid, signal.SIGKILL)
+        l1.wait()
