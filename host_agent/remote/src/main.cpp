@@ -65,8 +65,6 @@ int main(int argc, char** argv) {
         return 1;
     }
     if (stdio) {
-        ::fcntl(STDIN_FILENO, F_SETFL, ::fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
-        ::fcntl(STDOUT_FILENO, F_SETFL, ::fcntl(STDOUT_FILENO, F_GETFL) | O_NONBLOCK);
         return remote::serve(options, STDIN_FILENO, STDOUT_FILENO, stop_fd);
     }
     if (device.empty()) {

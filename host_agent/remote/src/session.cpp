@@ -2,6 +2,7 @@
 // processes' pidfds; what a request means is decided in requests.cpp.
 #include "session.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -332,6 +333,9 @@ int Session::poll_timeout_ms() const {
 }
 
 int Session::run(int stop_fd) {
+    for (const int fd : {m_in_fd, m_out_fd}) {  // the loop reads and writes what is there, never waits in a call
+        ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    }
     send([this] {
         nlohmann::json event = hello();
         event["event"] = "hello";

@@ -49,7 +49,7 @@ TEST_F(RemoteAgent_test, GreetsWithHelloAndAnswersIt) {
     EXPECT_EQ(hello["agent"], "vnetct-host-agent");
     EXPECT_FALSE(hello["kernel"].get<std::string>().empty());
     EXPECT_EQ(hello["pfs"], json::parse(R"([{"netdev":"eth7","address":"0000:3b:00.0","total_vfs":7,"num_vfs":0,
-                                            "driver":""}])"));
+                                            "driver":"ice"}])"));
 }
 
 TEST_F(RemoteAgent_test, BadLinesGetAnErrorNamingWhatWasWrongAndTheAgentReadsOn) {

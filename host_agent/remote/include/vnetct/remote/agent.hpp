@@ -34,7 +34,8 @@ struct RemoteOptions {
 };
 
 // Serves the harness on `in_fd` / `out_fd` (may be the same fd) until the end
-// of input (not `reconnecting`) or until `stop_fd` (>= 0) becomes readable.
+// of input (not `reconnecting`) or until `stop_fd` (>= 0) becomes readable;
+// both fds are made non-blocking.
 // Returns the exit code (0, or 1 when the stream failed). Children it
 // spawned are killed when it returns.
 [[nodiscard]] int serve(const RemoteOptions& options, int in_fd, int out_fd, int stop_fd);
