@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -68,6 +70,32 @@ def test_a_relay_carries_arbitrary_bytes_both_ways(agent, tmp_path):
     with LocalRelay(agent, str(tmp_path / "l1.sock"), tmp_path / "l0.sock") as relay:
         relay_round_trip(relay.path, bytes(range(256)) * 4096 + os.urandom(100_001))  # 1.1 MB, all byte values
         assert relay.error is None
+
+
+def test_what_l1_sends_before_the_consumer_attaches_reaches_it_first(agent, tmp_path):
+    """A QMP socket greets at once: its greeting must not be lost while the L0 end is being set up."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "greeter.sock"))
+    listener.listen(1)
+    accepted = []
+    greeter = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
+    greeter.start()
+    channel = agent.open_relay(str(tmp_path / "greeter.sock"))
+    greeter.join(10)
+    accepted[0].sendall(b"GREETING\n")
+    with channel._cond:  # the greeting is here before anyone consumes it
+        assert channel._cond.wait_for(lambda: len(channel._received) == 9, timeout=10)
+    delivered = []
+    channel.attach(delivered.append)
+    assert delivered == [b"GREETING\n"]
+    accepted[0].sendall(b"more")
+    with channel._cond:
+        assert channel._cond.wait_for(lambda: len(delivered) == 2, timeout=10)
+    assert delivered[1] == b"more"
+    channel.ack(13)
+    channel.close()
+    accepted[0].close()
+    listener.close()
 
 
 def test_the_relay_check_catches_a_relay_that_corrupts_a_byte(agent, tmp_path, monkeypatch):

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 
 #include "session.hpp"
@@ -192,7 +193,10 @@ json Session::hello() const {
         pfs.push_back({{"netdev", netdev}, {"address", *address}, {"total_vfs", *total},
                        {"num_vfs", num ? *num : -1}, {"driver", driver ? *driver : ""}});
     }
+    timespec boot{};
+    ::clock_gettime(CLOCK_BOOTTIME, &boot);  // how long the host has been up: its boot, when it is a guest
     return {{"agent", kAgentName}, {"protocol", kProtocolVersion}, {"kernel", names.release},
+            {"uptime_s", static_cast<double>(boot.tv_sec) + static_cast<double>(boot.tv_nsec) / 1e9},
             {"machine", names.machine}, {"hostname", names.nodename}, {"pid", ::getpid()},
             {"pfs", pfs},
             {"limits", {{"max_line_bytes", m_options.max_line_bytes}, {"window_bytes", m_options.window_bytes},

@@ -52,8 +52,11 @@ class Channel:
     acknowledges them) or, without one, kept for recv(); send() never has
     more than the daemon's window unacknowledged."""
 
-    def __init__(self, client: "RemoteAgentClient", ch: int, what: str):
+    def __init__(self, client: "RemoteAgentClient", ch: int, what: str, ack_on_arrival: bool):
         self.client, self.ch, self.what = client, ch, what
+        # a process's output is acknowledged as it arrives (kept here); a relay's only once
+        # delivered (recv(), or its consumer: attach()), so that a slow consumer holds the daemon back
+        self.ack_on_arrival = ack_on_arrival
         self.window = client.window_bytes
         self.frame = client.frame_bytes
         self._cond = threading.Condition()
@@ -65,13 +68,23 @@ class Channel:
 
     # -- called by the reader thread ---------------------------------------
     def _data(self, data: bytes) -> None:
-        if self.on_data is not None:
-            self.on_data(data)  # acknowledged by whoever delivers it (ack())
-            return
         with self._cond:
+            if self.on_data is not None:
+                self.on_data(data)  # acknowledged by whoever delivers it (ack())
+                return
             self._received += data
             self._cond.notify_all()
-        self.ack(len(data))
+        if self.ack_on_arrival:
+            self.ack(len(data))
+
+    def attach(self, on_data: Callable[[bytes], None]) -> None:
+        """From now on `on_data` gets the data, first what arrived before (in order); it must not block, and
+        whoever delivers the bytes acknowledges them (ack())."""
+        with self._cond:
+            if self._received:
+                on_data(bytes(self._received))
+                self._received.clear()
+            self.on_data = on_data
 
     def _ack(self, count: int) -> None:
         with self._cond:
@@ -124,7 +137,9 @@ class Channel:
                 self._cond.wait(left)
             data = bytes(self._received[:count])
             del self._received[:count]
-            return data
+        if not self.ack_on_arrival:
+            self.ack(len(data))
+        return data
 
     def read_all(self, timeout: float = 30.0) -> bytes:
         """Everything until the daemon closes the channel (a process's streamed output)."""
@@ -138,7 +153,9 @@ class Channel:
                 self._cond.wait(left)
             data = bytes(self._received)
             self._received.clear()
-            return data
+        if not self.ack_on_arrival:
+            self.ack(len(data))
+        return data
 
     def close(self, timeout: float = 10.0) -> dict:
         if self.closed_reason is not None:
@@ -244,11 +261,12 @@ class RemoteAgentClient:
         if "ok" in message and isinstance(message.get("id"), int) and message["id"] > 0:
             op = self._ops.pop(message["id"], None)
             if message.get("ok") and op == "open_relay":
-                self._open_channel(message["ch"], f"relay to {message.get('path')}")
+                self._open_channel(message["ch"], f"relay to {message.get('path')}", ack_on_arrival=False)
             if message.get("ok") and op == "spawn":
                 for key in ("stdout", "stderr"):
                     if f"{key}_ch" in message:
-                        self._open_channel(message[f"{key}_ch"], f"process {message.get('process')} {key}")
+                        self._open_channel(message[f"{key}_ch"], f"process {message.get('process')} {key}",
+                                           ack_on_arrival=True)
             with self._cond:
                 self._replies[message["id"]] = message
                 self._cond.notify_all()
@@ -259,8 +277,8 @@ class RemoteAgentClient:
             self._events.append(message)
             self._cond.notify_all()
 
-    def _open_channel(self, ch: int, what: str) -> None:
-        channel = Channel(self, ch, what)
+    def _open_channel(self, ch: int, what: str, ack_on_arrival: bool) -> None:
+        channel = Channel(self, ch, what, ack_on_arrival)
         self._channels[ch] = self._channels_made[ch] = channel
 
     # -- requests ---------------------------------------------------------------

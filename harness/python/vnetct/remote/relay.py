@@ -31,8 +31,8 @@ class LocalRelay:
         self.error: Optional[str] = None
         self._to_local: "queue.Queue" = queue.Queue()
         self.channel: Channel = client.open_relay(l1_path, timeout=timeout)
-        self.channel.on_data = self._to_local.put
         self.channel.on_close = lambda reason: self._to_local.put(_END)
+        self.channel.attach(self._to_local.put)  # with what came before (a QMP greeting)
         if self.path.exists():
             self.path.unlink()
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
