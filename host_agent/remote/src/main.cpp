@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -93,7 +94,10 @@ int main(int argc, char** argv) {
         std::cerr << "vnetct-host-agent: open " << device << ": " << std::strerror(errno) << "\n";
         return 1;
     }
-    std::cerr << "vnetct-host-agent: talking over " << device << "\n";
+    timespec boot{};
+    ::clock_gettime(CLOCK_BOOTTIME, &boot);
+    std::cerr << "vnetct-host-agent: talking over " << device << " (up " << boot.tv_sec << "."
+              << boot.tv_nsec / 10'000'000 << " s)\n";
     options.reconnecting = true;
     const int code = remote::serve(options, fd, fd, stop_fd);
     ::close(fd);

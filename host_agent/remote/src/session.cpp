@@ -10,6 +10,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <iostream>
 
 #include "vnetct/remote/base64.hpp"
@@ -21,7 +22,12 @@ constexpr auto kPortRetry = std::chrono::milliseconds(100);  // re-check a port 
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr std::size_t kMaxReadPerWakeup = 1U << 20;          // keep the channels served under a flood
 
-void log_line(const std::string& text) { std::cerr << "vnetct-host-agent: " << text << std::endl; }
+void log_line(const std::string& text) {
+    timespec boot{};
+    ::clock_gettime(CLOCK_BOOTTIME, &boot);
+    std::cerr << "vnetct-host-agent: " << text << " (up " << boot.tv_sec << "." << boot.tv_nsec / 10'000'000 << " s)"
+              << std::endl;
+}
 
 std::string errno_text(const char* what, int error) { return std::string(what) + ": " + std::strerror(error); }
 
