@@ -35,6 +35,7 @@ from initramfs_content import check_busybox, strip_agent  # noqa: E402
 from nested_vf import library_closure  # noqa: E402
 
 PORT = "org.vnetct.host-agent"
+MAC = "52:54:00:6f:55:cc"
 APPLETS = ("sh", "mount", "mkdir", "ln", "echo", "poweroff", "cat")
 L1_INIT = r"""#!/bin/sh
 export PATH=/bin:/usr/bin
@@ -57,7 +58,8 @@ def l1_initramfs(out: Path) -> Path:
     agent, _ = strip_agent(agent_binary().read_bytes(), print)
     entries.append(file_entry("usr/bin/vnetct-host-agent", agent, 0o755))
     entries.append(file_entry("usr/bin/qemu-system-x86_64", Path(qemu).read_bytes(), 0o755))
-    for lib in library_closure(qemu):
+    entries.append(file_entry("usr/bin/ip", Path("/usr/bin/ip").read_bytes(), 0o755))  # iproute2: VF settings (-j)
+    for lib in sorted(set(library_closure(qemu)) | set(library_closure("/usr/bin/ip"))):
         parts = Path(lib).parent.parts[1:]
         entries += [dir_entry("/".join(parts[:i])) for i in range(1, len(parts) + 1)]
         entries.append(file_entry(lib.lstrip("/"), Path(lib).resolve().read_bytes(), 0o755))
@@ -73,9 +75,13 @@ def l1_initramfs(out: Path) -> Path:
 
 
 def l1_argv(kernel: Path, initrd: Path, chardev: Path, console: Path) -> list:
-    return [str(paths.DEFAULT_QEMU), "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "384", "-smp", "1",
-            "-nodefaults", "-display", "none", "-no-reboot", "-kernel", str(kernel), "-initrd", str(initrd),
-            "-append", "console=ttyS0 panic=-1 rdinit=/init loglevel=4", "-serial", f"file:{console}",
+    return [str(paths.DEFAULT_QEMU), "-machine", "q35,kernel-irqchip=split", "-accel", "tcg", "-cpu", "max",
+            "-m", "384", "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
+            "-device", "intel-iommu,caching-mode=on,intremap=on",
+            "-device", "pcie-root-port,id=root1,chassis=1,slot=1",
+            "-netdev", "hubport,id=pfnet,hubid=0", "-device", "igb,netdev=pfnet,bus=root1,id=pf0",
+            "-kernel", str(kernel), "-initrd", str(initrd),
+            "-append", "console=ttyS0 panic=-1 rdinit=/init intel_iommu=on loglevel=4", "-serial", f"file:{console}",
             "-device", "virtio-serial-pci,id=ports",
             "-chardev", f"socket,id=hostagent,path={chardev},server=on,wait=off",
             "-device", f"virtserialport,chardev=hostagent,name={PORT}"]
@@ -118,7 +124,8 @@ def test_the_host_agent_in_l1_answers_spawns_and_relays_over_virtio_serial(tmp_p
         figures["l1_uptime_at_hello_s"] = round(greeting["uptime_s"], 2)  # L1's clock (TCG: slower than ours)
         hello = client.hello(timeout=30)
         assert greeting["kernel"] == hello["kernel"] and hello["kernel"].startswith("6.12"), hello
-        assert hello["pfs"] == [], "no SR-IOV PF in this L1"
+        assert [pf["driver"] for pf in hello["pfs"]] == ["igb"], hello["pfs"]
+        pf = hello["pfs"][0]
 
         assert b"Linux version 6.12" in client.read_file("/proc/version", timeout=30)
         # the stream itself, without a relay: a request's round trip, and 1 MiB each way (write_file, read_file)
@@ -143,6 +150,27 @@ def test_the_host_agent_in_l1_answers_spawns_and_relays_over_virtio_serial(tmp_p
         figures["write_file_l0_to_l1_kib_s_median"] = round(statistics.median(writes) / 1024, 1)
         figures["read_file_l1_to_l0_kib_s"] = [round(t / 1024, 1) for t in reads]
         figures["read_file_l1_to_l0_kib_s_median"] = round(statistics.median(reads) / 1024, 1)
+
+        # the vf profile's SR-IOV set-up, by the SR-IOV library in L1, on the emulated igb PF, and put back
+        probe = client.sriov_probe(pf["netdev"])
+        assert (probe["total_vfs"], probe["num_vfs"], probe["vfio_pci_loaded"]) == (7, 0, True), probe
+        started = time.monotonic()
+        vfs = client.sriov_prepare({"pf": pf["netdev"], "num_vfs": 2, "bind_vfio": True,
+                                    "vfs": [{"index": 1, "mac": MAC, "vlan": 10, "trust": True, "spoofchk": False}]},
+                                   "/run/sriov-journal.json")
+        figures["sriov_prepare_s"] = round(time.monotonic() - started, 2)
+        assert [(vf["index"], vf["driver"]) for vf in vfs] == [(1, "vfio-pci")], vfs
+        assert client.read_file(f"/sys/bus/pci/devices/{vfs[0]['address']}/driver_override").strip() == b"vfio-pci"
+        shown = client.spawn(["ip", "-j", "-d", "link", "show", "dev", pf["netdev"]], stdout="stream")
+        vf_info = json.loads(shown["stdout"].read_all(timeout=60))[0]["vfinfo_list"][1]  # what the PF reports
+        assert (vf_info["address"], vf_info["vlan_list"][0]["vlan"], vf_info["trust"], vf_info["spoofchk"]) == \
+            (MAC, 10, True, False), vf_info
+        started = time.monotonic()
+        restored = client.sriov_restore("/run/sriov-journal.json")
+        figures["sriov_restore_s"] = round(time.monotonic() - started, 2)
+        assert (restored["failures"], restored["left"]) == ([], 0), restored
+        figures["sriov_restored"] = restored["undone"]
+        assert client.sriov_probe(pf["netdev"])["num_vfs"] == 0
 
         started = time.monotonic()
         # -S: a QEMU that starts running sends RESUME, and a client connecting while it starts may get that

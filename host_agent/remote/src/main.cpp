@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <iomanip>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -97,7 +98,7 @@ int main(int argc, char** argv) {
     timespec boot{};
     ::clock_gettime(CLOCK_BOOTTIME, &boot);
     std::cerr << "vnetct-host-agent: talking over " << device << " (up " << boot.tv_sec << "."
-              << boot.tv_nsec / 10'000'000 << " s)\n";
+              << std::setfill('0') << std::setw(2) << boot.tv_nsec / 10'000'000 << " s)\n";
     options.reconnecting = true;
     const int code = remote::serve(options, fd, fd, stop_fd);
     ::close(fd);

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <iomanip>
 #include <iostream>
 
 #include "vnetct/remote/base64.hpp"
@@ -25,7 +26,8 @@ constexpr std::size_t kMaxReadPerWakeup = 1U << 20;          // keep the channel
 void log_line(const std::string& text) {
     timespec boot{};
     ::clock_gettime(CLOCK_BOOTTIME, &boot);
-    std::cerr << "vnetct-host-agent: " << text << " (up " << boot.tv_sec << "." << boot.tv_nsec / 10'000'000 << " s)"
+    std::cerr << "vnetct-host-agent: " << text << " (up " << boot.tv_sec << "." << std::setfill('0')
+              << std::setw(2) << boot.tv_nsec / 10'000'000 << " s)"
               << std::endl;
 }
 
