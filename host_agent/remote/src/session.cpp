@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,6 +33,16 @@ void log_line(const std::string& text) {
 }
 
 std::string errno_text(const char* what, int error) { return std::string(what) + ": " + std::strerror(error); }
+
+// A write that reports a peer gone as EPIPE instead of raising SIGPIPE (the
+// daemon ignores SIGPIPE; a process serving in a thread, a test, may not).
+ssize_t write_some(int fd, const char* data, std::size_t size) {
+    const ssize_t count = ::send(fd, data, size, MSG_NOSIGNAL);
+    if (count < 0 && errno == ENOTSOCK) {
+        return ::write(fd, data, size);  // a pipe or a character device (the virtio-serial port)
+    }
+    return count;
+}
 
 }  // namespace
 
@@ -106,7 +117,7 @@ void Session::read_stream() {
 
 bool Session::flush_stream() {
     while (m_out_offset < m_out.size()) {
-        const ssize_t count = ::write(m_out_fd, m_out.data() + m_out_offset, m_out.size() - m_out_offset);
+        const ssize_t count = write_some(m_out_fd, m_out.data() + m_out_offset, m_out.size() - m_out_offset);
         if (count < 0) {
             if (errno == EINTR) {
                 continue;
@@ -196,7 +207,7 @@ void Session::write_channel(int id) {
     Channel& channel = m_channels.at(id);
     std::size_t written = 0;
     while (written < channel.to_fd.size()) {
-        const ssize_t count = ::write(channel.fd, channel.to_fd.data() + written, channel.to_fd.size() - written);
+        const ssize_t count = write_some(channel.fd, channel.to_fd.data() + written, channel.to_fd.size() - written);
         if (count < 0) {
             if (errno == EINTR) {
                 continue;
