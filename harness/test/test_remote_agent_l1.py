@@ -10,6 +10,7 @@ ways (QMP echoes a 192 KiB command id); each the median of 3."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,12 +20,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator, Tuple
 
 import pytest
 
 from remote_agent_support import agent_binary
 from vnetct.core import paths
-from vnetct.remote.client import RemoteAgentClient, RemoteTimeout
+from vnetct.remote.client import RemoteAgentClient, RemoteClosed, RemoteTimeout
 from vnetct.remote.relay import LocalRelay
 from vnetct.setup import nested_kernel
 
@@ -49,7 +51,7 @@ poweroff -f
 FAILURE_MARKS = ("Kernel panic", "vnetct-host-agent exited", "can't run")
 
 
-def l1_initramfs(out: Path) -> Path:
+def l1_initramfs(out: Path, daemon_port: str = PORT) -> Path:
     """busybox, the stripped daemon, /init, and QEMU with its libraries (a QMP socket in L1 to relay to)."""
     qemu = str(paths.DEFAULT_QEMU)
     entries = [dir_entry(d) for d in ("bin", "usr", "usr/bin", "proc", "sys", "dev", "run", "tmp")]
@@ -63,7 +65,7 @@ def l1_initramfs(out: Path) -> Path:
         parts = Path(lib).parent.parts[1:]
         entries += [dir_entry("/".join(parts[:i])) for i in range(1, len(parts) + 1)]
         entries.append(file_entry(lib.lstrip("/"), Path(lib).resolve().read_bytes(), 0o755))
-    entries.append(file_entry("init", L1_INIT.replace("{port}", PORT).encode(), 0o755))
+    entries.append(file_entry("init", L1_INIT.replace("{port}", daemon_port).encode(), 0o755))
     unique, seen = [], set()
     for entry in entries:
         if entry.path not in seen:
@@ -93,7 +95,12 @@ def wait_hello(client: RemoteAgentClient, l1: subprocess.Popen, console: Path, t
     while True:
         try:
             return client.wait_event("hello", timeout=min(1.0, max(deadline - time.monotonic(), 0.01)))
-        except RemoteTimeout:
+        except (RemoteTimeout, RemoteClosed) as error:
+            if isinstance(error, RemoteClosed):
+                try:  # the stream closes when L1's QEMU ends: let it end, then say why from the console
+                    l1.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    raise AssertionError(f"the stream closed and L1 did not end: {error}") from None
             text = console.read_text(errors="replace") if console.exists() else ""
             failed = next((mark for mark in FAILURE_MARKS if mark in text), None)
             if failed or l1.poll() is not None or time.monotonic() >= deadline:
@@ -102,25 +109,53 @@ def wait_hello(client: RemoteAgentClient, l1: subprocess.Popen, console: Path, t
                 raise AssertionError(f"{why}; console ends: {text[-1500:]}") from None
 
 
-@pytest.mark.heavy("boots an L1 guest under TCG with the nested kernel and the host agent daemon")
-def test_the_host_agent_in_l1_answers_spawns_and_relays_over_virtio_serial(tmp_path):
-    from vnetct.core.native import vnetct_native
+@pytest.fixture
+def nested_bzimage() -> Path:
     kernel = nested_kernel.cached()
     if kernel is None:
         pytest.skip("the nested kernel is not built for the installed linux-source-6.12 and this fragment "
                     "(/usr/bin/python3 -m vnetct.setup.nested_kernel builds it)")
-    initrd = l1_initramfs(tmp_path)
-    chardev, console = tmp_path / "l1-hostagent.sock", tmp_path / "l1-console.log"
-    figures: dict = {}
+    return kernel.bzimage
+
+
+@contextlib.contextmanager
+def l1_with_agent(out: Path, bzimage: Path, daemon_port: str = PORT) -> Iterator[Tuple[RemoteAgentClient, dict]]:
+    """L1 booted, the client connected to its port's chardev and the daemon's greeting received (raising
+    AssertionError naming a failure on L1's console meanwhile); L1 killed at the end."""
+    initrd = l1_initramfs(out, daemon_port)
+    chardev, console = out / "l1-hostagent.sock", out / "l1-console.log"
     launched = time.monotonic()
-    with open(tmp_path / "l1.stdout", "w") as l1_output:
-        l1 = subprocess.Popen(l1_argv(kernel.bzimage, initrd, chardev, console), stdin=subprocess.DEVNULL,
+    with open(out / "l1.stdout", "w") as l1_output:
+        l1 = subprocess.Popen(l1_argv(bzimage, initrd, chardev, console), stdin=subprocess.DEVNULL,
                               stdout=l1_output, stderr=subprocess.STDOUT, process_group=0)
     client = None
     try:
-        client = RemoteAgentClient.connect(chardev, timeout=30, transcript=tmp_path / "remote.jsonl")
+        client = RemoteAgentClient.connect(chardev, timeout=30, transcript=out / "remote.jsonl")
         greeting = wait_hello(client, l1, console, timeout=180)
-        figures["l1_launch_to_hello_s"] = round(time.monotonic() - launched, 2)
+        yield client, {"launch_to_hello_s": time.monotonic() - launched, "greeting": greeting}
+    finally:
+        if client is not None:
+            client.close()
+        if l1.poll() is None:
+            os.killpg(l1.pid, signal.SIGKILL)
+        l1.wait()
+
+
+@pytest.mark.heavy("boots an L1 guest under TCG with the nested kernel and a daemon looking for a wrong port")
+def test_a_daemon_that_dies_in_l1_fails_the_wait_for_its_hello_naming_it(tmp_path, nested_bzimage):
+    """Seeded fault: the daemon is told a port name QEMU does not give; it exits, and the wait says so."""
+    with pytest.raises(AssertionError, match="(?s)'vnetct-host-agent exited' on L1's console.*org.vnetct.wrong"):
+        with l1_with_agent(tmp_path, nested_bzimage, daemon_port="org.vnetct.wrong"):
+            pass
+
+
+@pytest.mark.heavy("boots an L1 guest under TCG with the nested kernel and the host agent daemon")
+def test_the_host_agent_in_l1_answers_spawns_and_relays_over_virtio_serial(tmp_path, nested_bzimage):
+    from vnetct.core.native import vnetct_native
+    figures: dict = {}
+    with l1_with_agent(tmp_path, nested_bzimage) as (client, boot):
+        greeting = boot["greeting"]
+        figures["l1_launch_to_hello_s"] = round(boot["launch_to_hello_s"], 2)
         figures["l1_uptime_at_hello_s"] = round(greeting["uptime_s"], 2)  # L1's clock (TCG: slower than ours)
         hello = client.hello(timeout=30)
         assert greeting["kernel"] == hello["kernel"] and hello["kernel"].startswith("6.12"), hello
@@ -220,11 +255,5 @@ def test_the_host_agent_in_l1_answers_spawns_and_relays_over_virtio_serial(tmp_p
             assert {"return": {}} in replies, replies
             assert relay.error is None, relay.error
         assert client.wait(qemu["process"], timeout=60)["code"] == 0
-    finally:
         (tmp_path / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
         print("remote agent in L1:", json.dumps(figures))
-        if client is not None:
-            client.close()
-        if l1.poll() is None:
-            os.killpg(l1.pid, signal.SIGKILL)
-        l1.wait()
