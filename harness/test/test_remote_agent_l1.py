@@ -38,7 +38,7 @@ from nested_vf import library_closure  # noqa: E402
 
 PORT = "org.vnetct.host-agent"
 MAC = "52:54:00:6f:55:cc"
-APPLETS = ("sh", "mount", "mkdir", "ln", "echo", "poweroff", "cat")
+APPLETS = ("sh", "mount", "mkdir", "ln", "echo", "poweroff", "cat")  # cat: also a streamed output
 L1_INIT = r"""#!/bin/sh
 export PATH=/bin:/usr/bin
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs dev /dev
@@ -164,7 +164,7 @@ def test_the_host_agent_in_l1_answers_spawns_and_relays_over_virtio_serial(tmp_p
 
         assert b"Linux version 6.12" in client.read_file("/proc/version", timeout=30)
         # the stream itself, without a relay: a request's round trip, and 1 MiB each way (write_file, read_file)
-        hello_round_trips, writes, reads = [], [], []
+        hello_round_trips, writes, reads, channels = [], [], [], []
         for _ in range(3):
             times = []
             for _ in range(10):
@@ -179,12 +179,19 @@ def test_the_host_agent_in_l1_answers_spawns_and_relays_over_virtio_serial(tmp_p
             before = time.monotonic()
             assert client.read_file("/tmp/blob", timeout=120) == payload
             reads.append(len(payload) / (time.monotonic() - before))
+            # a channel (the relays' windows and frames), fed by a pipe: cat's output streamed
+            before = time.monotonic()
+            streamed = client.spawn(["cat", "/tmp/blob"], stdout="stream")["stdout"].read_all(timeout=120)
+            channels.append(len(streamed) / (time.monotonic() - before))
+            assert streamed == payload
         figures["stream_round_trip_ms"] = [round(t * 1000, 1) for t in hello_round_trips]
         figures["stream_round_trip_ms_median"] = round(statistics.median(hello_round_trips) * 1000, 1)
         figures["write_file_l0_to_l1_kib_s"] = [round(t / 1024, 1) for t in writes]
         figures["write_file_l0_to_l1_kib_s_median"] = round(statistics.median(writes) / 1024, 1)
         figures["read_file_l1_to_l0_kib_s"] = [round(t / 1024, 1) for t in reads]
         figures["read_file_l1_to_l0_kib_s_median"] = round(statistics.median(reads) / 1024, 1)
+        figures["channel_l1_to_l0_kib_s"] = [round(t / 1024, 1) for t in channels]
+        figures["channel_l1_to_l0_kib_s_median"] = round(statistics.median(channels) / 1024, 1)
 
         # the vf profile's SR-IOV set-up, by the SR-IOV library in L1, on the emulated igb PF, and put back
         probe = client.sriov_probe(pf["netdev"])
