@@ -61,7 +61,9 @@ GuestResult<AgentOptions> parse_agent_arguments(const std::vector<std::string>& 
     return options;
 }
 
-GuestResult<std::string> find_agent_port(const fs::path& sysfs_root) {
+GuestResult<std::string> find_agent_port(const fs::path& sysfs_root) { return find_port(sysfs_root, kAgentPortName); }
+
+GuestResult<std::string> find_port(const fs::path& sysfs_root, std::string_view wanted) {
     const fs::path ports_dir = sysfs_root / "class" / "virtio-ports";
     std::error_code error;
     fs::directory_iterator iterator(ports_dir, error);
@@ -76,7 +78,7 @@ GuestResult<std::string> find_agent_port(const fs::path& sysfs_root) {
     std::string seen;
     for (const std::string& port : ports) {
         const auto name = read_first_line(ports_dir / port / "name");
-        if (name == kAgentPortName) {
+        if (name == wanted) {
             return port;
         }
         seen += (seen.empty() ? "" : ", ") + port + "=" + name.value_or("?");

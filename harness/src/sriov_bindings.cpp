@@ -11,7 +11,9 @@
 #include <string>
 
 #include "error_binding.hpp"
+#include "json_bridge.hpp"
 #include "vnetct/sriov/journal.hpp"
+#include "vnetct/sriov/json_codec.hpp"
 #include "vnetct/sriov/setup.hpp"
 
 namespace py = pybind11;
@@ -20,40 +22,8 @@ using namespace vnetct::sriov;
 namespace vnetct::harness {
 namespace {
 
-template <typename T>
-std::optional<T> optional_item(const py::dict& entry, const char* key) {
-    if (!entry.contains(key) || entry[key].is_none()) {
-        return std::nullopt;
-    }
-    return entry[key].cast<T>();
-}
-
-SetupRequest request_from(const py::dict& request) {
-    SetupRequest setup;
-    setup.pf = request["pf"].cast<std::string>();
-    setup.num_vfs = request["num_vfs"].cast<int>();
-    setup.bind_vfio = request["bind_vfio"].cast<bool>();
-    for (const auto& item : request["vfs"].cast<py::list>()) {
-        const auto entry = item.cast<py::dict>();
-        VfRequest vf;
-        vf.index = entry["index"].cast<int>();
-        vf.settings.mac = optional_item<std::string>(entry, "mac");
-        vf.settings.vlan = optional_item<int>(entry, "vlan");
-        vf.settings.qos = optional_item<int>(entry, "qos").value_or(0);
-        vf.settings.trust = optional_item<bool>(entry, "trust");
-        vf.settings.spoofchk = optional_item<bool>(entry, "spoofchk");
-        setup.vfs.push_back(std::move(vf));
-    }
-    return setup;
-}
-
-py::dict report_dict(const Journal::Report& report, const Journal& journal) {
-    py::dict result;
-    result["undone"] = report.undone;
-    result["failures"] = report.failures;
-    result["left"] = journal.entries().size();
-    return result;
-}
+// The request as the one JSON reading has it (InvalidArgument names a bad key).
+SetupRequest request_from(const py::dict& request) { return unwrap(setup_request_from_json(from_python(request))); }
 
 }  // namespace
 
@@ -87,16 +57,7 @@ void bind_sriov(py::module_& module) {
                 Journal journal(journal_path);
                 return prepare(setup, sysfs, link, journal);
             }();
-            py::list vfs;
-            for (const auto& vf : unwrap(std::move(prepared))) {
-                py::dict entry;
-                entry["index"] = vf.index;
-                entry["address"] = vf.address;
-                entry["iommu_group"] = vf.iommu_group;
-                entry["driver"] = vf.driver;
-                vfs.append(entry);
-            }
-            return vfs;
+            return to_python(prepared_to_json(unwrap(std::move(prepared))));
         },
         py::arg("request"), py::arg("journal_path"), py::arg("sysfs_root") = "/sys", py::arg("netns") = "",
         "Prepares the VFs (vnetct.host_profile.HostProfile.setup_request()); every change is in the journal file "
@@ -106,11 +67,7 @@ void bind_sriov(py::module_& module) {
         "sriov_restore",
         [](const std::string& journal_path, const std::string& sysfs_root, const std::string& netns) {
             if (!std::filesystem::exists(journal_path)) {
-                py::dict nothing;
-                nothing["undone"] = py::list();
-                nothing["failures"] = py::list();
-                nothing["left"] = 0;
-                return nothing;
+                return to_python(restore_report_to_json({}, Journal()));
             }
             auto journal = unwrap(Journal::load(journal_path));
             Journal::Report report;
@@ -120,7 +77,7 @@ void bind_sriov(py::module_& module) {
                 VfLink link(netns);
                 report = journal.restore(sysfs, link);
             }
-            return report_dict(report, journal);
+            return to_python(restore_report_to_json(report, journal));
         },
         py::arg("journal_path"), py::arg("sysfs_root") = "/sys", py::arg("netns") = "",
         "Undoes the journal's entries in reverse; {'undone': [...], 'failures': [...], 'left': N}. "

@@ -41,6 +41,7 @@ FramedLines take_lines(std::string& buffer, std::size_t scanned, std::size_t max
                                        arrival_ns,
                                        {}});
             framed.lost_framing = lost_framing(path);
+            buffer.erase(0, line_start);
             return framed;
         }
         if (is_blank_text(line)) {
@@ -70,6 +71,7 @@ FramedLines take_lines(std::string& buffer, std::size_t scanned, std::size_t max
                                    {}});
         buffer.clear();
         framed.lost_framing = lost_framing(path);
+        framed.in_oversized_line = true;
     }
     return framed;
 }

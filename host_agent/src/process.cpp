@@ -40,6 +40,9 @@ struct ChildPlan {
     const char* stderr_path;
     bool same_output;
     std::vector<int> pass_fds;
+    int stdout_fd;
+    int stderr_fd;
+    std::vector<char*> env;  // empty: the parent's environment
 };
 
 // In the child, after fork: report "<step> <what>: errno N" and exit (the
@@ -77,11 +80,14 @@ struct ChildPlan {
         close(ns);
     }
     const int in = open("/dev/null", O_RDONLY);
-    const int out = open(plan.stdout_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int out = plan.stdout_fd >= 0 ? fcntl(plan.stdout_fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1)
+                                        : open(plan.stdout_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (out < 0) {
         child_fail(report_fd, "open", plan.stdout_path);
     }
-    const int err = plan.same_output ? dup(out) : open(plan.stderr_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int err = plan.stderr_fd >= 0 ? fcntl(plan.stderr_fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1)
+                    : plan.same_output  ? dup(out)
+                                        : open(plan.stderr_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (err < 0) {
         child_fail(report_fd, "open", plan.stderr_path);
     }
@@ -116,7 +122,11 @@ struct ChildPlan {
             close(lifted[i]);
         }
     }
-    execvp(plan.argv[0], plan.argv.data());
+    if (plan.env.empty()) {
+        execvp(plan.argv[0], plan.argv.data());
+    } else {
+        execvpe(plan.argv[0], plan.argv.data(), plan.env.data());
+    }
     child_fail(report_fd, "exec", plan.argv[0]);
 }
 
@@ -135,7 +145,14 @@ HostResult<Process> Process::spawn(const SpawnOptions& options) {
     }
     ChildPlan plan{{}, options.netns.empty() ? std::string() : "/run/netns/" + options.netns,
                    options.stdout_path.c_str(), options.stderr_path.c_str(),
-                   options.stderr_path == options.stdout_path, options.pass_fds};
+                   options.stderr_path == options.stdout_path && options.stderr_fd < 0 && options.stdout_fd < 0,
+                   options.pass_fds, options.stdout_fd, options.stderr_fd, {}};
+    if (options.env) {
+        for (const auto& entry : *options.env) {
+            plan.env.push_back(const_cast<char*>(entry.c_str()));
+        }
+        plan.env.push_back(nullptr);
+    }
     if (options.pass_fds.size() > 64) {
         return fail(HostErrc::InvalidArgument, "at most 64 fds can be passed");
     }
@@ -240,6 +257,17 @@ HostResult<ExitStatus> Process::wait(Deadline deadline) {
             waitid(P_PID, static_cast<id_t>(m_pid), &info, WEXITED | WNOWAIT);
         }
     }
+}
+
+HostResult<void> Process::signal(int number) {
+    if (poll() || m_pid <= 0) {
+        return fail(HostErrc::InvalidArgument, "process " + std::to_string(m_pid) + " has ended");
+    }
+    if (kill(-m_pid, number) != 0) {
+        return fail(HostErrc::Io, "kill(-" + std::to_string(m_pid) + ", " + std::to_string(number) +
+                                      "): " + strerror(errno));
+    }
+    return {};
 }
 
 HostResult<ExitStatus> Process::terminate(std::chrono::milliseconds grace) {

@@ -23,7 +23,10 @@ struct AgentOptions {
 [[nodiscard]] GuestResult<AgentOptions> parse_agent_arguments(const std::vector<std::string>& arguments);
 [[nodiscard]] std::string agent_usage();
 
-// The virtio-port directory whose `name` is kAgentPortName, e.g. "vport1p1".
+// The virtio-port directory whose `name` is `name`, e.g. "vport1p1" (the host
+// agent daemon in an L1 guest finds its own port by its name too).
+[[nodiscard]] GuestResult<std::string> find_port(const std::filesystem::path& sysfs_root, std::string_view name);
+// The same for kAgentPortName.
 [[nodiscard]] GuestResult<std::string> find_agent_port(const std::filesystem::path& sysfs_root);
 
 // /dev/<port>, created with mknod from <sysfs>/class/virtio-ports/<port>/dev if missing.

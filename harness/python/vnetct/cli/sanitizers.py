@@ -32,7 +32,7 @@ from vnetct.core import paths
 FUZZ_TARGETS = ("json_lines_fuzz", "livetap_codec_fuzz", "config_space_fuzz", "domain_xml_fuzz",
                 "trace_parser_fuzz", "sriov_journal_fuzz")
 ASAN_TESTS = ("common_test", "reference_impl_test", "host_agent_test", "sriov_test", "livetap_test",
-              "teaming_test", "groupid_test", "guest_agent_test")
+              "teaming_test", "groupid_test", "guest_agent_test", "remote_test")
 # What TSan runs: the code with a reader thread (the line-JSON channel) and what is built on it
 # (host_agent_test alone: the TSan tree then builds no reference or live-TAP library).
 TSAN_RUNS = {

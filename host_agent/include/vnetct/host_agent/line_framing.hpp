@@ -29,13 +29,20 @@ struct Arrival {
 struct FramedLines {
     std::vector<Arrival> arrivals;   // in stream order
     std::optional<Error<HostErrc>> lost_framing;  // set when the last arrival is Oversized: read no further
+    // With lost_framing: the oversized line is unfinished (its bytes so far were
+    // dropped); a reader that resynchronises drops what follows up to the next
+    // '\n'. Without it the oversized line was whole and the buffer holds what
+    // came after it.
+    bool in_oversized_line = false;
 };
 
 // Takes the complete lines out of `buffer` (bytes before `scanned` hold no
 // line end; the rest stays for the next read). Blank lines are skipped; a line
 // that is no JSON, or nests deeper than max_json_depth, is Malformed (with
 // its text as raw); a line, or an unfinished one, over `max_message_size`
-// bytes is Oversized and framing is lost. `path` names the peer in errors.
+// bytes is Oversized and framing is lost (what came before and the oversized
+// line leave the buffer; a reader that resynchronises calls again on the rest).
+// `path` names the peer in errors.
 [[nodiscard]] FramedLines take_lines(std::string& buffer, std::size_t scanned, std::size_t max_message_size,
                                      const std::string& path, std::int64_t arrival_ns);
 

@@ -26,6 +26,12 @@ struct SpawnOptions {
     // Open fds the child inherits: pass_fds[i] becomes the child's fd 3 + i
     // (e.g. a TAP queue for `-netdev tap,fd=3`). The caller keeps its own.
     std::vector<int> pass_fds;
+    // Open fds that become the child's stdout / stderr instead of the paths
+    // (e.g. a pipe's write end, for output streamed back); -1: the paths.
+    int stdout_fd = -1;
+    int stderr_fd = -1;
+    // The child's whole environment ("NAME=value" each); absent: the caller's.
+    std::optional<std::vector<std::string>> env;
 };
 
 // How a process ended: exit code, or the signal that killed it.
@@ -52,6 +58,12 @@ class Process {
     [[nodiscard]] std::optional<ExitStatus> poll();
     // Waits until the process ends or the deadline passes (Timeout).
     HostResult<ExitStatus> wait(Deadline deadline);
+    // Sends `number` to the process group; InvalidArgument once the process
+    // has ended (and been reaped): its group id may belong to another now.
+    HostResult<void> signal(int number);
+    // A pidfd that becomes readable when the process ends (for poll loops), or
+    // -1 when the kernel has none.
+    [[nodiscard]] int pidfd() const { return m_pidfd; }
     // SIGTERM to the group, up to `grace` for it to end, then SIGKILL to the
     // group; always reaps. Returns how the process ended.
     HostResult<ExitStatus> terminate(std::chrono::milliseconds grace);
