@@ -121,6 +121,8 @@ if [ "$MODE" = save ]; then
   cat /run/l2-state > $(port {state_port}) || fail state-copy
   mark l2-state-sent
   qmp '{"execute":"quit"}'
+  wait
+  poweroff -f
 elif [ "$MODE" = restore ]; then
   [ -f /l2/state ] || fail no-l2-state
   mark l2-start
