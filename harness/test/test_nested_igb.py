@@ -121,8 +121,8 @@ FAILOVER = [netdev("eth0", "net_failover", None, PAIR_MAC), netdev("eth1", "virt
 
 
 def test_igbvf_enslaved_under_the_failover_master_is_judged_enslaved():
-    lines = [{"event": "hello"}, {"event": "added", "name": "eth2", "mac": PAIR_MAC, "master": None},
-             {"event": "changed", "name": "eth2", "master": "eth0", "changes": ["master"]}]
+    lines = [{"event": "hello"}, {"event": "netdev-added", "name": "eth2", "mac": PAIR_MAC, "master": None},
+             {"event": "netdev-changed", "name": "eth2", "master": "eth0", "changes": ["master"]}]
     assert enslave.judge(lines, PAIR_MAC) is None, "not yet: no report"
     found = enslave.judge(lines + [report(*FAILOVER, netdev("eth2", "igbvf", "eth0", PAIR_MAC))], PAIR_MAC)
     assert found == enslave.Enslaved("eth2", "eth0", PAIR_MAC, "igbvf", None)
@@ -130,7 +130,7 @@ def test_igbvf_enslaved_under_the_failover_master_is_judged_enslaved():
 
 def test_a_primary_net_failover_cannot_take_fails_the_judgement():
     with pytest.raises(enslave.EnslaveFailed, match="eth2 appeared with MAC 52:54:00:00:00:01, not the failover"):
-        enslave.judge([{"event": "added", "name": "eth2", "mac": "52:54:00:00:00:01", "master": None}], PAIR_MAC)
+        enslave.judge([{"event": "netdev-added", "name": "eth2", "mac": "52:54:00:00:00:01", "master": None}], PAIR_MAC)
     with pytest.raises(enslave.EnslaveFailed, match="igbvf netdev eth2 is not enslaved"):
         enslave.judge([report(*FAILOVER, netdev("eth2", "igbvf", None, PAIR_MAC))], PAIR_MAC)
     with pytest.raises(enslave.EnslaveFailed, match="no igbvf netdev"):
@@ -215,7 +215,7 @@ def test_l2_restored_in_l1_gets_igbvf_enslaved_under_net_failover(tmp_path):
                             log=lambda text: None)
     assert record["enslaved"]["driver"] == "igbvf" and record["enslaved"]["mac"] == PAIR_MAC
     assert record["host_profile_problems"] == [] and record["wire"]["removed"] is True
-    assert {"l2-restored", "l2-agent-hello", "l2-primary-enslaved"} <= set(record["marks"])
+    assert {"l2-restored", "l2-agent-hello", "l2-agent-report"} <= set(record["marks"])
 
 
 @pytest.mark.heavy("runs L1 (TCG) restoring L2 from its snapshot with a wrong VF MAC")

@@ -53,7 +53,7 @@ def judge(messages: List[dict], pair_mac: str) -> Optional[Enslaved]:
     EnslaveFailed as soon as they show it cannot be."""
     pair_mac = pair_mac.lower()
     for message in messages:
-        if message.get("event") == "added" and message.get("mac") not in (None, "00:00:00:00:00:00") \
+        if message.get("event") == "netdev-added" and message.get("mac") not in (None, "00:00:00:00:00:00") \
                 and message["mac"].lower() != pair_mac:
             raise EnslaveFailed(f"netdev {message.get('name')} appeared with MAC {message['mac']}, not the failover "
                                 f"pair's {pair_mac}: net_failover pairs by MAC and does not enslave it")

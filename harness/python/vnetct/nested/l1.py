@@ -66,15 +66,16 @@ for dev in /sys/bus/pci/drivers/igb/0000*; do
   mark pf $(basename $dev) $net mac=$(cat $dev/net/$net/address) totalvfs=$(cat $dev/sriov_totalvfs)
 done
 # ROLE PFNET NUMVFS INDEX MAC: the VF of one migration side, given the pair's MAC through its PF, on vfio-pci
+# (iproute2 by its path: busybox sh runs its own ip applet first, which has no "vf")
 vf_setup() {
   dev=/sys/class/net/$2/device
-  ip link set "$2" up || fail $1-pf-up
+  /usr/bin/ip link set "$2" up || fail $1-pf-up
   echo $3 > $dev/sriov_numvfs || fail $1-numvfs
   vf=$(basename "$(readlink $dev/virtfn$4)")
   mark $1-vf-created $vf driver=$(basename "$(readlink /sys/bus/pci/devices/$vf/driver)")
-  ip link set "$2" vf $4 mac $5 || fail $1-vf-mac
+  /usr/bin/ip link set "$2" vf $4 mac $5 || fail $1-vf-mac
   mark $1-vf-mac-set
-  mark vf-mac $2 vf=$4 mac=$(ip link show "$2" | sed -n "s/.*vf $4 .*link\/ether \([0-9a-f:]*\).*/\1/p")
+  mark vf-mac $2 vf=$4 mac=$(/usr/bin/ip link show "$2" | sed -n "s/.*vf $4 .*link\/ether \([0-9a-f:]*\).*/\1/p")
   echo vfio-pci > /sys/bus/pci/devices/$vf/driver_override
   [ -e /sys/bus/pci/devices/$vf/driver ] && echo $vf > /sys/bus/pci/devices/$vf/driver/unbind
   echo $vf > /sys/bus/pci/drivers_probe
@@ -97,13 +98,13 @@ qmp_wait() {
   fail qmp closed waiting for "$1"
 }
 said() { while read -r what <&6; do [ "$what" = "$1" ] && return 0; done; fail "L2's agent relay closed before $1"; }
-# L2's agent lines to the console; what L1 waits for to fd 6; a report asked once a slave joined a master
+# L2's agent lines to the console; what L1 waits for to fd 6; a report asked once a netdev has a master
 while read -r line; do
   echo "L2AGENT $line"
   case "$line" in
     *'"event":"hello"'*|*'"id":1,"ok":true'*) mark l2-agent-hello; echo hello >&6;;
     *'"id":2,"ok":true'*) mark l2-agent-report; echo report >&6;;
-    *'"changes":["master"]'*|*'"changes":["master",'*) echo '{"id":2,"cmd":"report"}' >&3;;
+    *'"event":"netdev-'*'"master":"'*) [ -z "$asked" ] && echo '{"id":2,"cmd":"report"}' >&3; asked=1;;
   esac
 done < /run/agent.out &
 if [ "$MODE" = save ]; then
@@ -133,6 +134,9 @@ elif [ "$MODE" = restore ]; then
   mark l2-restore-start
   qmp '{"execute":"migrate-incoming","arguments":{"uri":"file:/l2/state"}}'
   qmp_wait '"status": "completed"'
+  mark l2-loaded
+  # it was stopped when it was saved, and comes back stopped: run it (QEMU plugs the primary then)
+  qmp '{"execute":"cont"}'; qmp_wait '"return"'
   mark l2-restored
   echo '{"id":1,"cmd":"hello"}' >&3
   said hello

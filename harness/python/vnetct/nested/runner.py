@@ -35,7 +35,7 @@ SAVE_STEPS = {
 RESTORE_STEPS = {
     **COMMON_STEPS,
     "l2_qemu_to_qmp": ("l2-start", "l2-restore-start"),
-    "l2_load": ("l2-restore-start", "l2-restored"),
+    "l2_load": ("l2-restore-start", "l2-loaded"),
     "restore_to_agent_hello": ("l2-restore-start", "l2-agent-hello"),
     "restore_to_enslaved_kernel_record": ("l2-restore-start", "l2-primary-enslaved-logged"),
     "restore_to_enslaved_judged": ("l2-restore-start", "l2-agent-report"),
@@ -155,7 +155,7 @@ def ensure_snapshot(prepared: Prepared, snapshots: SnapshotCache, out: Path, tim
 def restore(prepared: Prepared, snapshot: Snapshot, out: Path, timeout: float,
             log: Callable[[str], None] = print) -> dict:
     """L1 with the snapshot in its initramfs restores L2 until igbvf is the failover primary (judged from
-    L2's agent report) and L2's kernel logged it; raises NestedRunFailed otherwise."""
+    L2's agent report); raises NestedRunFailed otherwise."""
     out.mkdir(parents=True, exist_ok=True)
     initrd = out / "l1-initramfs-restore.cpio"
     with open(initrd, "wb") as written, open(prepared.base_initrd, "rb") as base:
@@ -169,7 +169,7 @@ def restore(prepared: Prepared, snapshot: Snapshot, out: Path, timeout: float,
             found = enslave.judge(enslave.agent_lines(console.lines), prepared.config.l2.mac)
             if found is not None:
                 verdict.append(found)
-        return bool(verdict) and "l2-primary-enslaved" in console.marks
+        return bool(verdict)
 
     try:
         result = session.run_l1(

@@ -100,7 +100,7 @@ def _read_console(argv: List[str], fds: List[int], out: Path, timeout: float, do
     launched = time.monotonic()
     console.marks["launch"] = {"host_s": 0.0, "line": ""}
     failure: Optional[str] = None
-    with open(out / "l1-console.log", "w") as record, open(out / "l1-qemu.stderr", "w") as stderr, \
+    with open(out / "l1-console.log", "w", buffering=1) as record, open(out / "l1-qemu.stderr", "w") as stderr, \
             subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
                              pass_fds=fds, process_group=0) as l1:
         selector = selectors.DefaultSelector()
