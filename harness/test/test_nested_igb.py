@@ -215,7 +215,7 @@ def test_l2_restored_in_l1_gets_igbvf_enslaved_under_net_failover(tmp_path):
                             log=lambda text: None)
     assert record["enslaved"]["driver"] == "igbvf" and record["enslaved"]["mac"] == PAIR_MAC
     assert record["host_profile_problems"] == [] and record["wire"]["removed"] is True
-    assert {"l2-restored", "l2-agent-hello", "l2-agent-report"} <= set(record["marks"])
+    assert {"l2-restored", "l2-agent-hello", "done"} <= set(record["marks"])
 
 
 @pytest.mark.heavy("runs L1 (TCG) restoring L2 from its snapshot with a wrong VF MAC")

@@ -98,13 +98,14 @@ qmp_wait() {
   fail qmp closed waiting for "$1"
 }
 said() { while read -r what <&6; do [ "$what" = "$1" ] && return 0; done; fail "L2's agent relay closed before $1"; }
-# L2's agent lines to the console; what L1 waits for to fd 6; a report asked once a netdev has a master
+# L2's agent lines to the console; what L1 waits for to fd 6; a report asked once a new netdev came with a master or one joined a master
 while read -r line; do
   echo "L2AGENT $line"
   case "$line" in
     *'"event":"hello"'*|*'"id":1,"ok":true'*) mark l2-agent-hello; echo hello >&6;;
     *'"id":2,"ok":true'*) mark l2-agent-report; echo report >&6;;
-    *'"event":"netdev-'*'"master":"'*) [ -z "$asked" ] && echo '{"id":2,"cmd":"report"}' >&3; asked=1;;
+    *'"event":"netdev-added"'*'"master":"'*|*'"changes":["master"'*)
+      [ -z "$asked" ] && echo '{"id":2,"cmd":"report"}' >&3; asked=1;;
   esac
 done < /run/agent.out &
 if [ "$MODE" = save ]; then
