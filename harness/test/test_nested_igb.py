@@ -164,8 +164,8 @@ def test_l1_has_two_pfs_on_the_wire_the_agent_port_and_a_state_port_only_when_sa
     assert f"socket,id=hostagent,path={tmp_path / 'a.sock'},server=on,wait=off" in joined
     assert f"name={l1.STATE_PORT}" in joined and "vnetct.l2=save" in joined
     restoring = " ".join(l1.argv(tmp_path / "bzImage", tmp_path / "initrd", config, "restore", [7, 8],
-                                 tmp_path / "a.sock", None))
-    assert l1.STATE_PORT not in restoring and "vnetct.l2=restore" in restoring
+                                 tmp_path / "a.sock", None, 35007755))
+    assert l1.STATE_PORT not in restoring and "vnetct.l2=restore vnetct.l2bytes=35007755" in restoring
     with pytest.raises(ValueError, match="2 PFs need as many TAP fds, got 1"):
         l1.argv(tmp_path / "k", tmp_path / "i", config, "save", [7], tmp_path / "a.sock", None)
     with pytest.raises(ValueError, match="L1 mode 'boot'"):
@@ -230,3 +230,13 @@ def test_a_vf_with_another_mac_than_the_pair_fails_the_enslave_check(tmp_path):
     assert failed.value.record["wire"]["removed"] is True
     assert any("vf.mac 52:54:00:6f:55:cc, but L1 read VF 0 of eth0 as 52:54:00:00:00:01" in problem
                for problem in failed.value.record["host_profile_problems"])
+
+
+def test_l1_console_failures_are_recognised():
+    from vnetct.nested.session import FAILURE_RE
+
+    for line in ("[    1.68] Initramfs unpacking failed: write error", "NESTED 6.0 failed l2-state-incomplete",
+                 "L2 qemu-system-x86_64: Unknown combination of migration flags: 0x0", "Kernel panic - not syncing"):
+        assert FAILURE_RE.search(line), line
+    for line in ("L2 qemu-system-x86_64: warning: hub 0 is not connected to host network", "NESTED 7.7 l2-loaded"):
+        assert not FAILURE_RE.search(line), line

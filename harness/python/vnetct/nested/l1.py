@@ -126,7 +126,10 @@ if [ "$MODE" = save ]; then
   wait
   poweroff -f
 elif [ "$MODE" = restore ]; then
-  [ -f /l2/state ] || fail no-l2-state
+  # a state the kernel could not unpack whole (L1's memory full: "Initramfs unpacking failed") is not loaded
+  want=$(sed -n 's/.*vnetct\.l2bytes=\([0-9]*\).*/\1/p' /proc/cmdline)
+  set -- $(ls -ln /l2/state 2>/dev/null)
+  [ -n "$want" ] && [ "$5" = "$want" ] || fail l2-state-incomplete has="${5:-none}" want="$want"
   mark l2-start
   {l2_restore} < /dev/null 2>&1 | sed 's/^/L2 /' &
   qmp_wait '"QMP"'; qmp '{"execute":"qmp_capabilities"}'; qmp_wait '"return"'
@@ -212,8 +215,9 @@ def state_archive(state: Path) -> bytes:
 
 
 def argv(kernel: Path, initrd: Path, config: L1Config, mode: str, tap_fds: List[int], host_agent_socket: Path,
-         state_file: Optional[Path]) -> List[str]:
-    """L1's command line; `tap_fds` are the PFs' TAP queues (inherited by QEMU), in the order of config.pfs."""
+         state_file: Optional[Path], state_bytes: Optional[int] = None) -> List[str]:
+    """L1's command line; `tap_fds` are the PFs' TAP queues (inherited by QEMU), in the order of config.pfs;
+    restoring, `state_bytes` is the size /l2/state must have in L1."""
     if mode not in ("save", "restore"):
         raise ValueError(f"L1 mode '{mode}': expected save or restore")
     if len(tap_fds) != len(config.pfs):
@@ -233,7 +237,7 @@ def argv(kernel: Path, initrd: Path, config: L1Config, mode: str, tap_fds: List[
                   "-device", f"virtserialport,chardev=l2state,name={STATE_PORT}"]
     words += ["-kernel", str(kernel), "-initrd", str(initrd),
               "-append", f"console=ttyS0 panic=-1 rdinit=/init intel_iommu=on printk.time=1 loglevel=4 "
-                         f"vnetct.l2={mode}",
+                         f"vnetct.l2={mode}" + (f" vnetct.l2bytes={state_bytes}" if state_bytes is not None else ""),
               "-serial", "stdio"]
     return words
 

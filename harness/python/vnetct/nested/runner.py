@@ -173,7 +173,8 @@ def restore(prepared: Prepared, snapshot: Snapshot, out: Path, timeout: float,
 
     try:
         result = session.run_l1(
-            lambda fds, socket: l1.argv(prepared.kernel, initrd, prepared.config, "restore", fds, socket, None),
+            lambda fds, socket: l1.argv(prepared.kernel, initrd, prepared.config, "restore", fds, socket, None,
+                                        snapshot.state.stat().st_size),
             out, timeout, done, len(prepared.config.pfs), log=log)
     finally:
         initrd.unlink(missing_ok=True)

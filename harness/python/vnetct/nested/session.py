@@ -23,7 +23,8 @@ from typing import Callable, Dict, List, Optional
 from vnetct.core import sweep
 
 MARK_RE = re.compile(r"^(?:L2 )?NESTED(-L2)? ([0-9.]+) (\S+)")
-FAILURE_RE = re.compile(r"Kernel panic|^NESTED \S+ failed|agent-exited|l2-exited|"
+# "Initramfs unpacking failed": L1's memory cannot hold its initramfs (files are then cut or holed, sizes intact)
+FAILURE_RE = re.compile(r"Kernel panic|Initramfs unpacking failed|^NESTED \S+ failed|agent-exited|l2-exited|"
                         r"qemu-system-x86_64: (?!warning: )")
 PEER_ADDRESS = "198.18.0.1/24"
 
