@@ -64,6 +64,11 @@ class Snapshot:
         return self.directory / "boot-serial.log"
 
 
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as data:
+        return hashlib.file_digest(data, "sha256").hexdigest()
+
+
 def canonical_argv(argv: List[str], name: str, sockets: Path, artifacts: Path, taps: List[str]) -> List[str]:
     """`argv` without what is particular to one VM: its name, directories and
     TAP names become placeholders, `-S` goes (a restore decides when to run),
@@ -133,6 +138,11 @@ class SnapshotCache:
         except (OSError, ValueError):
             return None
         if meta.get("key") != key or not snapshot.state.is_file():
+            return None
+        # A state that is not what its meta recorded (cut short, changed on disk) is never restored.
+        if "bytes" in meta and snapshot.state.stat().st_size != meta["bytes"]:
+            return None
+        if "sha256" in meta and _sha256(snapshot.state) != meta["sha256"]:
             return None
         os.utime(snapshot.meta)  # recently used
         return snapshot
