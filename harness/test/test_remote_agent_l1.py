@@ -31,10 +31,9 @@ from vnetct.remote.relay import LocalRelay
 from vnetct.setup import nested_kernel
 
 sys.path.insert(0, str(paths.REPO / "guest_agent" / "image"))
-sys.path.insert(0, str(paths.REPO / "guest_agent" / "image" / "nested"))
 from cpio_newc import dir_entry, file_entry, symlink_entry, write_newc  # noqa: E402
 from initramfs_content import check_busybox, strip_agent  # noqa: E402
-from nested_vf import library_closure  # noqa: E402
+from vnetct.nested.l1 import library_closure  # noqa: E402
 
 PORT = "org.vnetct.host-agent"
 MAC = "52:54:00:6f:55:cc"
