@@ -27,6 +27,7 @@
 #include "vnetct/guest_agent/requests.hpp"
 #include "vnetct/guest_agent/rtnetlink.hpp"
 #include "vnetct/guest_agent/udp_echo.hpp"
+#include "vnetct/stop_signals.hpp"
 
 namespace vnetct::guest_agent {
 namespace {
@@ -342,13 +343,7 @@ GuestResult<std::filesystem::path> locate_port(const AgentOptions& options) {
 }  // namespace
 
 int run_agent(const AgentOptions& options) {
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
-    ::signal(SIGPIPE, SIG_IGN);
-    const int signal_fd = ::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    const int signal_fd = vnetct::stop_signal_fd();
     if (signal_fd < 0) {
         log_line(describe_errno("signalfd", errno));
         return 1;

@@ -17,6 +17,7 @@
 
 #include "vnetct/guest_agent/agent.hpp"
 #include "vnetct/remote/agent.hpp"
+#include "vnetct/stop_signals.hpp"
 
 namespace {
 
@@ -55,13 +56,7 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
-    ::signal(SIGPIPE, SIG_IGN);
-    const int stop_fd = ::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    const int stop_fd = vnetct::stop_signal_fd();
     if (stop_fd < 0) {
         std::cerr << "vnetct-host-agent: signalfd: " << std::strerror(errno) << "\n";
         return 1;
