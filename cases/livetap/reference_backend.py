@@ -122,8 +122,8 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
         at_s = STEADY_S + (index - 1) * HOP_SPACING_S
         traffic.wait_progress(int(rate / flows * at_s), at_s + 0.5 - (time.monotonic_ns() - traffic.started_ns) / 1e9)
         hop = bench.hand_off(holder, target, path)
-        case.step(f"hand-off {index}: {holder.name} -> {target.name}, blackout {hop.blackout_us} us: "
-                  + ", ".join(f"{steps} {us}" for steps, us in hop.breakdown_us()))
+        case.step(f"hand-off {index}: {holder.name} -> {target.name}, blackout {hop.blackout_us} us "
+                  f"({hop.priority()}): " + ", ".join(f"{steps} {us}" for steps, us in hop.breakdown_us()))
         holders_counters.append(hop.source)
         hops.append(hop)
         phases += [(f"handoff-{index}", hop.stopped_reading_ns), (f"after-{index}", hop.serving_ns)]
@@ -163,6 +163,7 @@ def test_handoff_loses_nothing(livetap_bench, case, rate, queues, payload):
     case.metric("duplicates", sum(r["duplicates"] for r in rows))
     case.metric("reordered", sum(r["reordered"] for r in rows))
     case.metric("blackout_median", round(statistics.median(blackouts), 1), "us")
+    case.metric("blackout_realtime_hops", sum(1 for h in hops if all(h.realtime.values()) and h.realtime))
     case.metric("blackout_max", max(blackouts), "us")
     if gaps:
         case.metric("echo_gap_max", round(max(gaps), 1), "us")

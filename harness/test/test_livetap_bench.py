@@ -6,17 +6,15 @@ from vnetct.livetap.bench import Committed, Counters, HandOff, parse_stamps, tap
 
 COMMITTED = ("committed frames=10 echoed=10 first_seq=0 last_seq=9 arp=0 write_errors=0 queue_frames=10 streams=- "
              "stopped_reading_ns=1000000 committed_ns=1160000 stamps=command:900000,target_ready:990000,"
-             "stopped:1000000,offer_sent:1015000,accept_received:1110000,commit_sent:1115000")
+             "stopped:1000000,offer_sent:1015000,accept_received:1110000,commit_sent:1115000 realtime=1")
 SERVING = ("serving name=vt0 flags=0x5002 ifindex=4 netns=0 vnet_hdr_size=12 vnet_le=0 sndbuf=0 offloads=0x7 "
            "queues=1 serving_ns=1150000 stamps=accepted:950000,nic_spawned:960000,offer_received:1030000,"
            "queues_read:1040000,distinct_checked:1045000,identity_checked:1090000,accept_sent:1120000,"
-           "commit_received:1140000,reader_polling:1150000")
+           "commit_received:1140000,reader_polling:1150000 realtime=1")
 
 
-def _hand_off() -> HandOff:
-    committed = Committed(Counters.parse(COMMITTED), 1_000_000, 1_160_000, parse_stamps(COMMITTED))
-    return HandOff(committed.counters, committed.stopped_reading_ns, committed.committed_ns, 1_150_000,
-                   tap_state(SERVING.removeprefix("serving ")), {**committed.stamps, **parse_stamps(SERVING)})
+def _hand_off(committed: str = COMMITTED, serving: str = SERVING) -> HandOff:
+    return HandOff.from_lines(Committed.from_line(committed), serving)
 
 
 def test_the_serving_state_leaves_out_the_times():
@@ -35,6 +33,19 @@ def test_the_blackout_splits_at_the_steps_inside_it_in_the_protocols_order():
                                   ("accept_received -> commit_received", 30.0),
                                   ("commit_received -> serving", 10.0)]
     assert sum(us for _, us in hop.breakdown_us()) == hop.blackout_us == 150.0
+
+
+def test_the_lines_say_whether_each_side_ran_its_window_at_real_time_priority():
+    hop = _hand_off()
+    assert (hop.stopped_reading_ns, hop.committed_ns, hop.serving_ns) == (1_000_000, 1_160_000, 1_150_000)
+    assert hop.realtime == {"source": True, "target": True}
+    assert hop.priority() == "real-time on both sides"
+    # An unprivileged target (or VNETCT_HANDOFF_REALTIME=0): said, so that the figure says how it was obtained.
+    plain = _hand_off(serving=SERVING.replace("realtime=1", "realtime=0"))
+    assert plain.realtime == {"source": True, "target": False}
+    assert plain.priority() == "normal priority: target"
+    older = _hand_off(COMMITTED.replace(" realtime=1", ""), SERVING.replace(" realtime=1", ""))
+    assert older.priority() == "normal priority: source and target"
 
 
 def test_a_line_without_stamps_gives_none():

@@ -23,6 +23,7 @@
 
 #include "vnetct/livetap/channel.hpp"
 #include "vnetct/livetap/handoff_stamps.hpp"
+#include "vnetct/livetap/realtime_window.hpp"
 
 namespace vnetct::livetap {
 namespace {
@@ -304,6 +305,7 @@ int serve_commands(ServedTap& side, const TransferSwitches& switches, int contro
             }
             // Connected while still reading, and the target said Ready: its
             // wake-up for the connection is outside the blackout.
+            RealtimeWindow realtime(HandOffSide::Source);  // on its CPU from here, raised at the stop
             auto channel = connect_to(target.path);
             auto ready = channel ? await_ready(channel->get(), std::chrono::steady_clock::now() + kHandOffBound)
                                  : LivetapResult<void>(tl::unexpected(channel.error()));
@@ -319,11 +321,13 @@ int serve_commands(ServedTap& side, const TransferSwitches& switches, int contro
                 say(control_out, "resumed " + ready.error().message());  // it never stopped reading
                 continue;
             }
+            realtime.raise();  // from the stop to the Commit
             stamps.mark("stopped", side.halt_reading());  // LT-XFER-02: not one read after this
             const std::int64_t stopped_ns = *stamps.at("stopped");
             const auto fds = raw_fds(side.tap().queues);
             LivetapResult<void> offered = offer_backend(channel->get(), side.tap().state, fds,
                                                         std::chrono::steady_clock::now() + kHandOffBound, &stamps);
+            realtime.end();
             side.stop_reading();  // joins the halted reader, out of the blackout
             if (offered) {
                 const std::int64_t committed_ns = monotonic_ns();
@@ -334,7 +338,7 @@ int serve_commands(ServedTap& side, const TransferSwitches& switches, int contro
                 }
                 side.tap().queues.clear();
                 say(control_out, "committed " + describe(reported) + times(stopped_ns, committed_ns, "committed_ns") +
-                                     " stamps=" + stamps.describe());
+                                     " stamps=" + stamps.describe() + " realtime=" + (realtime.taken() ? "1" : "0"));
                 return 0;
             }
             // LT-XFER-04: the queues are still ours; serve them again.
@@ -455,10 +459,17 @@ int run_target(const TargetOptions& options, int control_in, int control_out) {
     // The reader thread takes the hand-off from the Offer on: it reads from
     // the moment the Commit arrives, with no thread to create or wake then.
     ServedTap side(options.guest, std::nullopt);
+    // The reader thread from its Ready to its first poll (ended once
+    // take_after returned, which is after that poll).
+    std::optional<RealtimeWindow> realtime;
     auto served = side.take_after([&]() -> LivetapResult<IncomingBackend> {
         prepare_validation();  // before the source stops reading
+        const bool own_cpus = handoff_cpus_differ();  // of the process's CPUs, before the pinning
+        realtime.emplace(HandOffSide::Target);        // before the Ready: it spins for the Offer
+        realtime->raise();
         announce_ready(channel.get(), std::chrono::steady_clock::now() + kHandOffBound);
-        auto incoming = receive_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound, &stamps);
+        auto incoming = receive_offer(channel.get(), std::chrono::steady_clock::now() + kHandOffBound, &stamps,
+                                      realtime->taken() && !own_cpus ? std::chrono::microseconds(0) : handoff_spin);
         if (!incoming) {
             return incoming;
         }
@@ -480,6 +491,8 @@ int run_target(const TargetOptions& options, int control_in, int control_out) {
         }
         return incoming;
     });
+    const bool realtime_taken = realtime && realtime->taken();
+    realtime.reset();
     if (!served) {
         say(control_out, "failed " + served.error().message());
         return 1;
@@ -489,7 +502,8 @@ int run_target(const TargetOptions& options, int control_in, int control_out) {
     const std::int64_t serving_ns = side.reader()->polling_ns();
     stamps.mark("nic_spawned", side.reader()->spawned_ns());
     stamps.mark("reader_polling", serving_ns);
-    say(control_out, "serving " + state + " serving_ns=" + std::to_string(serving_ns) + " stamps=" + stamps.describe());
+    say(control_out, "serving " + state + " serving_ns=" + std::to_string(serving_ns) + " stamps=" + stamps.describe() +
+                         " realtime=" + (realtime_taken ? "1" : "0"));
     // It serves as the source did, and may hand the queues on in turn.
     return serve_commands(side, options.transfer, control_in, control_out, " serving_ns=" + std::to_string(serving_ns));
 }

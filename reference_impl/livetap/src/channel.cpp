@@ -266,7 +266,8 @@ LivetapResult<void> reject_offer(int channel, const Rejection& rejection, Deadli
     return send_message(channel, MessageType::Reject, encode_rejection(rejection), {}, deadline);
 }
 
-LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline, HandOffStamps* stamps) {
+LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline, HandOffStamps* stamps,
+                                             std::chrono::microseconds spin) {
     auto refuse = [&](LivetapError error) -> LivetapResult<IncomingBackend> {
         if (error.code != LivetapErrc::PeerClosed && error.code != LivetapErrc::Timeout) {
             (void)reject_offer(channel, Rejection{error.code, error.detail}, deadline);
@@ -276,7 +277,7 @@ LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline, Han
     if (auto local = check_local_channel(channel); !local) {
         return tl::unexpected(local.error());
     }
-    auto message = receive_message(channel, deadline, handoff_spin);
+    auto message = receive_message(channel, deadline, spin);
     if (!message) {
         return refuse(message.error());
     }

@@ -114,7 +114,7 @@ def quiet_reading(bench, tap, holder):
 
 def tap_state(line: str) -> str:
     """The TAP state of a ready/serving line, without the times."""
-    return " ".join(word for word in line.split() if not word.startswith(("serving_ns=", "stamps=")))
+    return " ".join(word for word in line.split() if not word.startswith(("serving_ns=", "stamps=", "realtime=")))
 
 
 def parse_stamps(line: str) -> Dict[str, int]:
@@ -139,6 +139,14 @@ class Committed:
     stopped_reading_ns: int
     committed_ns: int
     stamps: Dict[str, int] = field(default_factory=dict)  # the holder's steps
+    realtime: bool = False      # the holder ran its blackout at SCHED_FIFO (realtime_window.hpp)
+
+    @classmethod
+    def from_line(cls, line: str) -> "Committed":
+        """The holder's "committed ..." line (backend.hpp)."""
+        said = fields(line)
+        return cls(Counters.parse(line), int(said["stopped_reading_ns"]), int(said["committed_ns"]),
+                   parse_stamps(line), said.get("realtime") == "1")
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,15 @@ class HandOff:
     serving_ns: int             # the target reads from here on
     state: str                  # the TAP state the target serves with
     stamps: Dict[str, int] = field(default_factory=dict)  # both sides' steps (parse_stamps)
+    realtime: Dict[str, bool] = field(default_factory=dict)  # {"source", "target"}: ran the window at SCHED_FIFO
+
+    @classmethod
+    def from_lines(cls, committed: Committed, serving: str) -> "HandOff":
+        """The hand-off from the holder's side and the target's "serving ..." line."""
+        return cls(committed.counters, committed.stopped_reading_ns, committed.committed_ns,
+                   int(fields(serving)["serving_ns"]), tap_state(serving.removeprefix("serving ")),
+                   {**committed.stamps, **parse_stamps(serving)},
+                   {"source": committed.realtime, "target": fields(serving).get("realtime") == "1"})
 
     @property
     def blackout_us(self) -> float:
@@ -164,6 +181,12 @@ class HandOff:
                    if name in self.stamps and self.stopped_reading_ns < self.stamps[name] < self.serving_ns]
         points.append(("serving", self.serving_ns))
         return [(f"{a} -> {b}", round((b_ns - a_ns) / 1e3, 1)) for (a, a_ns), (b, b_ns) in zip(points, points[1:])]
+
+    def priority(self) -> str:
+        """How the window was scheduled (realtime_window.hpp): both sides at
+        SCHED_FIFO, each on a CPU of its own, or which side was not."""
+        normal = [side for side in ("source", "target") if not self.realtime.get(side)]
+        return "real-time on both sides" if not normal else f"normal priority: {' and '.join(normal)}"
 
     def phases(self, started_ns: int, label: str = "handoff") -> List[Tuple[str, int]]:
         """The traffic phases around this hand-off: before, the hand-off, after."""
@@ -519,16 +542,11 @@ class Bench:
     def commit(self, holder: Backend, path: str) -> Committed:
         """The holder hands its TAP over to the target listening on `path`
         and commits (it reads no more)."""
-        committed = holder.ask(f"handoff {path}", "committed ")
-        return Committed(Counters.parse(committed["line"]), int(committed["stopped_reading_ns"]),
-                         int(committed["committed_ns"]), parse_stamps(committed["line"]))
+        return Committed.from_line(holder.ask(f"handoff {path}", "committed ")["line"])
 
     def serving(self, target: Backend, committed: Committed) -> HandOff:
         """The target's report that it serves the TAP it was handed."""
-        serving = target.expect("serving ")
-        return HandOff(committed.counters, committed.stopped_reading_ns, committed.committed_ns,
-                       int(fields(serving)["serving_ns"]), tap_state(serving.removeprefix("serving ")),
-                       {**committed.stamps, **parse_stamps(serving)})
+        return HandOff.from_lines(committed, target.expect("serving "))
 
     def hand_off(self, holder: Backend, target: Backend, path: str) -> HandOff:
         """One hand-off from `holder` to `target` (listening on `path`)."""

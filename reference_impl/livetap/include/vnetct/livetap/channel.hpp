@@ -103,9 +103,12 @@ struct IncomingBackend {
 // carrying the code and reason (best effort), closes the fds and returns the
 // error. A NoBackend instead of the Offer is NoIncomingFds naming the
 // source's reason (LT-CFG-03), and nothing is sent back.
-// `stamps` (if given) gets offer_received and validate_tap_state's.
+// `stamps` (if given) gets offer_received and validate_tap_state's. `spin`:
+// how long it tries before it sleeps (0 for a real-time thread, which must
+// not keep the source from its CPU: realtime_window.hpp).
 [[nodiscard]] LivetapResult<IncomingBackend> receive_offer(int channel, Deadline deadline,
-                                                           HandOffStamps* stamps = nullptr);
+                                                           HandOffStamps* stamps = nullptr,
+                                                           std::chrono::microseconds spin = handoff_spin);
 
 // The target's second half: Accept, then wait for the Commit. Only after it
 // returns may the target read the queues. PeerClosed/Timeout: the source did
